@@ -1,0 +1,70 @@
+//! The engine's error type. Variants carry the file, key or shape involved so
+//! the CLI can print one line a user can act on.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed (shape error inside a kernel, device error, ...).
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file exists but its contents are not what was expected.
+    #[error("{path}: {msg}")]
+    BadFile {
+        /// The file involved.
+        path: PathBuf,
+        /// What was wrong with it.
+        msg: String,
+    },
+    /// A tensor had the wrong shape for the key it was loaded into.
+    #[error("{key}: expected shape {expected:?}, found {found:?}")]
+    ShapeMismatch {
+        /// Parameter name.
+        key: String,
+        /// Shape the model needs.
+        expected: Vec<usize>,
+        /// Shape the file holds.
+        found: Vec<usize>,
+    },
+    /// A configuration value is invalid (names the key and what was expected).
+    #[error("config: {0}")]
+    Config(String),
+    /// The requested device cannot be used in this build or on this machine.
+    #[error("device: {0}")]
+    Device(String),
+    /// An invariant of the caller's inputs was violated.
+    #[error("{0}")]
+    Msg(String),
+}
+
+impl Error {
+    /// True for mistakes the user can fix (bad file, key, shape, config or device flag).
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Error::Io { .. }
+                | Error::BadFile { .. }
+                | Error::ShapeMismatch { .. }
+                | Error::Config(_)
+                | Error::Device(_)
+        )
+    }
+
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+/// Result alias for the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

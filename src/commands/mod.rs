@@ -1,0 +1,72 @@
+//! Subcommands: one module each, each with a clap `Args` struct and a `run`.
+
+mod bench_coco;
+mod bench_vit;
+mod classify;
+mod data_shapes;
+mod eval_coco;
+mod features;
+mod import;
+
+use clap::{Parser, Subcommand};
+
+/// Lightweight self-supervised ViTs for on-device vision.
+#[derive(Parser, Debug)]
+#[command(name = "vitdet", version, about, propagate_version = true)]
+#[command(after_help = "Examples:\n  vitdet bench vit --batch 8 --iters 3\n  vitdet import --from mae_tiny_400e.pth.tar --out mae_tiny.safetensors\n  vitdet eval coco --gt instances_val.json --dt results.json")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Convert a PyTorch or safetensors checkpoint into a vitdet safetensors file.
+    Import(import::ImportArgs),
+    /// Run the backbone and save every block's tokens (the analysis interface).
+    Features(features::FeaturesArgs),
+    /// Classify one image with a checkpoint that has a classifier head.
+    Classify(classify::ClassifyArgs),
+    /// Measure speed: `vit` (backbone), `coco` (evaluator).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Evaluate results: `coco` (bbox / segm AP, identical to pycocotools).
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Generate datasets: `shapes` (the built-in synthetic COCO dataset).
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// ViT-Tiny inference and training-step images/s at 224 px.
+    Vit(bench_vit::BenchVitArgs),
+    /// COCO evaluation time on a COCO-val-sized synthetic case.
+    Coco(bench_coco::BenchCocoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum EvalCommand {
+    /// COCO bbox / segm evaluation of a results file against ground truth.
+    Coco(eval_coco::EvalCocoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCommand {
+    /// Write the synthetic shapes dataset in COCO layout.
+    Shapes(data_shapes::DataShapesArgs),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Import(args) => import::run(args),
+        Command::Features(args) => features::run(args),
+        Command::Classify(args) => classify::run(args),
+        Command::Bench(BenchCommand::Vit(args)) => bench_vit::run(args),
+        Command::Bench(BenchCommand::Coco(args)) => bench_coco::run(args),
+        Command::Eval(EvalCommand::Coco(args)) => eval_coco::run(args),
+        Command::Data(DataCommand::Shapes(args)) => data_shapes::run(args),
+    }
+}
