@@ -4,6 +4,15 @@
 //! candle's fused ops directly, because several of them silently drop
 //! gradients in candle 0.11.1.
 
+pub mod checkpoint;
+pub mod device;
 mod error;
+pub mod ops;
+pub mod optim;
+pub mod progress;
+pub mod rng;
+pub mod run_dir;
+pub mod schedule;
+pub mod testing;
 
 pub use error::{Error, Result};
