@@ -1,5 +1,7 @@
 //! COCO data, masks and evaluation (filled in by the COCO toolkit issue).
 
+pub mod types;
+
 /// Errors of the COCO toolkit.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
