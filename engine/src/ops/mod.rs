@@ -1,1 +1,27 @@
-//! (in progress)
+//! The op layer: every op a vitdet model uses, each with a backward that is
+//! checked against central finite differences in f64.
+//!
+//! Why it exists: candle 0.11.1's fused `layer_norm`, `softmax_last_dim` and
+//! `sdpa` are recorded without a backward, so training through them silently
+//! leaves upstream variables without gradients (candle-notes.md §1). Model code
+//! calls only the functions here. Each function is the single entry point for
+//! its op: today it runs a composed implementation built from candle
+//! primitives whose backward is correct; a fused CPU or CUDA kernel can take
+//! over inside the function without any change to model code, and must match
+//! the composed reference (kept in each file as `composed`).
+//!
+//! Shapes: B batch, H heads, N tokens, D channels, C channels of a map.
+
+mod attention;
+mod drop_path;
+mod gelu;
+mod layer_norm;
+mod linear;
+mod softmax;
+
+pub use attention::{attention, AttentionOutput};
+pub use drop_path::drop_path;
+pub use gelu::gelu;
+pub use layer_norm::{layer_norm, layer_norm_channels_first, LayerNorm};
+pub use linear::{linear, Linear};
+pub use softmax::softmax_last_dim;

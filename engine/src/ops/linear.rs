@@ -1,0 +1,81 @@
+//! Affine map `x @ weight^T + bias` (PyTorch's `nn.Linear` layout).
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+/// `x`: (..., in); `weight`: (out, in); `bias`: (out). Returns (..., out).
+///
+/// Leading dimensions are flattened into one matrix so the product is a
+/// single GEMM rather than a batch of small ones.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    composed(x, weight, bias)
+}
+
+fn composed(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims();
+    let in_dim = *dims.last().ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
+    let rows = x.elem_count() / in_dim.max(1);
+    let out_dim = weight.dim(0)?;
+    let y = x.reshape((rows, in_dim))?.matmul(&weight.t()?)?;
+    let y = match bias {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    let mut out_dims = dims.to_vec();
+    if let Some(last) = out_dims.last_mut() {
+        *last = out_dim;
+    }
+    y.reshape(out_dims)
+}
+
+/// A linear layer holding `weight` (out, in) and an optional `bias` (timm names).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Builds the layer under `vb` (weights ~ N(0, 0.02²) as timm's ViT init, bias zero).
+    pub fn new(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 })?;
+        let bias = if bias { Some(vb.get_with_hints(out_dim, "bias", candle_nn::Init::Const(0.0))?) } else { None };
+        Ok(Self { weight, bias })
+    }
+
+    /// Applies the layer to the last dimension of `x`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        linear(x, &self.weight, self.bias.as_ref())
+    }
+
+    /// The weight, (out, in).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::testing::{check_gradients, random_tensor};
+
+    #[test]
+    fn computes_a_hand_worked_product() {
+        let dev = candle_core::Device::Cpu;
+        let x = Tensor::new(&[[[1.0f64, 2.0]], [[3.0, 4.0]]], &dev).unwrap(); // (2, 1, 2)
+        let w = Tensor::new(&[[1.0f64, 0.0], [1.0, 1.0], [0.0, -1.0]], &dev).unwrap(); // (3, 2)
+        let b = Tensor::new(&[0.5f64, 0.0, 1.0], &dev).unwrap();
+        let y = linear(&x, &w, Some(&b)).unwrap();
+        assert_eq!(y.dims(), &[2, 1, 3]);
+        assert_eq!(y.to_vec3::<f64>().unwrap(), vec![vec![vec![1.5, 3.0, -1.0]], vec![vec![3.5, 7.0, -3.0]]]);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let x = random_tensor(&[2, 3, 5], 12);
+        let w = random_tensor(&[4, 5], 13);
+        let b = random_tensor(&[4], 14);
+        check_gradients(&[x, w, b], |t| linear(&t[0], &t[1], Some(&t[2]))).unwrap();
+    }
+}
