@@ -42,18 +42,22 @@ pub enum MergeOp {
 
 impl Rle {
     /// Encodes a **column-major** bitmap (`bitmap[y + h * x]`), as `rleEncode`.
-    /// Any non-zero byte counts as foreground.
+    ///
+    /// Pass 0/1 (or 0/255) masks. Like pycocotools, runs break wherever the
+    /// **byte value** changes, not where "zero vs non-zero" changes: `[0, 3, 5]`
+    /// gives counts `[1, 1, 1]`, which decodes to `[0, 1, 0]` (pinned by
+    /// `encode_splits_runs_on_any_byte_change`).
     ///
     /// # Errors
     /// [`Error::BitmapSize`] if `bitmap.len() != h * w`.
     pub fn encode(bitmap: &[u8], h: u32, w: u32) -> Result<Self, Error> {
         check_bitmap_len(bitmap.len(), h, w)?;
-        Ok(Self::encode_iter(bitmap.iter().map(|&v| v != 0), h, w, bitmap.len()))
+        Ok(Self::encode_iter(bitmap.iter().copied(), h, w, bitmap.len()))
     }
 
     /// Encodes a **row-major** bitmap (`bitmap[x + w * y]`, the layout of image
     /// buffers) into the same column-major RLE that [`Rle::encode`] gives for the
-    /// transposed buffer.
+    /// transposed buffer (same byte-change rule).
     ///
     /// # Errors
     /// [`Error::BitmapSize`] if `bitmap.len() != h * w`.
@@ -61,14 +65,15 @@ impl Rle {
         check_bitmap_len(bitmap.len(), h, w)?;
         let (hu, wu) = (h as usize, w as usize);
         let column_major = (0..wu).flat_map(|x| (0..hu).map(move |y| x + wu * y));
-        let values = column_major.map(|i| bitmap.get(i).is_some_and(|&v| v != 0));
+        let values = column_major.map(|i| bitmap.get(i).copied().unwrap_or(0));
         Ok(Self::encode_iter(values, h, w, bitmap.len()))
     }
 
-    /// Run-length encodes a column-major sequence of pixel values.
-    fn encode_iter(values: impl Iterator<Item = bool>, h: u32, w: u32, hint: usize) -> Self {
+    /// Run-length encodes a column-major sequence of bytes, starting a new run
+    /// at every change of value (`rleEncode`).
+    fn encode_iter(values: impl Iterator<Item = u8>, h: u32, w: u32, hint: usize) -> Self {
         let mut counts = Vec::with_capacity(hint.min(64));
-        let (mut prev, mut run) = (false, 0u32);
+        let (mut prev, mut run) = (0u8, 0u32);
         for v in values {
             if v != prev {
                 counts.push(run);
@@ -339,6 +344,14 @@ mod tests {
         let r = Rle { h: 4, w: 3, counts: vec![5, 0, 7] };
         let wrap = |v: u32| f64::from(0u32.wrapping_sub(v).wrapping_add(1));
         assert_eq!(r.to_bbox(), [3.0, 4.0, wrap(3), wrap(4)]);
+    }
+
+    #[test]
+    fn encode_splits_runs_on_any_byte_change() {
+        let r = Rle::encode(&[0, 3, 5], 1, 3).unwrap();
+        assert_eq!(r.counts, vec![1, 1, 1]);
+        assert_eq!(r.decode().unwrap(), vec![0, 1, 0]);
+        assert_eq!(Rle::encode(&[0, 255, 255], 1, 3).unwrap().counts, vec![1, 2]);
     }
 
     #[test]
