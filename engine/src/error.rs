@@ -45,6 +45,24 @@ pub enum Error {
     /// An invariant of the caller's inputs was violated.
     #[error("{0}")]
     Msg(String),
+    /// A run directory cannot start the requested command: it already holds
+    /// a checkpoint and `--resume` was not given, or `--resume` found none.
+    #[error("{path}: {msg}")]
+    RunDir {
+        /// The output directory or checkpoint file involved.
+        path: PathBuf,
+        /// What the user should do about it.
+        msg: String,
+    },
+    /// Saved optimizer state does not fit the optimizer's parameters
+    /// (typically a checkpoint from a different model).
+    #[error("optimizer state {key}: {msg}")]
+    OptimizerState {
+        /// The state tensor's name (`<param>.<slot>`).
+        key: String,
+        /// What did not fit.
+        msg: String,
+    },
 }
 
 impl Error {
@@ -57,6 +75,8 @@ impl Error {
                 | Error::ShapeMismatch { .. }
                 | Error::Config(_)
                 | Error::Device(_)
+                | Error::RunDir { .. }
+                | Error::OptimizerState { .. }
         )
     }
 
