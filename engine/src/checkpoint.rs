@@ -160,6 +160,25 @@ pub fn read_safetensors(path: &Path, device: &Device) -> Result<Vec<(String, Ten
     Ok(read_tensors(path, device)?.0)
 }
 
+/// Writes named tensors atomically with string metadata in the safetensors
+/// header (e.g. the model configuration of an imported backbone).
+///
+/// # Errors
+/// As [`save_checkpoint`].
+pub fn write_safetensors_with_metadata(path: &Path, tensors: &[(String, Tensor)], meta: HashMap<String, String>) -> Result<()> {
+    write_tensors(path, tensors, Some(meta))
+}
+
+/// Reads all tensors of a safetensors file, sorted by name, and its header
+/// metadata (empty when the file has none).
+///
+/// # Errors
+/// As [`read_safetensors`].
+pub fn read_safetensors_with_metadata(path: &Path, device: &Device) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+    let (tensors, meta) = read_tensors(path, device)?;
+    Ok((tensors, meta.unwrap_or_default()))
+}
+
 /// The current values of `named` variables, as (name, tensor) pairs for
 /// [`save_checkpoint`] or [`write_safetensors_atomic`].
 pub fn var_tensors(named: &[(String, Var)]) -> Vec<(String, Tensor)> {

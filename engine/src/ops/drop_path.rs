@@ -7,7 +7,7 @@ use rand::Rng;
 
 /// Applies drop path to `x` of shape (B, ...). The keep/drop draws come from
 /// `rng` (one per sample, in batch order), so a seeded run is reproducible.
-pub fn drop_path(x: &Tensor, rate: f64, train: bool, rng: &mut impl Rng) -> Result<Tensor> {
+pub fn drop_path<R: Rng + ?Sized>(x: &Tensor, rate: f64, train: bool, rng: &mut R) -> Result<Tensor> {
     if !train || rate <= 0.0 {
         return Ok(x.clone());
     }

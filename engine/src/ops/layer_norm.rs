@@ -2,7 +2,7 @@
 //! an NCHW map (ViTDet's "LN" norm), with a backward (candle's fused
 //! `layer_norm` and `candle_nn::LayerNorm` have none).
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// `(x - mean) / sqrt(var + eps) * weight + bias` over the last dimension
