@@ -1,8 +1,12 @@
 //! COCO data, masks and evaluation (filled in by the COCO toolkit issue).
 
+pub mod dataset;
 pub mod error;
+pub mod eval;
 pub mod geometry;
 pub mod mask;
+pub mod results;
+pub mod shapes;
 pub mod types;
 
 pub use error::Error;

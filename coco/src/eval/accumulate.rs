@@ -1,0 +1,284 @@
+//! Precision / recall tables: pycocotools `COCOeval.accumulate` (`cocoeval.py`).
+//!
+//! Shape letters: T IoU thresholds, R recall thresholds, K categories, A area
+//! ranges, M max-dets values. `precision` and `scores` are \[T × R × K × A × M\]
+//! and `recall` is \[T × K × A × M\], row-major as the numpy arrays.
+//!
+//! Reproduced exactly:
+//! - cells with no images (all `evalImgs` `None`) or no non-ignored GT (`npig == 0`)
+//!   stay **-1** and are excluded from means (quirk C5);
+//! - detections are cut to `maxDet` per image *before* the category-wide sort,
+//!   which is stable on `-score` (`argsort(kind='mergesort')`): the category's
+//!   detections are sorted once, and the cut for each `maxDet` filters that order;
+//! - `pr = tp / (tp + fp + np.spacing(1))` with `np.spacing(1) = f64::EPSILON` (C8);
+//!   `rc = tp / npig`; recall is the last `rc`, not an integral (C4);
+//! - the precision envelope runs right to left, then `np.searchsorted(rc, recThrs,
+//!   side='left')` picks the first index with `rc >= r`; recall thresholds past
+//!   the last index stay **0**, not -1 (the swallowed `IndexError`, C3), as does
+//!   every entry of a cell with GT but no detections.
+
+use rayon::prelude::*;
+
+use super::evaluate::{CategoryEval, EvalGrid};
+use super::params::{IouType, Params};
+use super::prepare::score_order;
+use crate::types::CategoryId;
+
+/// pycocotools' `np.spacing(1)`, added to `tp + fp` so that 0 / 0 never occurs.
+const SPACING_1: f64 = f64::EPSILON;
+
+/// Accumulated precision, recall and score tables (`COCOeval.eval`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accumulated {
+    /// Boxes or masks.
+    pub iou_type: IouType,
+    /// The parameters used.
+    pub params: Params,
+    /// Category ids, in the K order of the tables.
+    pub category_ids: Vec<CategoryId>,
+    /// Interpolated precision \[T × R × K × A × M\]; -1 where undefined.
+    pub precision: Vec<f64>,
+    /// Final recall \[T × K × A × M\]; -1 where undefined.
+    pub recall: Vec<f64>,
+    /// Score of the detection at which each precision entry was read \[T × R × K × A × M\].
+    pub scores: Vec<f64>,
+}
+
+impl Accumulated {
+    /// `[T, R, K, A, M]`.
+    pub fn dims(&self) -> [usize; 5] {
+        let p = &self.params;
+        [p.iou_thrs.len(), p.rec_thrs.len(), self.category_ids.len(), p.area_rngs.len(), p.max_dets.len()]
+    }
+
+    /// Flat index of `precision[t, r, k, a, m]` (also for `scores`).
+    pub fn precision_index(&self, t: usize, r: usize, k: usize, a: usize, m: usize) -> usize {
+        let [_, nr, nk, na, nm] = self.dims();
+        (((t * nr + r) * nk + k) * na + a) * nm + m
+    }
+
+    /// Flat index of `recall[t, k, a, m]`.
+    pub fn recall_index(&self, t: usize, k: usize, a: usize, m: usize) -> usize {
+        let [_, _, nk, na, nm] = self.dims();
+        ((t * nk + k) * na + a) * nm + m
+    }
+}
+
+/// One category's slice of the tables: precision and scores \[T × R × A × M\],
+/// recall \[T × A × M\].
+struct CategoryTables {
+    precision: Vec<f64>,
+    recall: Vec<f64>,
+    scores: Vec<f64>,
+}
+
+/// Per-thread buffers for the cumulative sums.
+#[derive(Default)]
+struct Scratch {
+    order: Vec<u32>,
+    selected: Vec<u32>,
+    rc: Vec<f64>,
+    pr: Vec<f64>,
+}
+
+/// `COCOeval.accumulate`: turns matching results into precision / recall tables.
+pub fn accumulate(grid: &EvalGrid) -> Accumulated {
+    let p = &grid.params;
+    let (nt, nr, nk, na, nm) =
+        (p.iou_thrs.len(), p.rec_thrs.len(), grid.categories.len(), p.area_rngs.len(), p.max_dets.len());
+    let per_category: Vec<CategoryTables> =
+        grid.categories.par_iter().map_init(Scratch::default, |s, cat| category_tables(cat, p, s)).collect();
+    let mut precision = vec![-1.0; nt * nr * nk * na * nm];
+    let mut scores = vec![-1.0; nt * nr * nk * na * nm];
+    let mut recall = vec![-1.0; nt * nk * na * nm];
+    for (k, tables) in per_category.iter().enumerate() {
+        for t in 0..nt {
+            for r in 0..nr {
+                let src = (t * nr + r) * na * nm;
+                let dst = (((t * nr + r) * nk + k) * na) * nm;
+                precision[dst..dst + na * nm].copy_from_slice(&tables.precision[src..src + na * nm]);
+                scores[dst..dst + na * nm].copy_from_slice(&tables.scores[src..src + na * nm]);
+            }
+            let (src, dst) = (t * na * nm, (t * nk + k) * na * nm);
+            recall[dst..dst + na * nm].copy_from_slice(&tables.recall[src..src + na * nm]);
+        }
+    }
+    Accumulated {
+        iou_type: grid.iou_type,
+        params: p.clone(),
+        category_ids: grid.category_ids.clone(),
+        precision,
+        recall,
+        scores,
+    }
+}
+
+/// The tables of one category (all -1 if it has no evaluated image).
+fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryTables {
+    let (nt, nr, na, nm) = (p.iou_thrs.len(), p.rec_thrs.len(), p.area_rngs.len(), p.max_dets.len());
+    let mut out = CategoryTables {
+        precision: vec![-1.0; nt * nr * na * nm],
+        recall: vec![-1.0; nt * na * nm],
+        scores: vec![-1.0; nt * nr * na * nm],
+    };
+    if cat.n_cells == 0 {
+        return out;
+    }
+    s.order.clear();
+    s.order.extend(0..cat.dt_score.len() as u32);
+    // Stable descending sort: ties keep concatenation order.
+    s.order.sort_unstable_by(|&a, &b| score_order(cat.dt_score[a as usize], cat.dt_score[b as usize]).then(a.cmp(&b)));
+    for (m, &max_det) in p.max_dets.iter().enumerate() {
+        s.selected.clear();
+        s.selected.extend(s.order.iter().copied().filter(|&n| (cat.dt_rank[n as usize] as usize) < max_det));
+        let nd = s.selected.len();
+        for a in 0..na {
+            let npig = cat.npig[a];
+            if npig == 0 {
+                continue;
+            }
+            for t in 0..nt {
+                let bit = 1u32 << t;
+                s.rc.clear();
+                s.pr.clear();
+                let (mut tp, mut fp) = (0u64, 0u64);
+                for &n in &s.selected {
+                    let i = n as usize * na + a;
+                    if cat.dt_ignored[i] & bit == 0 {
+                        if cat.dt_matched[i] & bit != 0 {
+                            tp += 1;
+                        } else {
+                            fp += 1;
+                        }
+                    }
+                    let (tpf, fpf) = (tp as f64, fp as f64);
+                    s.rc.push(tpf / npig as f64);
+                    s.pr.push(tpf / (fpf + tpf + SPACING_1));
+                }
+                out.recall[(t * na + a) * nm + m] = s.rc.last().copied().unwrap_or(0.0);
+                for i in (1..nd).rev() {
+                    if s.pr[i] > s.pr[i - 1] {
+                        s.pr[i - 1] = s.pr[i];
+                    }
+                }
+                // searchsorted(rc, recThrs, side='left'); rc and recThrs both ascend.
+                let mut idx = 0;
+                for (r, &thr) in p.rec_thrs.iter().enumerate() {
+                    while idx < nd && s.rc[idx] < thr {
+                        idx += 1;
+                    }
+                    let cell = ((t * nr + r) * na + a) * nm + m;
+                    if idx < nd {
+                        out.precision[cell] = s.pr[idx];
+                        out.scores[cell] = cat.dt_score[s.selected[idx] as usize];
+                    } else {
+                        out.precision[cell] = 0.0;
+                        out.scores[cell] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::params::AreaRange;
+
+    fn params() -> Params {
+        Params {
+            iou_thrs: vec![0.5],
+            rec_thrs: vec![0.0, 0.5, 1.0],
+            max_dets: vec![1, 100],
+            area_rngs: vec![AreaRange { label: "all", lo: 0.0, hi: 1e10 }],
+        }
+    }
+
+    fn grid(cat: CategoryEval) -> EvalGrid {
+        EvalGrid {
+            iou_type: IouType::Bbox,
+            params: params(),
+            image_ids: vec![],
+            category_ids: vec![CategoryId(1)],
+            categories: vec![cat],
+            dropped_detections: (0, None),
+        }
+    }
+
+    #[test]
+    fn c3_recall_thresholds_past_max_recall_are_zero_not_minus_one() {
+        // 2 GT, detections: TP (0.9), FP (0.8). Recall reaches 0.5 only.
+        let acc = accumulate(&grid(CategoryEval {
+            n_cells: 1,
+            npig: vec![2],
+            dt_score: vec![0.9, 0.8],
+            dt_rank: vec![0, 1],
+            dt_matched: vec![1, 0],
+            dt_ignored: vec![0, 0],
+        }));
+        let m = 1;
+        let at = |r| acc.precision[acc.precision_index(0, r, 0, 0, m)];
+        assert_eq!([at(0), at(1), at(2)], [1.0 / (1.0 + f64::EPSILON), 1.0 / (1.0 + f64::EPSILON), 0.0]);
+        assert_eq!(acc.recall[acc.recall_index(0, 0, 0, m)], 0.5);
+        assert_eq!(acc.scores[acc.precision_index(0, 1, 0, 0, m)], 0.9);
+    }
+
+    #[test]
+    fn c5_category_without_gt_stays_minus_one() {
+        let acc = accumulate(&grid(CategoryEval {
+            n_cells: 1,
+            npig: vec![0],
+            dt_score: vec![0.9],
+            dt_rank: vec![0],
+            dt_matched: vec![0],
+            dt_ignored: vec![0],
+        }));
+        assert!(acc.precision.iter().all(|&v| v == -1.0));
+        assert!(acc.recall.iter().all(|&v| v == -1.0));
+    }
+
+    #[test]
+    fn gt_without_detections_gives_zero_precision_and_recall() {
+        let acc = accumulate(&grid(CategoryEval { n_cells: 1, npig: vec![3], ..CategoryEval::default() }));
+        assert!(acc.precision.iter().all(|&v| v == 0.0));
+        assert!(acc.recall.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn max_dets_cut_is_per_image_before_the_sort_and_ties_keep_image_order() {
+        // Image A: scores 0.9 (FP), 0.5 (TP). Image B: 0.9 (TP). maxDet 1 keeps A0 and B0.
+        let acc = accumulate(&grid(CategoryEval {
+            n_cells: 2,
+            npig: vec![2],
+            dt_score: vec![0.9, 0.5, 0.9],
+            dt_rank: vec![0, 1, 0],
+            dt_matched: vec![0, 1, 1],
+            dt_ignored: vec![0, 0, 0],
+        }));
+        // maxDet 1: order A0 (FP), B0 (TP): rc [0, .5], pr [0, .5] -> envelope [.5, .5].
+        assert_eq!(acc.recall[acc.recall_index(0, 0, 0, 0)], 0.5);
+        let half = 1.0 / (2.0 + f64::EPSILON);
+        assert_eq!(acc.precision[acc.precision_index(0, 0, 0, 0, 0)], half);
+        // maxDet 100: A0 FP, B0 TP, A1 TP: recall 1.
+        assert_eq!(acc.recall[acc.recall_index(0, 0, 0, 1)], 1.0);
+    }
+
+    #[test]
+    fn envelope_makes_precision_monotone() {
+        // FP, TP, TP with 2 GT: pr = [0, .5, .667]; envelope -> [.667, .667, .667].
+        let acc = accumulate(&grid(CategoryEval {
+            n_cells: 1,
+            npig: vec![2],
+            dt_score: vec![0.9, 0.8, 0.7],
+            dt_rank: vec![0, 1, 2],
+            dt_matched: vec![0, 1, 1],
+            dt_ignored: vec![0, 0, 0],
+        }));
+        let two_thirds = 2.0 / (3.0 + f64::EPSILON);
+        for r in 0..3 {
+            assert_eq!(acc.precision[acc.precision_index(0, r, 0, 0, 1)], two_thirds);
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! Inputs of the evaluation laid out by (category, image) cell: pycocotools
+//! `COCO.loadRes` (`coco.py`) and `COCOeval._prepare` / the first half of
+//! `computeIoU` (`cocoeval.py`).
+//!
+//! Shape letters: I images (GT ids, sorted), K categories (GT ids, sorted),
+//! cell `c = k * I + i`.
+//!
+//! What is reproduced:
+//! - `loadRes` branches on the **first** entry (quirk J6): if it has a `bbox`,
+//!   every detection's area is `w * h` of its box (even in a segm evaluation);
+//!   otherwise every detection needs a `segmentation`, its area is the mask area
+//!   and a missing `bbox` is `toBbox(mask)`. Detection ids are `index + 1` and
+//!   `iscrowd` is 0 (quirks J1, E2); ids only matter as "non-zero" there.
+//! - Detections on images outside the GT are an error (`loadRes` asserts);
+//!   detections of categories outside the GT are dropped (`getAnnIds(catIds=...)`)
+//!   and counted.
+//! - Within a cell, GT keep file order; detections are sorted by descending
+//!   score with ties in file order (`np.argsort(-scores, kind='mergesort')`,
+//!   quirk A1) and cut to `maxDets[-1]` per (image, category), not per image.
+//! - GT `area` is read verbatim, never recomputed (COCO's is the mask area).
+//!
+//! Deliberate deviations: masks are decoded only for detections that survive
+//! the `maxDets` cut and GT in cells that have detections (pycocotools converts
+//! all; a malformed mask nothing is compared with is not reported); a detection
+//! mask whose size differs from its image's is an error (pycocotools scores it -1).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::params::{IouType, Params};
+use crate::dataset::Dataset;
+use crate::mask::{segmentation_to_rle, Rle};
+use crate::results::Results;
+use crate::types::{CategoryId, DetectionResult, ImageId, Segmentation};
+use crate::Error;
+
+/// Marks a detection whose category is not in the ground truth.
+const NO_CELL: u32 = u32::MAX;
+
+/// The evaluation's inputs in cell order (see the module doc).
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// Sorted GT image ids (`p.imgIds`).
+    pub image_ids: Vec<ImageId>,
+    /// Sorted GT category ids (`p.catIds`).
+    pub category_ids: Vec<CategoryId>,
+    /// `gt_start[c]..gt_start[c + 1]` are cell c's GT in the `gt_*` arrays.
+    pub gt_start: Vec<u32>,
+    /// GT boxes `[x, y, w, h]`, cell order (file order within a cell).
+    pub gt_bbox: Vec<[f64; 4]>,
+    /// GT areas as written in the file.
+    pub gt_area: Vec<f64>,
+    /// GT crowd flags (also pycocotools' `ignore`, quirk D1).
+    pub gt_crowd: Vec<bool>,
+    /// False for GT with id 0, which pycocotools' `dtm` cannot tell from "unmatched".
+    pub gt_id_nonzero: Vec<bool>,
+    /// GT masks (segm only); empty 0×0 placeholders in cells without detections.
+    pub gt_mask: Vec<Rle>,
+    /// `dt_start[c]..dt_start[c + 1]` are cell c's kept detections in the `dt_*` arrays.
+    pub dt_start: Vec<u32>,
+    /// Detection scores, cell order, descending within a cell.
+    pub dt_score: Vec<f64>,
+    /// Detection boxes as `loadRes` leaves them.
+    pub dt_bbox: Vec<[f64; 4]>,
+    /// Detection areas as `loadRes` sets them.
+    pub dt_area: Vec<f64>,
+    /// Detection masks (segm only).
+    pub dt_mask: Vec<Rle>,
+    /// Detections dropped for an unknown category: (count, first file index).
+    pub dropped: (usize, Option<usize>),
+}
+
+/// The `loadRes` branch, chosen by the first entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Branch {
+    /// Boxes: area = w * h.
+    Box,
+    /// Masks: area = mask area, bbox = given or toBbox(mask).
+    Mask,
+}
+
+/// id -> position lookup: a dense table when ids are compact, else a hash map.
+struct IdIndex {
+    min: i64,
+    dense: Vec<u32>,
+    sparse: HashMap<i64, u32>,
+}
+
+impl IdIndex {
+    /// Indexes `sorted_ids` (ascending, unique) by their position.
+    fn new(sorted_ids: &[i64]) -> Self {
+        let (min, max) = match (sorted_ids.first(), sorted_ids.last()) {
+            (Some(&a), Some(&b)) => (a, b),
+            _ => return IdIndex { min: 0, dense: Vec::new(), sparse: HashMap::new() },
+        };
+        let span = max.abs_diff(min);
+        if span < 4 * sorted_ids.len() as u64 + 1024 {
+            let mut dense = vec![NO_CELL; span as usize + 1];
+            for (pos, &id) in sorted_ids.iter().enumerate() {
+                if let Some(slot) = dense.get_mut(id.abs_diff(min) as usize) {
+                    *slot = pos as u32;
+                }
+            }
+            IdIndex { min, dense, sparse: HashMap::new() }
+        } else {
+            let sparse = sorted_ids.iter().enumerate().map(|(pos, &id)| (id, pos as u32)).collect();
+            IdIndex { min, dense: Vec::new(), sparse }
+        }
+    }
+
+    /// Position of `id`, if indexed.
+    fn get(&self, id: i64) -> Option<u32> {
+        if self.dense.is_empty() {
+            return self.sparse.get(&id).copied();
+        }
+        if id < self.min {
+            return None;
+        }
+        self.dense.get(id.abs_diff(self.min) as usize).copied().filter(|&p| p != NO_CELL)
+    }
+}
+
+/// Counting sort of items into cells: returns (`start`, order) where
+/// `order[start[c]..start[c+1]]` are the items of cell c in input order.
+fn bucket(cells: &[u32], n_cells: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut start = vec![0u32; n_cells + 1];
+    for &c in cells {
+        if let Some(s) = start.get_mut(c as usize + 1) {
+            *s += 1;
+        }
+    }
+    for c in 0..n_cells {
+        start[c + 1] += start[c];
+    }
+    let mut next = start.clone();
+    let mut order = vec![0u32; start[n_cells] as usize];
+    for (item, &c) in cells.iter().enumerate() {
+        if let Some(slot) = next.get_mut(c as usize) {
+            order[*slot as usize] = item as u32;
+            *slot += 1;
+        }
+    }
+    (start, order)
+}
+
+impl Prepared {
+    /// Lays out GT and detections by cell, applying `loadRes` and `_prepare`.
+    ///
+    /// # Errors
+    /// [`Error::ResultUnknownImage`], [`Error::ResultMissingField`],
+    /// [`Error::ResultsWithoutMasks`], [`Error::ResultMask`],
+    /// [`Error::ResultMaskSize`], [`Error::MissingSegmentation`] and
+    /// [`Error::AnnotationMask`] (see the module doc).
+    pub fn new(gt: &Dataset, results: &Results, iou_type: IouType, params: &Params) -> Result<Prepared, Error> {
+        let path = results.path.as_path();
+        let dets = &results.detections;
+        let first = dets.first().ok_or_else(|| Error::EmptyResults { path: path.to_path_buf() })?;
+        let branch = if first.bbox.is_some() {
+            Branch::Box
+        } else if first.segmentation.is_some() {
+            Branch::Mask
+        } else {
+            return Err(Error::ResultMissingField {
+                path: path.to_path_buf(),
+                index: 0,
+                field: "bbox",
+                why: "a detection needs a bbox or a segmentation",
+            });
+        };
+        if iou_type == IouType::Segm && branch == Branch::Box && !results.has_masks() {
+            return Err(Error::ResultsWithoutMasks { path: path.to_path_buf() });
+        }
+
+        let mut image_ids: Vec<ImageId> = gt.images().iter().map(|im| im.id).collect();
+        image_ids.sort_unstable();
+        let mut category_ids: Vec<CategoryId> = gt.categories().iter().map(|c| c.id).collect();
+        category_ids.sort_unstable();
+        let image_index = IdIndex::new(&image_ids.iter().map(|i| i.0).collect::<Vec<_>>());
+        let category_index = IdIndex::new(&category_ids.iter().map(|c| c.0).collect::<Vec<_>>());
+        let n_images = image_ids.len();
+        let n_cells = n_images * category_ids.len();
+        let cell_of = |image: ImageId, category: CategoryId| -> Option<u32> {
+            let i = image_index.get(image.0)?;
+            let k = category_index.get(category.0)?;
+            Some(k * n_images as u32 + i)
+        };
+
+        // Ground truth (references were validated by Dataset).
+        let anns = gt.annotations();
+        let gt_cells: Vec<u32> = anns.iter().map(|a| cell_of(a.image_id, a.category_id).unwrap_or(NO_CELL)).collect();
+        let (gt_start, gt_order) = bucket(&gt_cells, n_cells);
+        let gt_ann = |j: &u32| &anns[*j as usize];
+
+        // Detections: check images, bucket by cell, sort by score, cut at maxDets[-1].
+        let mut unknown_image = (0usize, None);
+        let mut dropped = (0usize, None);
+        let dt_cells: Vec<u32> = dets
+            .iter()
+            .enumerate()
+            .map(|(index, d)| {
+                if image_index.get(d.image_id.0).is_none() {
+                    unknown_image.0 += 1;
+                    unknown_image.1.get_or_insert((index, d.image_id));
+                    return NO_CELL;
+                }
+                cell_of(d.image_id, d.category_id).unwrap_or_else(|| {
+                    dropped.0 += 1;
+                    dropped.1.get_or_insert(index);
+                    NO_CELL
+                })
+            })
+            .collect();
+        if let (count, Some((index, image_id))) = unknown_image {
+            return Err(Error::ResultUnknownImage { path: path.to_path_buf(), count, index, image_id });
+        }
+        let (all_start, mut all_order) = bucket(&dt_cells, n_cells);
+        let max_det = params.max_det();
+        let mut dt_start = vec![0u32; n_cells + 1];
+        let mut kept: Vec<u32> = Vec::with_capacity(all_order.len());
+        for c in 0..n_cells {
+            let cell = &mut all_order[all_start[c] as usize..all_start[c + 1] as usize];
+            // Ties keep file order: the sort key ends with the file index.
+            cell.sort_unstable_by(|&a, &b| {
+                score_order(dets[a as usize].score, dets[b as usize].score).then(a.cmp(&b))
+            });
+            kept.extend(cell.iter().take(max_det));
+            dt_start[c + 1] = kept.len() as u32;
+        }
+        let mut dt_score = Vec::with_capacity(kept.len());
+        let mut dt_bbox = Vec::with_capacity(kept.len());
+        let mut dt_area = Vec::with_capacity(kept.len());
+        let needs_masks = iou_type == IouType::Segm || branch == Branch::Mask;
+        let dt_mask: Vec<Rle> = if needs_masks {
+            kept.par_iter().map(|&j| detection_mask(gt, path, j as usize, &dets[j as usize])).collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        for (pos, &j) in kept.iter().enumerate() {
+            let d = &dets[j as usize];
+            let bbox = match (branch, d.bbox, dt_mask.get(pos)) {
+                (_, Some(b), _) => b,
+                (Branch::Mask, None, Some(mask)) => mask.to_bbox(),
+                _ => {
+                    return Err(Error::ResultMissingField {
+                        path: path.to_path_buf(),
+                        index: j as usize,
+                        field: "bbox",
+                        why: "the first entry has one, so loadRes reads every entry as a box result",
+                    })
+                }
+            };
+            let area = match (branch, dt_mask.get(pos)) {
+                (Branch::Box, _) => bbox[2] * bbox[3],
+                (Branch::Mask, Some(mask)) => mask.area() as f64,
+                (Branch::Mask, None) => 0.0,
+            };
+            dt_score.push(d.score);
+            dt_bbox.push(bbox);
+            dt_area.push(area);
+        }
+
+        let gt_mask: Vec<Rle> = if iou_type == IouType::Segm {
+            (0..n_cells)
+                .into_par_iter()
+                .flat_map_iter(|c| {
+                    let has_dets = dt_start[c + 1] > dt_start[c];
+                    gt_order[gt_start[c] as usize..gt_start[c + 1] as usize].iter().map(move |j| (has_dets, *j))
+                })
+                .map(|(has_dets, j)| {
+                    if has_dets {
+                        annotation_mask(gt, gt_ann(&j))
+                    } else {
+                        Ok(Rle { h: 0, w: 0, counts: Vec::new() })
+                    }
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+
+        Ok(Prepared {
+            image_ids,
+            category_ids,
+            gt_bbox: gt_order.iter().map(|j| gt_ann(j).bbox).collect(),
+            gt_area: gt_order.iter().map(|j| gt_ann(j).area).collect(),
+            gt_crowd: gt_order.iter().map(|j| gt_ann(j).iscrowd).collect(),
+            gt_id_nonzero: gt_order.iter().map(|j| gt_ann(j).id.0 != 0).collect(),
+            gt_start,
+            gt_mask,
+            dt_start,
+            dt_score,
+            dt_bbox,
+            dt_area,
+            dt_mask,
+            dropped,
+        })
+    }
+
+    /// Number of images I.
+    pub fn n_images(&self) -> usize {
+        self.image_ids.len()
+    }
+}
+
+/// numpy's order of `-score` (`argsort(-scores)`): descending score, `-0.0`
+/// equal to `0.0`, NaN last. Callers break ties by position (mergesort's stability).
+pub(crate) fn score_order(a: f64, b: f64) -> std::cmp::Ordering {
+    let key = |s: f64| (s.is_nan(), if s == 0.0 { 0.0 } else { -s });
+    let (ka, kb) = (key(a), key(b));
+    ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+}
+
+/// The mask of detection `index` (file order), checked against its image's size.
+fn detection_mask(gt: &Dataset, path: &Path, index: usize, d: &DetectionResult) -> Result<Rle, Error> {
+    let seg = d.segmentation.as_ref().ok_or_else(|| Error::ResultMissingField {
+        path: path.to_path_buf(),
+        index,
+        field: "segmentation",
+        why: "segm evaluation, or a results file whose first entry is a mask",
+    })?;
+    let (h, w) = gt.image(d.image_id).map_or((0, 0), |im| (im.height, im.width));
+    let mask = segmentation_to_rle(seg, h, w)
+        .map_err(|e| Error::ResultMask { path: path.to_path_buf(), index, source: Box::new(e) })?;
+    if [mask.h, mask.w] != [h, w] {
+        return Err(Error::ResultMaskSize {
+            path: path.to_path_buf(),
+            index,
+            image_id: d.image_id,
+            expected: [h, w],
+            found: [mask.h, mask.w],
+        });
+    }
+    Ok(mask)
+}
+
+/// The mask of a GT annotation (`annToRLE`).
+fn annotation_mask(gt: &Dataset, a: &crate::types::Annotation) -> Result<Rle, Error> {
+    let seg: &Segmentation =
+        a.segmentation.as_ref().ok_or_else(|| Error::MissingSegmentation { path: gt.path().to_path_buf(), ann_id: a.id })?;
+    let (h, w) = gt.image(a.image_id).map_or((0, 0), |im| (im.height, im.width));
+    segmentation_to_rle(seg, h, w)
+        .map_err(|e| Error::AnnotationMask { path: gt.path().to_path_buf(), ann_id: a.id, source: Box::new(e) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_keeps_input_order_within_cells() {
+        let (start, order) = bucket(&[2, 0, 2, NO_CELL, 0, 1], 3);
+        assert_eq!(start, vec![0, 2, 3, 5]);
+        assert_eq!(order, vec![1, 4, 5, 0, 2]);
+    }
+
+    #[test]
+    fn id_index_dense_and_sparse_agree() {
+        let dense = IdIndex::new(&[3, 5, 9]);
+        let sparse = IdIndex::new(&[3, 5, 9_000_000_000]);
+        assert_eq!((dense.get(5), dense.get(4), dense.get(-1), dense.get(10)), (Some(1), None, None, None));
+        assert_eq!((sparse.get(9_000_000_000), sparse.get(4)), (Some(2), None));
+    }
+}
