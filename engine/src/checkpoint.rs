@@ -33,6 +33,9 @@ use serde::{Deserialize, Serialize};
 use crate::rng::TrainRng;
 use crate::{Error, Result};
 
+/// A safetensors header's free-form string metadata (`__metadata__`).
+pub type Metadata = HashMap<String, String>;
+
 /// `__metadata__` key holding [`TrainState`] as JSON.
 pub const TRAIN_STATE_KEY: &str = "vitdet.train_state";
 /// `__metadata__` key naming the checkpoint layout.
@@ -165,7 +168,11 @@ pub fn read_safetensors(path: &Path, device: &Device) -> Result<Vec<(String, Ten
 ///
 /// # Errors
 /// As [`save_checkpoint`].
-pub fn write_safetensors_with_metadata(path: &Path, tensors: &[(String, Tensor)], meta: HashMap<String, String>) -> Result<()> {
+pub fn write_safetensors_with_metadata(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    meta: Metadata,
+) -> Result<()> {
     write_tensors(path, tensors, Some(meta))
 }
 
@@ -174,7 +181,10 @@ pub fn write_safetensors_with_metadata(path: &Path, tensors: &[(String, Tensor)]
 ///
 /// # Errors
 /// As [`read_safetensors`].
-pub fn read_safetensors_with_metadata(path: &Path, device: &Device) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+pub fn read_safetensors_with_metadata(
+    path: &Path,
+    device: &Device,
+) -> Result<(Vec<(String, Tensor)>, Metadata)> {
     let (tensors, meta) = read_tensors(path, device)?;
     Ok((tensors, meta.unwrap_or_default()))
 }
@@ -547,6 +557,22 @@ mod tests {
         assert!(e.to_string().contains("disk full"));
         assert_same(&read_safetensors(&p, &Device::Cpu).unwrap(), &sample());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn metadata_round_trips_and_defaults_to_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let meta = Metadata::from([("config".to_string(), "{\"depth\":12}".to_string())]);
+        write_safetensors_with_metadata(&p, &sample(), meta.clone()).unwrap();
+        let (t, m) = read_safetensors_with_metadata(&p, &Device::Cpu).unwrap();
+        assert_same(&t, &sample());
+        assert_eq!(m, meta);
+        write_safetensors_atomic(&p, &sample()).unwrap();
+        assert!(read_safetensors_with_metadata(&p, &Device::Cpu)
+            .unwrap()
+            .1
+            .is_empty());
     }
 
     #[test]

@@ -94,7 +94,8 @@ impl Fixture {
     fn get(&self, key: &str) -> &Tensor {
         self.tensors
             .get(key)
-            .unwrap_or_else(|| panic!("fixture has no {key}"))
+            .ok_or_else(|| format!("fixture has no {key}"))
+            .unwrap()
     }
 
     fn names(&self) -> Vec<String> {

@@ -130,6 +130,8 @@ impl Trainer {
         }
     }
 
+    // is_multiple_of needs Rust 1.87; the workspace supports 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
     fn train_until(&mut self, end: usize, d: &Data, sched: &Schedule) {
         let vars = all_vars(self.opt.groups());
         while self.iter < end {
@@ -190,20 +192,19 @@ impl Trainer {
 
 fn bytes(t: &Tensor) -> Vec<u8> {
     let t = t.flatten_all().unwrap();
-    match t.dtype() {
-        DType::F32 => t
-            .to_vec1::<f32>()
+    if t.dtype() == DType::I64 {
+        t.to_vec1::<i64>()
             .unwrap()
             .iter()
             .flat_map(|x| x.to_le_bytes())
-            .collect(),
-        DType::I64 => t
-            .to_vec1::<i64>()
+            .collect()
+    } else {
+        assert_eq!(t.dtype(), DType::F32);
+        t.to_vec1::<f32>()
             .unwrap()
             .iter()
             .flat_map(|x| x.to_le_bytes())
-            .collect(),
-        other => panic!("unexpected dtype {other:?}"),
+            .collect()
     }
 }
 
