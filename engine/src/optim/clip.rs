@@ -8,7 +8,7 @@
 //! dtype), which only removes rounding error.
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor, Var};
+use candle_core::{CpuStorage, DType, Storage, Tensor, Var};
 
 use crate::Result;
 
@@ -24,25 +24,22 @@ const NORM_EPS: f64 = 1e-6;
 /// A tensor operation fails (e.g. gradients on devices that cannot be
 /// combined).
 pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
-    let mut sums = Vec::new();
+    let mut cpu_sum = 0.0f64;
+    let mut seen = false;
+    let mut device_sums = Vec::new();
     for v in vars {
         if let Some(g) = grads.get(v.as_tensor()) {
-            sums.push(g.to_dtype(DType::F64)?.sqr()?.sum_all()?);
+            seen = true;
+            match cpu_sum_sq(g) {
+                Some(s) => cpu_sum += s,
+                None => device_sums.push(g.to_dtype(DType::F64)?.sqr()?.sum_all()?),
+            }
         }
     }
-    let Some(first) = sums.first() else {
+    if !seen {
         return Ok(0.0);
-    };
-    let device = first.device().clone();
-    let sums = sums
-        .iter()
-        .map(|s| s.to_device(&device))
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    // One device-to-host transfer for the whole model.
-    let total = Tensor::stack(&sums, 0)?
-        .sum_all()?
-        .to_scalar::<f64>()?
-        .sqrt();
+    }
+    let total = (cpu_sum + device_sum(&device_sums)?).sqrt();
     let coef = max_norm / (total + NORM_EPS);
     if coef < 1.0 {
         for v in vars {
@@ -53,6 +50,40 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
         }
     }
     Ok(total)
+}
+
+/// Sum of squares of a contiguous f32/f64 CPU tensor, read in place (no
+/// temporaries); `None` for anything else.
+fn cpu_sum_sq(g: &Tensor) -> Option<f64> {
+    if !g.device().is_cpu() {
+        return None;
+    }
+    let (storage, layout) = g.storage_and_layout();
+    let (a, b) = layout.contiguous_offsets()?;
+    match &*storage {
+        Storage::Cpu(CpuStorage::F32(v)) => Some(
+            v.get(a..b)?
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum(),
+        ),
+        Storage::Cpu(CpuStorage::F64(v)) => Some(v.get(a..b)?.iter().map(|&x| x * x).sum()),
+        _ => None,
+    }
+}
+
+/// Adds up per-tensor sums of squares computed on a device, with a single
+/// device-to-host transfer for the whole model.
+fn device_sum(sums: &[Tensor]) -> Result<f64> {
+    let Some(first) = sums.first() else {
+        return Ok(0.0);
+    };
+    let device = first.device().clone();
+    let sums = sums
+        .iter()
+        .map(|s| s.to_device(&device))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f64>()?)
 }
 
 #[cfg(test)]
@@ -97,6 +128,26 @@ mod tests {
             grads.get(a.as_tensor()).unwrap().to_vec1::<f32>().unwrap(),
             vec![3.0, 0.0]
         );
+    }
+
+    #[test]
+    fn in_place_and_tensor_op_norms_agree() {
+        let t = Tensor::arange(0f32, 1000.0, &candle_core::Device::Cpu).unwrap();
+        let fast = cpu_sum_sq(&t).unwrap();
+        let slow = device_sum(&[t
+            .to_dtype(DType::F64)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()])
+        .unwrap();
+        assert_eq!(fast, slow); // integers: both sums are exact
+        let strided = Tensor::ones((3, 2), DType::F32, &candle_core::Device::Cpu)
+            .unwrap()
+            .t()
+            .unwrap();
+        assert!(cpu_sum_sq(&strided).is_none());
     }
 
     #[test]
