@@ -5,7 +5,8 @@ pub mod config;
 mod error;
 pub mod import;
 pub mod init;
-pub mod param_rules;
+pub mod named;
+pub mod preprocess;
 pub mod pos_embed;
 pub mod vit;
 

@@ -303,6 +303,13 @@ impl Vit {
         }
     }
 
+    /// The optimizer rules of this model's parameter names: layer ids for
+    /// layer-wise lr decay (0 for the stem, i + 1 for `blocks.i`, depth + 1
+    /// for the rest) and the names exempt from weight decay.
+    pub fn param_rules(&self) -> engine::optim::ViTNameRules {
+        engine::optim::ViTNameRules { num_layers: self.cfg.depth }
+    }
+
     /// Whether the model has a final `norm` (cls pooling) over its tokens.
     pub fn has_final_norm(&self) -> bool {
         self.norm.is_some()

@@ -14,5 +14,6 @@ pub mod rng;
 pub mod run_dir;
 pub mod schedule;
 pub mod testing;
+pub mod vars;
 
 pub use error::{Error, Result};
