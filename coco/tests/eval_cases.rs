@@ -1,0 +1,116 @@
+//! End-to-end equality with pycocotools' COCOeval on randomized cases written by
+//! `fixtures/make_eval_cases.py` (see its header for what they cover): all 12
+//! stats and sampled precision / recall entries, for bbox and segm.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use coco::dataset::Dataset;
+use coco::eval::{accumulate, evaluate, summarize, Accumulated, IouType, Params};
+use coco::results::Results;
+use coco::types::{DetectionResult, InstancesFile};
+use serde::Deserialize;
+
+/// pycocotools computes in f64 with the same operation order; the only slack
+/// allowed is for summation order, far below this.
+const TOLERANCE: f64 = 1e-12;
+
+#[derive(Deserialize)]
+struct Fixture {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    gt: InstancesFile,
+    bbox_results: Vec<DetectionResult>,
+    segm_results: Vec<DetectionResult>,
+    expected: Expected,
+}
+
+#[derive(Deserialize)]
+struct Expected {
+    bbox: Answers,
+    segm: Answers,
+}
+
+/// Floats are IEEE-754 bit patterns.
+#[derive(Deserialize)]
+struct Answers {
+    stats: Vec<u64>,
+    precision: Vec<[u64; 6]>,
+    recall: Vec<[u64; 5]>,
+}
+
+fn fixture() -> Fixture {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval_cases.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn run(case: &Case, iou_type: IouType) -> (Accumulated, [f64; 12]) {
+    let (gt, _) = Dataset::from_instances(case.gt.clone(), Path::new("gt.json"), None).unwrap();
+    let detections = match iou_type {
+        IouType::Bbox => case.bbox_results.clone(),
+        IouType::Segm => case.segm_results.clone(),
+    };
+    let results = Results { path: "dt.json".into(), detections };
+    let grid = evaluate(&gt, &results, iou_type, &Params::default()).unwrap();
+    let acc = accumulate(&grid);
+    let summary = summarize(&acc).unwrap();
+    (acc, summary.stats)
+}
+
+fn check(iou_type: IouType) {
+    let mut failures = Vec::new();
+    for case in fixture().cases {
+        let answers = match iou_type {
+            IouType::Bbox => &case.expected.bbox,
+            IouType::Segm => &case.expected.segm,
+        };
+        let (acc, stats) = run(&case, iou_type);
+        for (i, (&got, &want)) in stats.iter().zip(&answers.stats).enumerate() {
+            let want = f64::from_bits(want);
+            if (got - want).abs() > TOLERANCE {
+                failures.push(format!("{} {} stats[{i}]: got {got:.17}, pycocotools {want:.17}", case.name, iou_type.name()));
+            }
+        }
+        for &[t, r, k, a, m, want] in &answers.precision {
+            let got = acc.precision[acc.precision_index(t as usize, r as usize, k as usize, a as usize, m as usize)];
+            let want = f64::from_bits(want);
+            if (got - want).abs() > TOLERANCE {
+                failures.push(format!("{} {} precision[{t},{r},{k},{a},{m}]: got {got}, pycocotools {want}", case.name, iou_type.name()));
+            }
+        }
+        for &[t, k, a, m, want] in &answers.recall {
+            let got = acc.recall[acc.recall_index(t as usize, k as usize, a as usize, m as usize)];
+            let want = f64::from_bits(want);
+            if (got - want).abs() > TOLERANCE {
+                failures.push(format!("{} {} recall[{t},{k},{a},{m}]: got {got}, pycocotools {want}", case.name, iou_type.name()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn bbox_stats_and_tables_equal_pycocotools() {
+    check(IouType::Bbox);
+}
+
+#[test]
+fn segm_stats_and_tables_equal_pycocotools() {
+    check(IouType::Segm);
+}
+
+#[test]
+fn stats_are_bit_identical_to_pycocotools() {
+    // Same operation order (numpy's pairwise mean included), so not just close.
+    for case in fixture().cases {
+        for (iou_type, answers) in [(IouType::Bbox, &case.expected.bbox), (IouType::Segm, &case.expected.segm)] {
+            let (_, stats) = run(&case, iou_type);
+            let got: Vec<u64> = stats.iter().map(|s| s.to_bits()).collect();
+            assert_eq!(got, answers.stats, "{} {}", case.name, iou_type.name());
+        }
+    }
+}
