@@ -191,6 +191,10 @@ pub fn read_safetensors_with_metadata(
 
 /// The current values of `named` variables, as (name, tensor) pairs for
 /// [`save_checkpoint`] or [`write_safetensors_atomic`].
+///
+/// The tensors share storage with the variables, which optimizer steps
+/// update in place: write them out right away, or `copy()` them to keep a
+/// snapshot.
 pub fn var_tensors(named: &[(String, Var)]) -> Vec<(String, Tensor)> {
     named
         .iter()
