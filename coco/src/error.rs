@@ -247,6 +247,21 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Shapes-dataset parameters out of range.
+    #[error("invalid shapes dataset settings: {reason}")]
+    ShapesConfig {
+        /// What is wrong.
+        reason: String,
+    },
+    /// An image could not be encoded or written.
+    #[error("failed to write image {path}: {source}")]
+    ImageWrite {
+        /// The image file.
+        path: PathBuf,
+        /// The encoder's failure.
+        #[source]
+        source: image::ImageError,
+    },
 }
 
 impl Error {
@@ -254,7 +269,7 @@ impl Error {
     /// bad parameters): the CLI exits with code 2. Failing to write output or
     /// to draw a plot is a runtime failure (exit code 1).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Write { .. } | Error::Plot { .. })
+        !matches!(self, Error::Write { .. } | Error::Plot { .. } | Error::ImageWrite { .. })
     }
 
     /// Wraps a serde_json error with the file it came from, keeping line and column.

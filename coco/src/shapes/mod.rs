@@ -1,0 +1,286 @@
+//! The built-in synthetic dataset: filled shapes (circle, triangle, rectangle,
+//! star, ellipse, hexagon) in random colours over textured backgrounds, written
+//! in COCO layout (detection) or ImageFolder layout (classification).
+//!
+//! Detection layout (`vitdet data shapes --out DIR`):
+//! ```text
+//! DIR/train/000000.png ...          DIR/annotations/instances_train.json
+//! DIR/val/000000.png ...            DIR/annotations/instances_val.json
+//! ```
+//! Classification layout (`--classification`): `DIR/{train,val}/<class>/000000.png`,
+//! one dominant shape per image, classes balanced (`index % 6`).
+//!
+//! What the annotations promise (checked by `coco/tests/shapes.rs`):
+//! - segmentations are exactly the drawn pixels: shapes are rasterised with the
+//!   pycocotools-identical [`crate::mask::Rle::from_polygon`]; fully visible
+//!   instances are stored as their polygon, partly occluded ones as a compressed
+//!   RLE of their visible pixels, crowds as an uncompressed RLE (`iscrowd = 1`);
+//! - `area` is the mask area and `bbox` the mask's box ([`crate::mask::Rle::to_bbox`]);
+//! - every object keeps at least 40% of its pixels visible (see [`scene`]);
+//! - target areas cover COCO's small / medium / large ranges scaled to the
+//!   image by `(size / 640)²` ([`scene::area_thresholds`]); at the default 256 px
+//!   they also cover the unscaled ranges pycocotools reports;
+//! - about 30% of images have a crowd region: a cluster of 12–30 tiny shapes of
+//!   one category.
+//!
+//! Determinism: image `i` of split `s` draws from its own ChaCha8 stream
+//! (seed = `seed`, stream = `split << 32 | i`), so the output is the same for
+//! any thread count; images are rendered in parallel with rayon.
+
+pub mod background;
+pub mod kinds;
+pub mod scene;
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+pub use kinds::ShapeKind;
+pub use scene::{area_thresholds, Scene, SceneObject};
+
+use crate::types::{AnnId, Annotation, Category, CategoryId, ImageId, ImageInfo, InstancesFile};
+use crate::Error;
+
+/// Smallest supported image side: shapes and crowds need room.
+pub const MIN_SIZE: u32 = 32;
+/// Largest supported image side (owner ids and memory stay small).
+pub const MAX_SIZE: u32 = 4096;
+
+/// Which dataset to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShapesTask {
+    /// COCO instances: many shapes per image, polygons / RLE, crowds.
+    Detection,
+    /// ImageFolder: one dominant shape per image, the class is its kind.
+    Classification,
+}
+
+/// A split of the dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// The training split.
+    Train,
+    /// The validation split.
+    Val,
+}
+
+impl Split {
+    /// The directory / file-name stem (`"train"`, `"val"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+        }
+    }
+
+    /// The split's RNG stream tag.
+    fn tag(self) -> u64 {
+        match self {
+            Split::Train => 0,
+            Split::Val => 1,
+        }
+    }
+}
+
+/// What to generate. `Default` is the CLI's defaults: 400 train and 100 val
+/// detection images of 256 px, seed 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShapesConfig {
+    /// Number of training images.
+    pub train: usize,
+    /// Number of validation images.
+    pub val: usize,
+    /// Image side in pixels (images are square).
+    pub size: u32,
+    /// Seed of every image's RNG stream.
+    pub seed: u64,
+    /// Detection (COCO) or classification (ImageFolder).
+    pub task: ShapesTask,
+}
+
+impl Default for ShapesConfig {
+    fn default() -> Self {
+        Self { train: 400, val: 100, size: 256, seed: 0, task: ShapesTask::Detection }
+    }
+}
+
+impl ShapesConfig {
+    /// Checks the size range.
+    ///
+    /// # Errors
+    /// [`Error::ShapesConfig`] if `size` is outside [`MIN_SIZE`]..=[`MAX_SIZE`].
+    pub fn validate(&self) -> Result<(), Error> {
+        if !(MIN_SIZE..=MAX_SIZE).contains(&self.size) {
+            return Err(Error::ShapesConfig {
+                reason: format!("size {} is outside {MIN_SIZE}..={MAX_SIZE}", self.size),
+            });
+        }
+        Ok(())
+    }
+
+    /// Number of images of a split.
+    pub fn count(&self, split: Split) -> usize {
+        match split {
+            Split::Train => self.train,
+            Split::Val => self.val,
+        }
+    }
+
+    /// The RNG of image `index` of `split`: independent of thread count and of
+    /// the other images.
+    pub fn image_rng(&self, split: Split, index: usize) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(split.tag() << 32 | index as u64);
+        rng
+    }
+}
+
+/// Counts of what [`generate`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ShapesSummary {
+    /// Images written, `[train, val]`.
+    pub images: [usize; 2],
+    /// Annotations written (detection only), `[train, val]`.
+    pub annotations: [usize; 2],
+    /// Crowd annotations among them, `[train, val]`.
+    pub crowd: [usize; 2],
+}
+
+/// Renders detection image `index` of `split` (what [`generate`] writes as
+/// `DIR/<split>/<index>.png`), for callers that want the data in memory.
+///
+/// # Errors
+/// [`Error::ShapesConfig`] for an invalid config.
+pub fn render_detection(cfg: &ShapesConfig, split: Split, index: usize) -> Result<Scene, Error> {
+    cfg.validate()?;
+    scene::detection_scene(&mut cfg.image_rng(split, index), cfg.size)
+}
+
+/// Renders classification image `index` of `split` and its class
+/// (`ShapeKind::ALL[index % 6]`).
+///
+/// # Errors
+/// [`Error::ShapesConfig`] for an invalid config.
+pub fn render_classification(cfg: &ShapesConfig, split: Split, index: usize) -> Result<(ShapeKind, Scene), Error> {
+    cfg.validate()?;
+    let kind = ShapeKind::ALL[index % ShapeKind::ALL.len()];
+    Ok((kind, scene::classification_scene(&mut cfg.image_rng(split, index), cfg.size, kind)?))
+}
+
+/// The file name of image `index` (`000042.png`).
+pub fn file_name(index: usize) -> String {
+    format!("{index:06}.png")
+}
+
+/// Writes the whole dataset under `out` (see the module doc for the layout),
+/// overwriting files of the same names.
+///
+/// # Errors
+/// [`Error::ShapesConfig`] for an invalid config, [`Error::Write`] /
+/// [`Error::ImageWrite`] (with the path) when a file cannot be written.
+pub fn generate(cfg: &ShapesConfig, out: &Path) -> Result<ShapesSummary, Error> {
+    cfg.validate()?;
+    let mut summary = ShapesSummary::default();
+    for (slot, split) in [Split::Train, Split::Val].into_iter().enumerate() {
+        let dir = out.join(split.name());
+        match cfg.task {
+            ShapesTask::Detection => {
+                create_dir(&dir)?;
+                let file = write_detection_split(cfg, split, &dir)?;
+                summary.annotations[slot] = file.annotations.len();
+                summary.crowd[slot] = file.annotations.iter().filter(|a| a.iscrowd).count();
+                let ann_dir = out.join("annotations");
+                create_dir(&ann_dir)?;
+                write_json_atomic(&ann_dir.join(format!("instances_{}.json", split.name())), &file)?;
+            }
+            ShapesTask::Classification => {
+                for kind in ShapeKind::ALL {
+                    create_dir(&dir.join(kind.name()))?;
+                }
+                (0..cfg.count(split)).into_par_iter().try_for_each(|i| {
+                    let (kind, scene) = render_classification(cfg, split, i)?;
+                    write_png(&dir.join(kind.name()).join(file_name(i)), &scene.image)
+                })?;
+            }
+        }
+        summary.images[slot] = cfg.count(split);
+    }
+    Ok(summary)
+}
+
+/// Renders and writes a detection split's PNGs; returns its instances file.
+fn write_detection_split(cfg: &ShapesConfig, split: Split, dir: &Path) -> Result<InstancesFile, Error> {
+    let per_image: Vec<Vec<SceneObject>> = (0..cfg.count(split))
+        .into_par_iter()
+        .map(|i| {
+            let scene = render_detection(cfg, split, i)?;
+            write_png(&dir.join(file_name(i)), &scene.image)?;
+            Ok(scene.objects)
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(instances_file(cfg, split, &per_image))
+}
+
+/// Assembles the COCO instances file: image ids `index + 1`, annotation ids
+/// counting from 1 in image order.
+pub fn instances_file(cfg: &ShapesConfig, split: Split, per_image: &[Vec<SceneObject>]) -> InstancesFile {
+    let images = (0..per_image.len())
+        .map(|i| ImageInfo { id: ImageId(i as i64 + 1), file_name: file_name(i), width: cfg.size, height: cfg.size })
+        .collect();
+    let annotations = per_image
+        .iter()
+        .enumerate()
+        .flat_map(|(i, objects)| objects.iter().map(move |o| (i, o)))
+        .enumerate()
+        .map(|(k, (i, o))| Annotation {
+            id: AnnId(k as i64 + 1),
+            image_id: ImageId(i as i64 + 1),
+            category_id: CategoryId(o.kind.category_id()),
+            segmentation: Some(o.segmentation.clone()),
+            area: o.mask.area() as f64,
+            bbox: o.mask.to_bbox(),
+            iscrowd: o.iscrowd,
+            ignore: None,
+        })
+        .collect();
+    let categories = ShapeKind::ALL
+        .iter()
+        .map(|k| Category { id: CategoryId(k.category_id()), name: k.name().into(), supercategory: Some("shape".into()) })
+        .collect();
+    let info = serde_json::json!({
+        "description": "vitdet synthetic shapes",
+        "split": split.name(),
+        "seed": cfg.seed,
+        "size": cfg.size,
+    });
+    InstancesFile { info: Some(info), licenses: None, images, annotations, categories }
+}
+
+/// Creates a directory and its parents.
+fn create_dir(dir: &Path) -> Result<(), Error> {
+    fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })
+}
+
+/// Encodes a PNG with fast compression (the dataset is regenerated, not archived).
+fn write_png(path: &Path, image: &image::RgbImage) -> Result<(), Error> {
+    let file = fs::File::create(path).map_err(|source| Error::Write { path: path.to_path_buf(), source })?;
+    let encoder = PngEncoder::new_with_quality(BufWriter::new(file), CompressionType::Fast, FilterType::Adaptive);
+    image.write_with_encoder(encoder).map_err(|source| Error::ImageWrite { path: path.to_path_buf(), source })
+}
+
+/// Writes JSON to a temporary file next to `path`, syncs it, then renames.
+fn write_json_atomic(path: &Path, value: &InstancesFile) -> Result<(), Error> {
+    let tmp: PathBuf = path.with_extension("json.tmp");
+    let write_err = |source| Error::Write { path: path.to_path_buf(), source };
+    let file = fs::File::create(&tmp).map_err(write_err)?;
+    let mut writer = BufWriter::new(file);
+    serde_json::to_writer(&mut writer, value).map_err(|e| write_err(std::io::Error::other(e)))?;
+    writer.flush().map_err(write_err)?;
+    writer.get_ref().sync_all().map_err(write_err)?;
+    fs::rename(&tmp, path).map_err(write_err)
+}

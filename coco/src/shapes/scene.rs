@@ -1,0 +1,377 @@
+//! One synthetic image: sampling shapes, occlusion, painting, annotations.
+//!
+//! Exactness: every shape is a polygon rasterised by
+//! [`Rle::from_polygon`] (pycocotools' `rleFrPoly`), and its pixels are painted
+//! from exactly those runs, later shapes over earlier ones. An owner map
+//! records which object each pixel shows. An object's annotation is then:
+//! - fully visible instance → its polygon (re-rasterising it gives exactly the
+//!   painted pixels, in Rust and in pycocotools alike);
+//! - partly occluded instance → the compressed RLE of its visible pixels
+//!   (`iscrowd = 0` with an RLE is legal COCO);
+//! - crowd region (a cluster of many tiny shapes of one category) → the
+//!   uncompressed RLE of its visible pixels, `iscrowd = 1`, as COCO stores crowds.
+//!
+//! A new shape is rejected (and re-drawn, up to [`PLACEMENT_TRIES`] times) if it
+//! would leave an earlier object with less than [`MIN_VISIBLE_FRACTION`] of its
+//! pixels, or fewer than [`MIN_VISIBLE_PIXELS`]; so every annotated object is
+//! mostly visible and no painted shape goes unannotated.
+
+use image::{Rgb, RgbImage};
+use rand::Rng;
+
+use super::background::{background, shape_colour};
+use super::kinds::ShapeKind;
+use crate::mask::{MergeOp, Rle};
+use crate::types::Segmentation;
+use crate::Error;
+
+/// An earlier object must keep at least this fraction of its pixels visible.
+pub const MIN_VISIBLE_FRACTION: f64 = 0.4;
+/// An object must keep at least this many visible pixels.
+pub const MIN_VISIBLE_PIXELS: u64 = 12;
+/// Draws per shape before giving up on it.
+const PLACEMENT_TRIES: usize = 30;
+/// Probability that a detection image has a crowd region.
+const CROWD_PROBABILITY: f64 = 0.3;
+/// Instances per detection image (before rejections).
+const INSTANCES: std::ops::RangeInclusive<usize> = 2..=7;
+/// Vertex coordinates are rounded to this many decimals before rasterising,
+/// so that the JSON stays small and the stored polygon is the drawn polygon.
+const DECIMALS: f64 = 100.0;
+
+/// COCO's small / medium / large area thresholds (32², 96² at COCO's ~640 px
+/// images) scaled to a `size`-pixel image by `(size / 640)²`. At 256 px:
+/// 163.84 and 1474.56 px².
+pub fn area_thresholds(size: u32) -> [f64; 2] {
+    let f = (f64::from(size) / 640.0).powi(2);
+    [32.0 * 32.0 * f, 96.0 * 96.0 * f]
+}
+
+/// One annotated object of a [`Scene`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SceneObject {
+    /// The category.
+    pub kind: ShapeKind,
+    /// The COCO segmentation (see the module doc for which form).
+    pub segmentation: Segmentation,
+    /// The visible pixels (equal to the segmentation's raster).
+    pub mask: Rle,
+    /// A crowd region (`iscrowd = 1`).
+    pub iscrowd: bool,
+    /// The flat fill colour.
+    pub colour: [u8; 3],
+}
+
+/// A rendered image with its objects, bottom to top.
+#[derive(Clone, Debug)]
+pub struct Scene {
+    /// The picture (`size × size`).
+    pub image: RgbImage,
+    /// The annotated objects; every shape pixel belongs to exactly one of them.
+    pub objects: Vec<SceneObject>,
+}
+
+/// A placed object before its visible mask is known.
+struct Draft {
+    kind: ShapeKind,
+    /// One polygon for an instance, many for a crowd.
+    polygons: Vec<Vec<f64>>,
+    /// All pixels of the object, occluded or not.
+    full: Rle,
+    /// Pixels still showing this object.
+    visible: u64,
+    iscrowd: bool,
+    colour: [u8; 3],
+}
+
+/// The canvas: which object (1-based, 0 = background) each pixel shows.
+struct Canvas {
+    size: u32,
+    /// Row-major owner ids.
+    owner: Vec<u16>,
+    drafts: Vec<Draft>,
+}
+
+impl Canvas {
+    fn new(size: u32) -> Self {
+        Self { size, owner: vec![0; (size as usize) * (size as usize)], drafts: Vec::new() }
+    }
+
+    /// Row-major pixel indices of a column-major RLE's foreground.
+    fn pixels<'a>(&self, rle: &'a Rle) -> impl Iterator<Item = usize> + 'a {
+        let s = u64::from(self.size);
+        rle.foreground_runs()
+            .flat_map(move |(start, len)| (start..start + u64::from(len)).map(move |i| ((i % s) * s + i / s) as usize))
+    }
+
+    /// Places `full` on top if every earlier object keeps enough of itself.
+    fn try_place(&mut self, kind: ShapeKind, polygons: Vec<Vec<f64>>, full: Rle, iscrowd: bool, colour: [u8; 3]) -> bool {
+        let area = full.area();
+        if area < MIN_VISIBLE_PIXELS {
+            return false;
+        }
+        let mut covered = vec![0u64; self.drafts.len() + 1];
+        for p in self.pixels(&full) {
+            if let Some(c) = self.owner.get(p).and_then(|&o| covered.get_mut(o as usize)) {
+                *c += 1;
+            }
+        }
+        let ok = self.drafts.iter().zip(&covered[1..]).all(|(d, &c)| {
+            let left = d.visible - c;
+            left >= MIN_VISIBLE_PIXELS && left as f64 >= MIN_VISIBLE_FRACTION * d.full.area() as f64
+        });
+        if !ok {
+            return false;
+        }
+        for (d, &c) in self.drafts.iter_mut().zip(&covered[1..]) {
+            d.visible -= c;
+        }
+        let id = (self.drafts.len() + 1) as u16;
+        let pixels: Vec<usize> = self.pixels(&full).collect();
+        for p in pixels {
+            if let Some(o) = self.owner.get_mut(p) {
+                *o = id;
+            }
+        }
+        self.drafts.push(Draft { kind, polygons, full, visible: area, iscrowd, colour });
+        true
+    }
+
+    /// The visible mask of every object, in one column-major pass.
+    fn visible_masks(&self) -> Vec<Rle> {
+        let (s, n) = (self.size as usize, self.drafts.len());
+        let total = (s * s) as u32;
+        let mut counts: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut last_end = vec![0u32; n];
+        let mut run_start = vec![0u32; n];
+        let mut prev = 0u16;
+        let mut pos = 0u32;
+        for x in 0..s {
+            for y in 0..s {
+                let v = self.owner.get(y * s + x).copied().unwrap_or(0);
+                if v != prev {
+                    if let Some(k) = (prev as usize).checked_sub(1) {
+                        counts[k].push(pos - run_start[k]);
+                        last_end[k] = pos;
+                    }
+                    if let Some(k) = (v as usize).checked_sub(1) {
+                        counts[k].push(pos - last_end[k]);
+                        run_start[k] = pos;
+                    }
+                    prev = v;
+                }
+                pos += 1;
+            }
+        }
+        if let Some(k) = (prev as usize).checked_sub(1) {
+            counts[k].push(total - run_start[k]);
+            last_end[k] = total;
+        }
+        counts
+            .into_iter()
+            .zip(last_end)
+            .map(|(mut c, end)| {
+                c.push(total - end);
+                Rle { h: self.size, w: self.size, counts: c }
+            })
+            .collect()
+    }
+
+    /// Builds the objects from their visible masks (see the module doc for
+    /// which segmentation form each gets).
+    fn finish(self) -> Vec<SceneObject> {
+        let masks = self.visible_masks();
+        self.drafts
+            .into_iter()
+            .zip(masks)
+            .map(|(d, mask)| {
+                let segmentation = if d.iscrowd {
+                    Segmentation::Uncompressed(mask.to_uncompressed_rle())
+                } else if mask == d.full {
+                    Segmentation::Polygons(d.polygons)
+                } else {
+                    Segmentation::Compressed(mask.to_compressed_rle())
+                };
+                SceneObject { kind: d.kind, segmentation, mask, iscrowd: d.iscrowd, colour: d.colour }
+            })
+            .collect()
+    }
+}
+
+/// A polygon of `kind` with area `area` (before rasterisation) centred at a
+/// random position that keeps its vertices inside the image; vertices rounded
+/// to [`DECIMALS`].
+fn place_polygon(rng: &mut impl Rng, kind: ShapeKind, area: f64, size: u32, centre: Option<(f64, f64)>) -> Vec<f64> {
+    let outline = kind.unit_outline(rng);
+    let s = f64::from(size);
+    let (mut lo_x, mut lo_y, mut hi_x, mut hi_y) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for &(x, y) in &outline {
+        (lo_x, lo_y, hi_x, hi_y) = (lo_x.min(x), lo_y.min(y), hi_x.max(x), hi_y.max(y));
+    }
+    // Keep the shape inside [1, s - 1] on both axes.
+    let fit = ((s - 2.0) / (hi_x - lo_x).max(hi_y - lo_y)).max(0.0);
+    let r = area.sqrt().min(fit);
+    let (cx, cy) = centre.unwrap_or_else(|| {
+        let mut span = |lo: f64, hi: f64| {
+            let (a, b) = (1.0 - lo * r, s - 1.0 - hi * r);
+            if b > a {
+                rng.gen_range(a..b)
+            } else {
+                a
+            }
+        };
+        (span(lo_x, hi_x), span(lo_y, hi_y))
+    });
+    let round = |v: f64| (v * DECIMALS).round() / DECIMALS;
+    outline.iter().flat_map(|&(x, y)| [round(cx + x * r), round(cy + y * r)]).collect()
+}
+
+/// A target area: a size bucket (small / medium / large, thresholds from
+/// [`area_thresholds`]) chosen uniformly, then log-uniform inside the bucket.
+/// Small starts at a quarter of its threshold (at least 30 px²); large ends at
+/// 40% of the image.
+fn target_area(rng: &mut impl Rng, size: u32) -> f64 {
+    let [small, large] = area_thresholds(size);
+    let image = f64::from(size) * f64::from(size);
+    let (lo, hi) = match rng.gen_range(0..3) {
+        0 => ((small / 4.0).max(30.0), small),
+        1 => (small, large),
+        _ => (large, 0.4 * image),
+    };
+    let (lo, hi) = (lo.min(hi), hi.max(lo));
+    (lo.ln() + rng.gen::<f64>() * (hi.ln() - lo.ln())).exp()
+}
+
+/// A crowd: 12..=30 tiny shapes of one kind clustered around a random point.
+fn crowd(rng: &mut impl Rng, size: u32) -> Result<(ShapeKind, Vec<Vec<f64>>, Rle), Error> {
+    let kind = ShapeKind::ALL[rng.gen_range(0..ShapeKind::ALL.len())];
+    let s = f64::from(size);
+    let unit = s / 256.0;
+    let spread = rng.gen_range(14.0..30.0) * unit;
+    let (cx, cy) = (rng.gen_range(spread..s - spread), rng.gen_range(spread..s - spread));
+    let n = rng.gen_range(12..=30);
+    let polygons: Vec<Vec<f64>> = (0..n)
+        .map(|_| {
+            let area = rng.gen_range(6.0..28.0) * unit * unit;
+            let centre = (cx + rng.gen_range(-spread..spread), cy + rng.gen_range(-spread..spread));
+            place_polygon(rng, kind, area, size, Some(centre))
+        })
+        .collect();
+    let rles: Vec<Rle> = polygons.iter().map(|p| Rle::from_polygon(p, size, size)).collect();
+    let union = Rle::merge(&rles, MergeOp::Union)?;
+    Ok((kind, polygons, union))
+}
+
+/// Renders one detection image: background, maybe a crowd, 2..=7 instances.
+///
+/// # Errors
+/// Only on internal mask errors (none expected for valid sizes).
+pub fn detection_scene(rng: &mut impl Rng, size: u32) -> Result<Scene, Error> {
+    let image = background(rng, size);
+    let mut canvas = Canvas::new(size);
+    if rng.gen_bool(CROWD_PROBABILITY) {
+        let (kind, polygons, union) = crowd(rng, size)?;
+        let colour = shape_colour(rng);
+        canvas.try_place(kind, polygons, union, true, colour);
+    }
+    // Large shapes first, small ones on top: natural layering, and large
+    // shapes are not rejected for burying the small ones.
+    let mut areas: Vec<f64> = (0..rng.gen_range(INSTANCES)).map(|_| target_area(rng, size)).collect();
+    areas.sort_by(|a, b| b.total_cmp(a));
+    for area in areas {
+        for _ in 0..PLACEMENT_TRIES {
+            let kind = ShapeKind::ALL[rng.gen_range(0..ShapeKind::ALL.len())];
+            let poly = place_polygon(rng, kind, area, size, None);
+            let full = Rle::from_polygon(&poly, size, size);
+            let colour = shape_colour(rng);
+            if canvas.try_place(kind, vec![poly], full, false, colour) {
+                break;
+            }
+        }
+    }
+    let objects = canvas.finish();
+    Ok(Scene { image: paint(image, &objects), objects })
+}
+
+/// Renders one classification image: a dominant `kind` covering 12–40% of the
+/// image near the centre, plus 0–2 small shapes of other kinds that do not
+/// touch it. `objects[0]` is the dominant shape.
+///
+/// # Errors
+/// Only on internal mask errors (none expected for valid sizes).
+pub fn classification_scene(rng: &mut impl Rng, size: u32, kind: ShapeKind) -> Result<Scene, Error> {
+    let image = background(rng, size);
+    let s = f64::from(size);
+    let mut canvas = Canvas::new(size);
+    for _ in 0..PLACEMENT_TRIES {
+        let area = rng.gen_range(0.12..0.4) * s * s;
+        let centre = (rng.gen_range(0.4..0.6) * s, rng.gen_range(0.4..0.6) * s);
+        let poly = place_polygon(rng, kind, area, size, Some(centre));
+        let full = Rle::from_polygon(&poly, size, size);
+        if canvas.try_place(kind, vec![poly], full, false, shape_colour(rng)) {
+            break;
+        }
+    }
+    for _ in 0..rng.gen_range(0..=2) {
+        let others: Vec<ShapeKind> = ShapeKind::ALL.into_iter().filter(|&k| k != kind).collect();
+        let other = others[rng.gen_range(0..others.len())];
+        let area = rng.gen_range(0.005..0.02) * s * s;
+        let poly = place_polygon(rng, other, area, size, None);
+        let full = Rle::from_polygon(&poly, size, size);
+        let touches = canvas.pixels(&full).any(|p| canvas.owner.get(p).is_some_and(|&o| o != 0));
+        if !touches {
+            canvas.try_place(other, vec![poly], full, false, shape_colour(rng));
+        }
+    }
+    let objects = canvas.finish();
+    Ok(Scene { image: paint(image, &objects), objects })
+}
+
+/// Paints every object's visible mask in its colour.
+fn paint(mut image: RgbImage, objects: &[SceneObject]) -> RgbImage {
+    let (w, h) = image.dimensions();
+    for o in objects {
+        for (start, len) in o.mask.foreground_runs() {
+            for i in start..start + u64::from(len) {
+                let (x, y) = ((i / u64::from(h)) as u32, (i % u64::from(h)) as u32);
+                if x < w && y < h {
+                    image.put_pixel(x, y, Rgb(o.colour));
+                }
+            }
+        }
+    }
+    image
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn one_pass_visible_masks_equal_per_object_encoding() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut canvas = Canvas::new(48);
+        for _ in 0..6 {
+            let kind = ShapeKind::ALL[rng.gen_range(0..6)];
+            let poly = place_polygon(&mut rng, kind, 300.0, 48, None);
+            let full = Rle::from_polygon(&poly, 48, 48);
+            canvas.try_place(kind, vec![poly], full, false, [255, 0, 0]);
+        }
+        assert!(canvas.drafts.len() >= 3);
+        let masks = canvas.visible_masks();
+        for (k, (mask, d)) in masks.iter().zip(&canvas.drafts).enumerate() {
+            let bitmap: Vec<u8> = canvas.owner.iter().map(|&o| u8::from(o as usize == k + 1)).collect();
+            assert_eq!(*mask, Rle::encode_row_major(&bitmap, 48, 48).unwrap(), "object {k}");
+            assert_eq!(mask.area(), d.visible, "object {k}");
+        }
+    }
+
+    #[test]
+    fn thresholds_scale_with_image_area() {
+        assert_eq!(area_thresholds(640), [1024.0, 9216.0]);
+        let [s, l] = area_thresholds(256);
+        assert!((s - 163.84).abs() < 1e-9 && (l - 1474.56).abs() < 1e-9);
+    }
+}
