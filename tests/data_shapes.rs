@@ -1,0 +1,60 @@
+//! End-to-end: `vitdet data shapes` writes the dataset, prints one summary line,
+//! and exits 2 (naming the flag) on user mistakes.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn vitdet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vitdet")).args(args).output().unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn writes_coco_layout_and_one_summary_line() {
+    let dir = scratch("cli_shapes");
+    let out = vitdet(&["data", "shapes", "--out", dir.to_str().unwrap(), "--train", "3", "--val", "2", "--size", "64"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("3 train + 2 val images (64 px)"), "{stdout}");
+    for f in ["train/000000.png", "train/000002.png", "val/000001.png", "annotations/instances_val.json"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("annotations/instances_train.json")).unwrap()).unwrap();
+    assert_eq!(json["images"].as_array().unwrap().len(), 3);
+    assert_eq!(json["categories"].as_array().unwrap().len(), 6);
+    assert!(!json["annotations"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn classification_flag_writes_class_folders() {
+    let dir = scratch("cli_shapes_cls");
+    let out = vitdet(&["data", "shapes", "--classification", "--out", dir.to_str().unwrap(), "--train", "6", "--val", "0", "--size", "32"]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("train/star/000003.png").is_file());
+    assert!(!dir.join("annotations").exists());
+}
+
+#[test]
+fn user_mistakes_exit_two_and_name_the_flag() {
+    let dir = scratch("cli_shapes_bad");
+    let out = vitdet(&["data", "shapes", "--out", dir.to_str().unwrap(), "--size", "8"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--size"));
+    assert!(out.stdout.is_empty());
+
+    let out = vitdet(&["data", "shapes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out"));
+
+    let out = vitdet(&["data", "shapes", "--out", dir.to_str().unwrap(), "--train", "0", "--val", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--train"));
+}
