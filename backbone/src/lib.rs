@@ -1,8 +1,10 @@
 //! The plain ViT shared by pre-training, detection and classification, with
 //! timm/MAE parameter names so released checkpoints map 1:1.
 
+pub mod bench;
 pub mod config;
 mod error;
+pub mod features;
 pub mod import;
 pub mod init;
 pub mod named;

@@ -1,10 +1,72 @@
-//! Placeholder until the foundation lands.
+//! `vitdet classify`: the top classes of one image.
 
-/// Arguments.
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+use super::weights::WeightsArgs;
+
+/// Classify one image with a checkpoint that has a classifier head, using
+/// timm's eval transform (resize shorter side to 224/0.875 bicubic, center
+/// crop 224, ImageNet mean/std).
 #[derive(clap::Args, Debug)]
-pub struct ClassifyArgs {}
+#[command(after_help = "Example:\n  vitdet classify --weights mae_tiny_400e_ft_300e.pth.tar --image cat.jpg --topk 5\n\n\
+1000-class checkpoints print ImageNet class names; others print class indices.")]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    weights: WeightsArgs,
+    /// The image to classify.
+    #[arg(long, value_name = "FILE")]
+    image: PathBuf,
+    /// How many classes to print.
+    #[arg(long, default_value_t = 5)]
+    topk: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
 
-/// Runs the command.
-pub fn run(_args: ClassifyArgs) -> anyhow::Result<()> {
-    Err(crate::exit::user("not built yet"))
+#[derive(Serialize)]
+struct Prediction {
+    class: usize,
+    name: Option<String>,
+    prob: f32,
+}
+
+/// Runs the classification.
+pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
+    let device = Device::Cpu;
+    let loaded = super::weights::load(&args.weights, &device)?;
+    if loaded.config.num_classes == 0 {
+        return Err(crate::exit::user(format!(
+            "{}: the checkpoint has no classifier head (a pre-trained backbone); use a fine-tuned checkpoint",
+            args.weights.weights
+        )));
+    }
+    let img = backbone::preprocess::open_image(&args.image)?;
+    let x = backbone::preprocess::eval_transform(&img, loaded.config.img_size, &device)?.unsqueeze(0)?;
+    let features = backbone::features::extract_features(&loaded.model, &x, 1)?;
+    let logits: &Tensor = features
+        .tensors
+        .iter()
+        .find(|(n, _)| n == "logits")
+        .map(|(_, t)| t)
+        .ok_or_else(|| anyhow::anyhow!("the model produced no logits"))?;
+    let names = (loaded.config.num_classes == 1000).then(backbone::preprocess::imagenet_classes);
+    let top = backbone::features::top_k(logits, args.topk)?;
+    let preds: Vec<Prediction> = top
+        .first()
+        .into_iter()
+        .flatten()
+        .map(|&(class, prob)| Prediction { class, name: names.as_ref().map(|n| n[class].to_string()), prob })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::json!({ "image": args.image.display().to_string(), "top": preds }));
+    } else {
+        for p in &preds {
+            println!("{:>6.2}%  {:>4}  {}", 100.0 * p.prob, p.class, p.name.as_deref().unwrap_or(""));
+        }
+    }
+    Ok(())
 }

@@ -1,10 +1,77 @@
-//! Placeholder until the foundation lands.
+//! `vitdet features`: every block's tokens for images or a pixel tensor.
 
-/// Arguments.
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use candle_core::{Device, Tensor};
+
+use super::weights::WeightsArgs;
+
+/// Run the backbone and save `block.{i}` (each block's output tokens, cls
+/// first), `norm` (after the final norm, for models that have one), `pooled`
+/// and `logits` (when the checkpoint has a head) as safetensors, images along dim 0.
 #[derive(clap::Args, Debug)]
-pub struct FeaturesArgs {}
+#[command(after_help = "Examples:\n  vitdet features --weights mae_tiny --images photos/ --out feats.safetensors\n  \
+vitdet features --weights vit.safetensors --pixels x.safetensors --out feats.safetensors\n\n\
+--pixels takes a tensor named `pixels`, N x 3 x H x W f32, already normalised (no preprocessing).\n\
+--images applies timm's eval transform (resize 256 bicubic, center crop 224, ImageNet mean/std);\n\
+the image order (sorted file names) is stored in the output's metadata under `images`.")]
+pub struct FeaturesArgs {
+    #[command(flatten)]
+    weights: WeightsArgs,
+    /// An image file or a folder of images.
+    #[arg(long, value_name = "DIR_OR_FILE", conflicts_with = "pixels", required_unless_present = "pixels")]
+    images: Option<PathBuf>,
+    /// A safetensors file with a `pixels` tensor (N, 3, H, W), already normalised.
+    #[arg(long, value_name = "X.safetensors")]
+    pixels: Option<PathBuf>,
+    /// Output safetensors file.
+    #[arg(long, value_name = "F.safetensors")]
+    out: PathBuf,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+}
 
-/// Runs the command.
-pub fn run(_args: FeaturesArgs) -> anyhow::Result<()> {
-    Err(crate::exit::user("not built yet"))
+/// Runs the extraction.
+pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
+    let device = Device::Cpu;
+    let loaded = super::weights::load(&args.weights, &device)?;
+    let mut meta = HashMap::new();
+    let pixels = match (&args.images, &args.pixels) {
+        (Some(images), _) => {
+            let files = backbone::preprocess::list_images(images)?;
+            let size = loaded.config.img_size;
+            let batch = files
+                .iter()
+                .map(|f| backbone::preprocess::eval_transform(&backbone::preprocess::open_image(f)?, size, &device).map_err(anyhow::Error::from))
+                .collect::<anyhow::Result<Vec<Tensor>>>()?;
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            meta.insert("images".to_string(), serde_json::to_string(&names)?);
+            Tensor::stack(&batch, 0)?
+        }
+        (None, Some(path)) => read_pixels(path)?,
+        (None, None) => return Err(crate::exit::user("pass --images or --pixels")),
+    };
+    let features = backbone::features::extract_features(&loaded.model, &pixels, args.batch)
+        .with_context(|| format!("running the backbone on {:?}", pixels.dims()))?;
+    engine::checkpoint::write_safetensors_with_metadata(&args.out, &features.tensors, meta)?;
+    let keys: Vec<&str> = features.tensors.iter().map(|(n, _)| n.as_str()).collect();
+    eprintln!("wrote {} tensors for {} images: {}", keys.len(), pixels.dim(0)?, keys.join(", "));
+    println!("{}", args.out.display());
+    Ok(())
+}
+
+/// Reads the `pixels` tensor and checks it is N x 3 x H x W.
+fn read_pixels(path: &PathBuf) -> anyhow::Result<Tensor> {
+    let tensors = engine::checkpoint::read_safetensors(path, &Device::Cpu)?;
+    let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+    let Some((_, t)) = tensors.iter().find(|(n, _)| n == "pixels") else {
+        return Err(crate::exit::user(format!("{}: no tensor named `pixels` (found: {})", path.display(), names.join(", "))));
+    };
+    match t.dims() {
+        [_, 3, _, _] => Ok(t.to_dtype(candle_core::DType::F32)?),
+        other => Err(crate::exit::user(format!("{}: `pixels` has shape {other:?}, expected N x 3 x H x W", path.display()))),
+    }
 }

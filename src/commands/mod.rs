@@ -7,6 +7,7 @@ mod data_shapes;
 mod eval_coco;
 mod features;
 mod import;
+mod weights;
 
 use clap::{Parser, Subcommand};
 
