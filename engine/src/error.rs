@@ -9,14 +9,14 @@ pub enum Error {
     /// A tensor operation failed (shape error inside a kernel, device error, ...).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    /// Reading or writing a file failed. The I/O error is part of the
+    /// message, not a separate `source`, so a printed error chain names it once.
+    #[error("{path}: {cause}")]
     Io {
         /// The file involved.
         path: PathBuf,
         /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file exists but its contents are not what was expected.
     #[error("{path}: {msg}")]
@@ -82,7 +82,7 @@ impl Error {
 
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), cause: source }
     }
 }
 

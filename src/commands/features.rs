@@ -37,11 +37,13 @@ pub struct FeaturesArgs {
 /// Runs the extraction.
 pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
     let device = Device::Cpu;
+    // Check the inputs before the (slower) weight loading.
+    let given_pixels = args.pixels.as_ref().map(read_pixels).transpose()?;
+    let files = args.images.as_ref().map(|d| backbone::preprocess::list_images(d)).transpose()?;
     let loaded = super::weights::load(&args.weights, &device)?;
     let mut meta = HashMap::new();
-    let pixels = match (&args.images, &args.pixels) {
-        (Some(images), _) => {
-            let files = backbone::preprocess::list_images(images)?;
+    let pixels = match (files, given_pixels) {
+        (Some(files), _) => {
             let size = loaded.config.img_size;
             let batch = files
                 .iter()
@@ -51,7 +53,7 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
             meta.insert("images".to_string(), serde_json::to_string(&names)?);
             Tensor::stack(&batch, 0)?
         }
-        (None, Some(path)) => read_pixels(path)?,
+        (None, Some(pixels)) => pixels,
         (None, None) => return Err(crate::exit::user("pass --images or --pixels")),
     };
     let features = backbone::features::extract_features(&loaded.model, &pixels, args.batch)
