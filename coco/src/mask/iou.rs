@@ -110,7 +110,7 @@ fn rle_pair_iou(dt: &Rle, gt: &Rle, crowd: bool) -> f64 {
                 inter = inter.wrapping_add(c);
             }
         }
-        ct = a.consume(c) + b.consume(c);
+        ct = a.consume(c).wrapping_add(b.consume(c));
     }
     if inter == 0 {
         return 0.0;

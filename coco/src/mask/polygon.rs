@@ -60,7 +60,7 @@ impl Rle {
             if u[j] == u[j - 1] {
                 continue;
             }
-            let xd = f64::from(if u[j] < u[j - 1] { u[j] } else { u[j] - 1 });
+            let xd = f64::from(if u[j] < u[j - 1] { u[j] } else { u[j].wrapping_sub(1) });
             let xd = (xd + 0.5) / UPSAMPLE - 0.5;
             if xd.floor() != xd || xd < 0.0 || xd > x_max {
                 continue;

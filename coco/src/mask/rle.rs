@@ -236,8 +236,9 @@ fn merge_two(a: &[u32], b: &[u32], op: MergeOp, out: &mut Vec<u32>) {
     let (mut v, mut cc, mut ct) = (false, 0u32, 1u32);
     while ct > 0 {
         let c = ra.left.min(rb.left);
-        cc += c;
-        ct = ra.consume(c) + rb.consume(c);
+        cc = cc.wrapping_add(c);
+        // u32 wrapping, as the C code's `uint` (only reachable past 2^32 pixels).
+        ct = ra.consume(c).wrapping_add(rb.consume(c));
         let vp = v;
         v = match op {
             MergeOp::Union => ra.value || rb.value,

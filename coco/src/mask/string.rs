@@ -85,7 +85,7 @@ impl Rle {
             }
             let m = counts.len();
             if m > 2 {
-                x += i64::from(counts[m - 2]);
+                x = x.wrapping_add(i64::from(counts[m - 2]));
             }
             counts.push(x as u32);
         }
