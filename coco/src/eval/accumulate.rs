@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use super::evaluate::{CategoryEval, EvalGrid};
 use super::params::{IouType, Params};
-use super::prepare::score_order;
+use super::prepare::packed_key;
 use crate::types::CategoryId;
 
 /// pycocotools' `np.spacing(1)`, added to `tp + fp` so that 0 / 0 never occurs.
@@ -72,13 +72,17 @@ struct CategoryTables {
     scores: Vec<f64>,
 }
 
-/// Per-thread buffers for the cumulative sums.
+/// Per-thread buffers.
 #[derive(Default)]
 struct Scratch {
+    keys: Vec<u128>,
     order: Vec<u32>,
     selected: Vec<u32>,
-    rc: Vec<f64>,
-    pr: Vec<f64>,
+    /// Per threshold: for the k-th true positive (tp = k + 1), the false
+    /// positives before it and its position in `selected`.
+    events: Vec<Vec<(u32, u32)>>,
+    /// Envelope values at the events of one threshold.
+    env: Vec<f64>,
 }
 
 /// `COCOeval.accumulate`: turns matching results into precision / recall tables.
@@ -124,10 +128,14 @@ fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryT
     if cat.n_cells == 0 {
         return out;
     }
+    // Stable descending sort: ties keep concatenation order (the key's low bits).
+    s.keys.clear();
+    s.keys.extend(cat.dt_score.iter().enumerate().map(|(n, &score)| packed_key(score, n as u32)));
+    s.keys.sort_unstable();
     s.order.clear();
-    s.order.extend(0..cat.dt_score.len() as u32);
-    // Stable descending sort: ties keep concatenation order.
-    s.order.sort_unstable_by(|&a, &b| score_order(cat.dt_score[a as usize], cat.dt_score[b as usize]).then(a.cmp(&b)));
+    s.order.extend(s.keys.iter().map(|&k| k as u32));
+    let all_bits = if nt >= 32 { u32::MAX } else { (1u32 << nt) - 1 };
+    s.events.resize_with(nt, Vec::new);
     for (m, &max_det) in p.max_dets.iter().enumerate() {
         s.selected.clear();
         s.selected.extend(s.order.iter().copied().filter(|&n| (cat.dt_rank[n as usize] as usize) < max_det));
@@ -137,49 +145,89 @@ fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryT
             if npig == 0 {
                 continue;
             }
+            // One pass for all thresholds: count FPs, record each TP event.
+            let mut fp = [0u32; 32];
+            s.events.iter_mut().for_each(Vec::clear);
+            // (tp, fp) after the first detection, for `searchsorted` of r = 0.
+            let mut first = [(0u32, 0u32); 32];
+            for (pos, &n) in s.selected.iter().enumerate() {
+                let i = n as usize * na + a;
+                let valid = !cat.dt_ignored[i] & all_bits;
+                let tp_bits = valid & cat.dt_matched[i];
+                let fp_bits = valid & !cat.dt_matched[i];
+                for (t, f) in fp.iter_mut().enumerate().take(nt) {
+                    *f += (fp_bits >> t) & 1;
+                }
+                let mut bits = tp_bits;
+                while bits != 0 {
+                    let t = bits.trailing_zeros() as usize;
+                    s.events[t].push((fp[t], pos as u32));
+                    bits &= bits - 1;
+                }
+                if pos == 0 {
+                    for (t, slot) in first.iter_mut().enumerate().take(nt) {
+                        *slot = (s.events[t].len() as u32, fp[t]);
+                    }
+                }
+            }
             for t in 0..nt {
-                let bit = 1u32 << t;
-                s.rc.clear();
-                s.pr.clear();
-                let (mut tp, mut fp) = (0u64, 0u64);
-                for &n in &s.selected {
-                    let i = n as usize * na + a;
-                    if cat.dt_ignored[i] & bit == 0 {
-                        if cat.dt_matched[i] & bit != 0 {
-                            tp += 1;
-                        } else {
-                            fp += 1;
-                        }
-                    }
-                    let (tpf, fpf) = (tp as f64, fp as f64);
-                    s.rc.push(tpf / npig as f64);
-                    s.pr.push(tpf / (fpf + tpf + SPACING_1));
-                }
-                out.recall[(t * na + a) * nm + m] = s.rc.last().copied().unwrap_or(0.0);
-                for i in (1..nd).rev() {
-                    if s.pr[i] > s.pr[i - 1] {
-                        s.pr[i - 1] = s.pr[i];
-                    }
-                }
-                // searchsorted(rc, recThrs, side='left'); rc and recThrs both ascend.
-                let mut idx = 0;
-                for (r, &thr) in p.rec_thrs.iter().enumerate() {
-                    while idx < nd && s.rc[idx] < thr {
-                        idx += 1;
-                    }
-                    let cell = ((t * nr + r) * na + a) * nm + m;
-                    if idx < nd {
-                        out.precision[cell] = s.pr[idx];
-                        out.scores[cell] = cat.dt_score[s.selected[idx] as usize];
-                    } else {
-                        out.precision[cell] = 0.0;
-                        out.scores[cell] = 0.0;
-                    }
-                }
+                fill_threshold(cat, p, s, t, m, a, npig, nd, first[t], &mut out);
             }
         }
     }
     out
+}
+
+/// Precision, scores and recall of one (threshold, area, max-dets) cell from
+/// its TP events. Equal to pycocotools' full arrays because `rc` only rises at
+/// a TP, so `searchsorted(rc, r, 'left')` for r > 0 lands on a TP, and between
+/// TPs `pr` only falls, so the right-to-left envelope's value at a TP is the
+/// maximum of `pr` over the TPs from there on. r = 0 reads position 0.
+#[allow(clippy::too_many_arguments)]
+fn fill_threshold(
+    cat: &CategoryEval,
+    p: &Params,
+    s: &mut Scratch,
+    t: usize,
+    m: usize,
+    a: usize,
+    npig: u64,
+    nd: usize,
+    first: (u32, u32),
+    out: &mut CategoryTables,
+) {
+    let (nr, na, nm) = (p.rec_thrs.len(), p.area_rngs.len(), p.max_dets.len());
+    let npig_f = npig as f64;
+    let events = &s.events[t];
+    let pr = |tp: u32, fp: u32| f64::from(tp) / (f64::from(fp) + f64::from(tp) + SPACING_1);
+    s.env.clear();
+    s.env.extend(events.iter().enumerate().map(|(k, &(fp, _))| pr(k as u32 + 1, fp)));
+    for k in (1..s.env.len()).rev() {
+        if s.env[k] > s.env[k - 1] {
+            s.env[k - 1] = s.env[k];
+        }
+    }
+    out.recall[(t * na + a) * nm + m] = if nd == 0 { 0.0 } else { events.len() as f64 / npig_f };
+    let mut k = 0;
+    for (r, &thr) in p.rec_thrs.iter().enumerate() {
+        let cell = ((t * nr + r) * na + a) * nm + m;
+        let (precision, score) = if nd > 0 && 0.0 >= thr {
+            // rc[0] >= r: the envelope at position 0.
+            let at0 = pr(first.0, first.1);
+            let best = s.env.first().map_or(at0, |&e| if e > at0 { e } else { at0 });
+            (best, cat.dt_score[s.selected[0] as usize])
+        } else {
+            while k < events.len() && ((k + 1) as f64 / npig_f) < thr {
+                k += 1;
+            }
+            match events.get(k) {
+                Some(&(_, pos)) => (s.env[k], cat.dt_score[s.selected[pos as usize] as usize]),
+                None => (0.0, 0.0),
+            }
+        };
+        out.precision[cell] = precision;
+        out.scores[cell] = score;
+    }
 }
 
 #[cfg(test)]

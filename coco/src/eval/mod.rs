@@ -29,6 +29,7 @@
 //! detection benchmark.
 
 pub mod accumulate;
+pub mod bench_case;
 pub mod evaluate;
 pub mod params;
 mod prepare;

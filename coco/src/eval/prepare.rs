@@ -219,13 +219,14 @@ impl Prepared {
         let max_det = params.max_det();
         let mut dt_start = vec![0u32; n_cells + 1];
         let mut kept: Vec<u32> = Vec::with_capacity(all_order.len());
+        let mut keys: Vec<u128> = Vec::new();
         for c in 0..n_cells {
             let cell = &mut all_order[all_start[c] as usize..all_start[c + 1] as usize];
-            // Ties keep file order: the sort key ends with the file index.
-            cell.sort_unstable_by(|&a, &b| {
-                score_order(dets[a as usize].score, dets[b as usize].score).then(a.cmp(&b))
-            });
-            kept.extend(cell.iter().take(max_det));
+            // Ties keep file order: the key's low bits are the file index.
+            keys.clear();
+            keys.extend(cell.iter().map(|&j| packed_key(dets[j as usize].score, j)));
+            keys.sort_unstable();
+            kept.extend(keys.iter().take(max_det).map(|&k| k as u32));
             dt_start[c + 1] = kept.len() as u32;
         }
         let mut dt_score = Vec::with_capacity(kept.len());
@@ -304,12 +305,23 @@ impl Prepared {
     }
 }
 
-/// numpy's order of `-score` (`argsort(-scores)`): descending score, `-0.0`
-/// equal to `0.0`, NaN last. Callers break ties by position (mergesort's stability).
-pub(crate) fn score_order(a: f64, b: f64) -> std::cmp::Ordering {
-    let key = |s: f64| (s.is_nan(), if s == 0.0 { 0.0 } else { -s });
-    let (ka, kb) = (key(a), key(b));
-    ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+/// A `u64` whose ascending order is numpy's order of `-score`
+/// (`argsort(-scores)`): descending score, `-0.0` equal to `0.0`, NaN last.
+/// Ties are broken by position by the callers (mergesort's stability), so a
+/// sort on `(score_key, position)` reproduces `kind='mergesort'`.
+pub(crate) fn score_key(score: f64) -> u64 {
+    if score.is_nan() {
+        return u64::MAX;
+    }
+    let bits = if score == 0.0 { 0u64 } else { score.to_bits() };
+    // Ascending order of the float as an unsigned integer, then reversed.
+    let ascending = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+    !ascending
+}
+
+/// Sort key `(score_key, position)` packed in one integer.
+pub(crate) fn packed_key(score: f64, position: u32) -> u128 {
+    (u128::from(score_key(score)) << 32) | u128::from(position)
 }
 
 /// The mask of detection `index` (file order), checked against its image's size.
@@ -347,6 +359,19 @@ fn annotation_mask(gt: &Dataset, a: &crate::types::Annotation) -> Result<Rle, Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a1_score_key_orders_like_numpy_argsort_of_minus_score() {
+        // np.argsort(-np.array(s), kind='mergesort') for these scores: [4, 1, 2, 5, 0, 6, 3, 7].
+        let s = [0.1, 0.9, 0.5, -0.2, 1.0, 0.5, -0.0, f64::NAN];
+        let mut idx: Vec<u32> = (0..s.len() as u32).collect();
+        idx.sort_by_key(|&i| packed_key(s[i as usize], i));
+        // -0.0 ties with nothing here but sorts with 0.0's value, below 0.1.
+        assert_eq!(idx, vec![4, 1, 2, 5, 0, 6, 3, 7]);
+        assert_eq!(score_key(0.0), score_key(-0.0));
+        assert!(score_key(f64::INFINITY) < score_key(1e308));
+        assert!(score_key(f64::NEG_INFINITY) < score_key(f64::NAN));
+    }
 
     #[test]
     fn bucket_keeps_input_order_within_cells() {
