@@ -133,10 +133,10 @@ impl VitConfig {
     /// Names the field and the rule it breaks.
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::Config(msg));
-        if self.num_heads == 0 || self.embed_dim % self.num_heads != 0 {
+        if self.num_heads == 0 || !self.embed_dim.is_multiple_of(self.num_heads) {
             return fail(format!("embed_dim {} is not divisible by num_heads {}", self.embed_dim, self.num_heads));
         }
-        if self.patch_size == 0 || self.img_size % self.patch_size != 0 {
+        if self.patch_size == 0 || !self.img_size.is_multiple_of(self.patch_size) {
             return fail(format!("img_size {} is not a multiple of patch_size {}", self.img_size, self.patch_size));
         }
         if self.depth == 0 {

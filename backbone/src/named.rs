@@ -142,9 +142,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("mae_base_1600e.pth.tar"), b"x").unwrap();
         let search = WeightSearch { dirs: vec![("d".into(), d.path().into())] };
-        match resolve_backbone("mae_base", "tiny", &search).unwrap() {
-            BackboneSource::File { arch, .. } => assert_eq!(arch, "base"),
-            other => panic!("{other:?}"),
-        }
+        let got = resolve_backbone("mae_base", "tiny", &search).unwrap();
+        assert_eq!(got, BackboneSource::File { path: d.path().join("mae_base_1600e.pth.tar"), arch: "base".into() });
     }
 }

@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Result, Tensor};
 /// `ω_d = 10000^(-d / (D/4))`, d = 0..D/4. Computed in f64, returned as f32
 /// (1, 1 + grid², D). `D` must be divisible by 4.
 pub fn sincos_2d(embed_dim: usize, grid: usize, device: &Device) -> Result<Tensor> {
-    if embed_dim % 4 != 0 {
+    if !embed_dim.is_multiple_of(4) {
         return Err(candle_core::Error::Msg(format!("sin-cos position embedding needs embed_dim divisible by 4, got {embed_dim}")));
     }
     let quarter = embed_dim / 4;

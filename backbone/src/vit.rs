@@ -42,6 +42,17 @@ pub struct VitOutput {
     pub attn_logits: Vec<(usize, Tensor)>,
 }
 
+/// What [`Vit::forward_blocks`] returns.
+#[derive(Debug, Clone)]
+pub struct BlocksOutput {
+    /// The last block's output (B, N, D).
+    pub last: Tensor,
+    /// Every block's output; empty unless `keep_blocks`.
+    pub blocks: Vec<Tensor>,
+    /// `(block, logits)` for each requested block, in the order requested.
+    pub attn_logits: Vec<(usize, Tensor)>,
+}
+
 /// 16x16 patches to tokens: a stride-16 convolution written as one GEMM over
 /// the flattened patches (identical result, and a plain matmul backward).
 #[derive(Debug, Clone)]
@@ -251,9 +262,9 @@ impl Vit {
         Tensor::cat(&[&cls.broadcast_as((b, 1, dim))?.contiguous()?, tokens], 1)
     }
 
-    /// Runs the blocks over (B, N, D) tokens. Returns the last output, every
-    /// block's output when `opts.keep_blocks`, and the requested attention logits.
-    pub fn forward_blocks(&self, x: &Tensor, opts: &ForwardOptions, rng: &mut dyn RngCore) -> Result<(Tensor, Vec<Tensor>, Vec<(usize, Tensor)>)> {
+    /// Runs the blocks over (B, N, D) tokens: the last output, every block's
+    /// output when `opts.keep_blocks`, and the requested attention logits.
+    pub fn forward_blocks(&self, x: &Tensor, opts: &ForwardOptions, rng: &mut dyn RngCore) -> Result<BlocksOutput> {
         let mut x = x.clone();
         let mut outs = Vec::new();
         let mut logits: Vec<(usize, Tensor)> = Vec::new();
@@ -270,14 +281,14 @@ impl Vit {
         }
         // Hand the logits back in the order they were asked for.
         logits.sort_by_key(|(i, _)| opts.attn_logits.iter().position(|j| j == i));
-        Ok((x, outs, logits))
+        Ok(BlocksOutput { last: x, blocks: outs, attn_logits: logits })
     }
 
     /// The full forward: pixels (B, C, H, W), normalised, to [`VitOutput`].
     pub fn forward(&self, x: &Tensor, opts: &ForwardOptions, rng: &mut dyn RngCore) -> Result<VitOutput> {
         let (patches, _) = self.embed_patches(x)?;
         let tokens = self.prepend_cls(&patches)?;
-        let (last, blocks, attn_logits) = self.forward_blocks(&tokens, opts, rng)?;
+        let BlocksOutput { last, blocks, attn_logits } = self.forward_blocks(&tokens, opts, rng)?;
         let (tokens, pooled) = self.pool(&last)?;
         let logits = match &self.head {
             Some(head) => Some(head.forward(&pooled)?),

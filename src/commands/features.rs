@@ -38,7 +38,7 @@ pub struct FeaturesArgs {
 pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
     let device = Device::Cpu;
     // Check the inputs before the (slower) weight loading.
-    let given_pixels = args.pixels.as_ref().map(read_pixels).transpose()?;
+    let given_pixels = args.pixels.as_deref().map(read_pixels).transpose()?;
     let files = args.images.as_ref().map(|d| backbone::preprocess::list_images(d)).transpose()?;
     let loaded = super::weights::load(&args.weights, &device)?;
     let mut meta = HashMap::new();
@@ -66,7 +66,7 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
 }
 
 /// Reads the `pixels` tensor and checks it is N x 3 x H x W.
-fn read_pixels(path: &PathBuf) -> anyhow::Result<Tensor> {
+fn read_pixels(path: &std::path::Path) -> anyhow::Result<Tensor> {
     let tensors = engine::checkpoint::read_safetensors(path, &Device::Cpu)?;
     let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     let Some((_, t)) = tensors.iter().find(|(n, _)| n == "pixels") else {
