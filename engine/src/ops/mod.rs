@@ -13,6 +13,7 @@
 //! Shapes: B batch, H heads, N tokens, D channels, C channels of a map.
 
 mod attention;
+pub mod detection;
 mod drop_path;
 mod gelu;
 mod layer_norm;

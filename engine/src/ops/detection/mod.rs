@@ -1,0 +1,2 @@
+//! Ops of the detector (RoIAlign, pooling, upsampling), each with a backward
+//! checked against finite differences.
