@@ -5,6 +5,7 @@ pub mod error;
 pub mod eval;
 pub mod geometry;
 pub mod mask;
+pub mod plots;
 pub mod results;
 pub mod shapes;
 pub mod types;

@@ -114,3 +114,26 @@ fn stats_are_bit_identical_to_pycocotools() {
         }
     }
 }
+
+#[test]
+fn plots_are_written_as_png() {
+    let case = &fixture().cases[1];
+    let (acc, _) = run(case, IouType::Bbox);
+    let dir = std::env::temp_dir().join(format!("coco-plots-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let names: Vec<String> = acc
+        .category_ids
+        .iter()
+        .map(|id| case.gt.categories.iter().find(|c| c.id == *id).unwrap().name.clone())
+        .collect();
+    let aps = coco::eval::per_category_ap(&acc);
+    coco::plots::plot_pr_curves(&acc, "bbox PR", &dir.join("pr.png")).unwrap();
+    coco::plots::plot_per_category_ap(&aps, &names, "bbox AP per category", &dir.join("ap.png")).unwrap();
+    for name in ["pr.png", "ap.png"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name}");
+    }
+    if std::env::var_os("COCO_KEEP_PLOTS").is_none() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

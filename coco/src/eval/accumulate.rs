@@ -170,8 +170,8 @@ fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryT
                     }
                 }
             }
-            for t in 0..nt {
-                fill_threshold(cat, p, s, t, m, a, npig, nd, first[t], &mut out);
+            for (t, &first_t) in first.iter().enumerate().take(nt) {
+                fill_threshold(cat, p, s, t, m, a, npig, nd, first_t, &mut out);
             }
         }
     }
