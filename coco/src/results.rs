@@ -43,7 +43,11 @@ impl Results {
     /// # Errors
     /// As [`Results::load`], less the read error.
     pub fn from_slice(bytes: &[u8], path: &Path) -> Result<Results, Error> {
-        let detections: Vec<DetectionResult> = serde_json::from_slice(bytes).map_err(|e| Error::json(path, &e))?;
+        let detections = match parse_in_parallel(bytes) {
+            Some(detections) => detections,
+            // One pass over the whole file: the error's line and column are the file's.
+            None => serde_json::from_slice(bytes).map_err(|e| Error::json(path, &e))?,
+        };
         if detections.is_empty() {
             return Err(Error::EmptyResults { path: path.to_path_buf() });
         }
@@ -54,6 +58,81 @@ impl Results {
     pub fn has_masks(&self) -> bool {
         self.detections.iter().any(|d| d.segmentation.is_some())
     }
+}
+
+/// Files smaller than this are parsed on one thread.
+const PARALLEL_PARSE_MIN_BYTES: usize = 1 << 20;
+
+/// Parses a large results array in chunks on all threads: the array is cut at
+/// `}` `,` `{` boundaries near evenly spaced offsets, and each chunk is parsed
+/// as an array of its own. A cut inside a string would leave a chunk with
+/// unbalanced quotes, which fails to parse; any failure (or an input that is
+/// not a large `[...]`) returns `None`, and the caller parses the whole file
+/// sequentially, which also gives the exact error position.
+fn parse_in_parallel(bytes: &[u8]) -> Option<Vec<DetectionResult>> {
+    use rayon::prelude::*;
+    if bytes.len() < PARALLEL_PARSE_MIN_BYTES {
+        return None;
+    }
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if bytes[start] != b'[' || bytes[end] != b']' {
+        return None;
+    }
+    let body = &bytes[start + 1..end];
+    let n_chunks = rayon::current_num_threads() * 4;
+    // (start of a chunk's first element, the comma after its last one).
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(n_chunks);
+    let mut start = 0;
+    for i in 1..n_chunks {
+        let from = (body.len() * i / n_chunks).max(start);
+        if let Some((comma, next)) = next_element_boundary(body, from) {
+            spans.push((start, comma));
+            start = next;
+        }
+    }
+    spans.push((start, body.len()));
+    let chunks: Vec<Option<Vec<DetectionResult>>> = spans
+        .par_iter()
+        .map(|&(from, to)| {
+            let chunk = body.get(from..to)?;
+            let mut wrapped = Vec::with_capacity(chunk.len() + 2);
+            wrapped.push(b'[');
+            wrapped.extend_from_slice(chunk);
+            wrapped.push(b']');
+            serde_json::from_slice::<Vec<DetectionResult>>(&wrapped).ok()
+        })
+        .collect();
+    let mut all = Vec::with_capacity(chunks.iter().map(|c| c.as_ref().map_or(0, Vec::len)).sum());
+    for chunk in chunks {
+        all.extend(chunk?);
+    }
+    Some(all)
+}
+
+/// The first `}` `,` `{` (whitespace allowed around the comma) at or after
+/// `from`: the comma's offset and the offset of the `{` that starts the next element.
+fn next_element_boundary(body: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    while i < body.len() {
+        let close = i + body.get(i..)?.iter().position(|&b| b == b'}')?;
+        let mut j = close + 1;
+        while body.get(j).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        if body.get(j) == Some(&b',') {
+            let comma = j;
+            j += 1;
+            while body.get(j).is_some_and(u8::is_ascii_whitespace) {
+                j += 1;
+            }
+            if body.get(j) == Some(&b'{') {
+                return Some((comma, j));
+            }
+        }
+        i = close + 1;
+    }
+    None
 }
 
 impl DetectionResult {
@@ -147,6 +226,58 @@ mod tests {
         assert_eq!(back.detections, dets);
         assert!(back.has_masks());
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn large_files_parse_in_chunks_identically() {
+        let mask = Rle { h: 4, w: 3, counts: vec![5, 2, 5] };
+        let dets: Vec<DetectionResult> = (0..30_000)
+            .map(|i| {
+                let score = f64::from(i % 997) / 997.0;
+                if i % 3 == 0 {
+                    DetectionResult::from_mask(ImageId(i64::from(i)), CategoryId(1), &mask, score)
+                } else {
+                    DetectionResult::from_box(ImageId(i64::from(i)), CategoryId(2), [0.1 * f64::from(i), 1.0, 2.0, 3.0], score)
+                }
+            })
+            .collect();
+        let mut text = serde_json::to_vec_pretty(&dets).unwrap();
+        assert!(text.len() > PARALLEL_PARSE_MIN_BYTES);
+        assert_eq!(parse_in_parallel(&text).unwrap(), dets);
+        // A digit replaced by a letter: the chunk fails, the caller falls back and
+        // reports the position in the whole file.
+        let n = text.len();
+        let bad = (n / 2..n).find(|&i| text[i].is_ascii_digit()).unwrap();
+        text[bad] = b'x';
+        assert!(parse_in_parallel(&text).is_none());
+        let err = Results::from_slice(&text, Path::new("dt.json")).unwrap_err();
+        assert!(matches!(err, Error::Json { line, .. } if line > 1000), "{err}");
+    }
+
+    #[test]
+    fn boundary_lookalike_inside_a_string_is_never_a_cut() {
+        // Every element carries `},{` inside a string; wherever the cut lands, the
+        // result equals a sequential parse.
+        let seg = Segmentation::Compressed(crate::types::CompressedRle { size: [1, 1], counts: "1},{\"x".into() });
+        let dets: Vec<DetectionResult> = (0..40_000)
+            .map(|i| DetectionResult {
+                image_id: ImageId(i),
+                category_id: CategoryId(1),
+                bbox: None,
+                score: 0.5,
+                segmentation: Some(seg.clone()),
+            })
+            .collect();
+        let text = serde_json::to_vec(&dets).unwrap();
+        assert!(text.len() > PARALLEL_PARSE_MIN_BYTES);
+        assert_eq!(Results::from_slice(&text, Path::new("dt.json")).unwrap().detections, dets);
+    }
+
+    #[test]
+    fn element_boundary_skips_nested_objects() {
+        let body = br#"{"a":{"b":1}},  {"c":2}"#;
+        assert_eq!(next_element_boundary(body, 0), Some((13, 16)));
+        assert_eq!(next_element_boundary(body, 16), None);
     }
 
     #[test]

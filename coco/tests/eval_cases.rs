@@ -39,6 +39,7 @@ struct Expected {
 #[derive(Deserialize)]
 struct Answers {
     stats: Vec<u64>,
+    summary: String,
     precision: Vec<[u64; 6]>,
     recall: Vec<[u64; 5]>,
 }
@@ -111,6 +112,17 @@ fn stats_are_bit_identical_to_pycocotools() {
             let (_, stats) = run(&case, iou_type);
             let got: Vec<u64> = stats.iter().map(|s| s.to_bits()).collect();
             assert_eq!(got, answers.stats, "{} {}", case.name, iou_type.name());
+        }
+    }
+}
+
+#[test]
+fn summary_printout_equals_pycocotools_text() {
+    for case in fixture().cases {
+        for (iou_type, answers) in [(IouType::Bbox, &case.expected.bbox), (IouType::Segm, &case.expected.segm)] {
+            let (acc, _) = run(&case, iou_type);
+            let printed = summarize(&acc).unwrap().to_string();
+            assert!(printed == answers.summary, "{} {}:\n--- ours\n{printed}--- pycocotools\n{}", case.name, iou_type.name(), answers.summary);
         }
     }
 }
