@@ -1,0 +1,68 @@
+//! The detector's error type. Each variant names the input involved and what
+//! was wrong with it, so a failure deep inside the RPN or ROI heads can be
+//! traced back to the offending box, threshold or tensor.
+
+/// Everything that can go wrong in the detector.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// Two inputs that must have matching lengths do not.
+    #[error("{what}: expected length {expected}, found {found}")]
+    LengthMismatch {
+        /// Which input, e.g. `"scores"`.
+        what: &'static str,
+        /// The length implied by the other inputs.
+        expected: usize,
+        /// The length given.
+        found: usize,
+    },
+    /// A tensor had the wrong shape.
+    #[error("{what}: expected shape {expected}, found {found:?}")]
+    ShapeMismatch {
+        /// Which tensor.
+        what: &'static str,
+        /// The expected shape, in words (e.g. `"(N, 4)"`).
+        expected: &'static str,
+        /// The shape given.
+        found: Vec<usize>,
+    },
+    /// A configuration value is out of range or inconsistent.
+    #[error("config {key}: {msg}")]
+    Config {
+        /// The offending key, e.g. `"matcher.thresholds"`.
+        key: &'static str,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// A match-quality (IoU) value is negative or NaN.
+    #[error("match quality [gt {gt}, prediction {pred}] = {value}: must be >= 0")]
+    InvalidIou {
+        /// Row (ground truth) index.
+        gt: usize,
+        /// Column (prediction) index.
+        pred: usize,
+        /// The value found.
+        value: f32,
+    },
+    /// A reference box for box coding has no positive width or height.
+    #[error("box {index} has width {width} and height {height}: box deltas need both > 0")]
+    DegenerateBox {
+        /// Index of the box.
+        index: usize,
+        /// Its width in pixels.
+        width: f32,
+        /// Its height in pixels.
+        height: f32,
+    },
+    /// A score is NaN, so no score order exists.
+    #[error("score {index} is NaN")]
+    NanScore {
+        /// Index of the score.
+        index: usize,
+    },
+}
+
+/// Result alias for the detector.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,3 @@
+//! Typed data structures the detector passes between its stages.
+
+pub mod boxes;
