@@ -173,10 +173,11 @@ mod tests {
     #[test]
     fn low_quality_matches_include_ties() {
         // gt 0's best IoU 0.4 is attained by predictions 0 and 2; prediction 2
-        // keeps its argmax match to gt 1 (0.6 > 0.4).
-        let iou = matrix(&[&[0.4, 0.1, 0.4, 0.0], &[0.0, 0.2, 0.6, 0.1]]);
+        // would be ignored (best 0.5) but is a tie of gt 0's best, so it is
+        // positive, and keeps its argmax match to gt 1 (0.5 > 0.4).
+        let iou = matrix(&[&[0.4, 0.1, 0.4, 0.0], &[0.0, 0.2, 0.5, 0.9]]);
         let m = Matcher::rpn().apply(&iou).unwrap();
-        assert_eq!(m.labels, vec![Positive, Negative, Positive, Negative]);
+        assert_eq!(m.labels, vec![Positive, Negative, Positive, Positive]);
         assert_eq!(m.matched_gt, vec![Some(0), Some(1), Some(1), Some(1)]);
     }
 
