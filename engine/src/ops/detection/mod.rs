@@ -2,5 +2,7 @@
 //! checked against finite differences.
 
 mod roi_align;
+mod subsample;
 
 pub use roi_align::{roi_align, RoiAlign};
+pub use subsample::max_pool2d_k1s2;
