@@ -41,13 +41,13 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A user mistake: exit code 2, one `error:` line containing `needle`, no panic.
+/// A user mistake: exit code 2, one `error:` line, stderr naming `needle`, no panic.
 fn assert_user_error(o: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "exit code; stderr: {err}");
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(errors.len(), 1, "{err}");
-    assert!(errors[0].contains(needle), "stderr should name {needle:?}: {err}");
+    assert!(err.contains(needle), "stderr should name {needle:?}: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 

@@ -1,10 +1,189 @@
-//! Placeholder: the COCO toolkit issue fills this module in.
+//! `vitdet eval coco`: COCO bbox / segm evaluation of a results file, with
+//! pycocotools' numbers and printout.
+//!
+//! Stdout carries the results (the 12-line summary per IoU type, and the
+//! per-category table with `--per-category`); stderr carries warnings about the
+//! inputs. Bad input exits with code 2 and one `error:` line.
 
-/// Arguments (to be defined by the COCO toolkit).
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use coco::dataset::Dataset;
+use coco::eval::{accumulate, evaluate, per_category_ap, summarize, Accumulated, CategoryAp, IouType, Params, Summary};
+use coco::results::{write_json_atomic, Results};
+
+/// Which IoU types to evaluate.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IouTypeArg {
+    /// Boxes.
+    Bbox,
+    /// Masks (the results need `segmentation`).
+    Segm,
+    /// Boxes, then masks.
+    Both,
+}
+
+impl IouTypeArg {
+    fn types(self) -> Vec<IouType> {
+        match self {
+            IouTypeArg::Bbox => vec![IouType::Bbox],
+            IouTypeArg::Segm => vec![IouType::Segm],
+            IouTypeArg::Both => vec![IouType::Bbox, IouType::Segm],
+        }
+    }
+}
+
+/// Arguments of `vitdet eval coco`.
 #[derive(clap::Args, Debug)]
-pub struct EvalCocoArgs {}
+#[command(after_help = "Examples:\n  vitdet eval coco --gt instances_val2017.json --dt results.json\n  \
+    vitdet eval coco --gt instances_val2017.json --dt results.json --iou-type both --json metrics.json --plots plots/")]
+pub struct EvalCocoArgs {
+    /// Ground truth: a COCO instances file.
+    #[arg(long, value_name = "GT.json")]
+    gt: PathBuf,
+    /// Detections: a COCO results file (list of {image_id, category_id, bbox, score[, segmentation]}).
+    #[arg(long, value_name = "RESULTS.json")]
+    dt: PathBuf,
+    /// What the IoU is computed on.
+    #[arg(long, value_enum, default_value = "bbox")]
+    iou_type: IouTypeArg,
+    /// Also write {"bbox": {"stats": [12 numbers], "per_category": {...}}, "segm": ...} here.
+    #[arg(long, value_name = "OUT.json")]
+    json: Option<PathBuf>,
+    /// Write PR-curve and per-category AP plots (PNG) into this directory.
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
+    /// Print the per-category AP table after the summary.
+    #[arg(long)]
+    per_category: bool,
+    /// Do not print warnings about the inputs on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// One IoU type's outcome.
+struct Evaluated {
+    iou_type: IouType,
+    summary: Summary,
+    per_category: Vec<CategoryAp>,
+    accumulated: Accumulated,
+}
 
 /// Runs the command.
-pub fn run(_args: EvalCocoArgs) -> anyhow::Result<()> {
-    Err(crate::exit::user("not built yet"))
+pub fn run(args: EvalCocoArgs) -> anyhow::Result<()> {
+    let (gt, results) = rayon::join(|| Dataset::load(&args.gt, None), || Results::load(&args.dt));
+    let (gt, report) = gt?;
+    let results = results?;
+    if !args.quiet {
+        for warning in &report.warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    let params = Params::default();
+    let mut done = Vec::new();
+    for iou_type in args.iou_type.types() {
+        let grid = evaluate(&gt, &results, iou_type, &params)?;
+        if let (count, Some(first)) = grid.dropped_detections {
+            if !args.quiet && iou_type == args.iou_type.types()[0] {
+                eprintln!(
+                    "warning: {}: {count} detection(s) of categories not in the ground truth were ignored \
+                     (as pycocotools does), first: entry {first}",
+                    args.dt.display()
+                );
+            }
+        }
+        let accumulated = accumulate(&grid);
+        let summary = summarize(&accumulated)?;
+        let per_category = per_category_ap(&accumulated);
+        done.push(Evaluated { iou_type, summary, per_category, accumulated });
+    }
+    let names = category_names(&gt, &done);
+    let mut out = String::new();
+    for e in &done {
+        if done.len() > 1 {
+            writeln!(out, "IoU metric: {}", e.iou_type.name())?;
+        }
+        write!(out, "{}", e.summary)?;
+        if args.per_category {
+            write_per_category(&mut out, &e.per_category, &names)?;
+        }
+    }
+    print_stdout(&out)?;
+    if let Some(path) = &args.json {
+        let value = json_report(&done, &names);
+        write_json_atomic(path, &value)?;
+    }
+    if let Some(dir) = &args.plots {
+        write_plots(dir, &done, &names)?;
+    }
+    Ok(())
+}
+
+/// Writes to stdout, surfacing a closed pipe as an io error (exit 0 upstream).
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Category names in the K order of the tables (ids are sorted).
+fn category_names(gt: &Dataset, done: &[Evaluated]) -> Vec<String> {
+    let Some(first) = done.first() else { return Vec::new() };
+    first
+        .accumulated
+        .category_ids
+        .iter()
+        .map(|id| gt.category(*id).map_or_else(|| id.to_string(), |c| c.name.clone()))
+        .collect()
+}
+
+/// The per-category table: name, AP, AP50, AP75 ("nan" where undefined).
+fn write_per_category(out: &mut String, aps: &[CategoryAp], names: &[String]) -> std::fmt::Result {
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(8).max(8);
+    let cell = |v: Option<f64>| v.map_or_else(|| "   nan".to_owned(), |v| format!("{:6.3}", v));
+    writeln!(out, "{:<width$}  {:>6}  {:>6}  {:>6}", "category", "AP", "AP50", "AP75")?;
+    for (name, ap) in names.iter().zip(aps) {
+        writeln!(out, "{name:<width$}  {}  {}  {}", cell(ap.ap), cell(ap.ap50), cell(ap.ap75))?;
+    }
+    Ok(())
+}
+
+/// `{"bbox": {"stats": [...], "per_category": {name: {"id", "ap", "ap50", "ap75"}}}, ...}`.
+/// Duplicate category names get their id appended to stay distinct keys.
+fn json_report(done: &[Evaluated], names: &[String]) -> serde_json::Value {
+    let mut root = serde_json::Map::new();
+    for e in done {
+        let mut per_category = serde_json::Map::new();
+        for (name, ap) in names.iter().zip(&e.per_category) {
+            let key = if per_category.contains_key(name) { format!("{name} ({})", ap.category_id) } else { name.clone() };
+            per_category.insert(
+                key,
+                serde_json::json!({"id": ap.category_id.0, "ap": ap.ap, "ap50": ap.ap50, "ap75": ap.ap75}),
+            );
+        }
+        root.insert(
+            e.iou_type.name().to_owned(),
+            serde_json::json!({"stats": e.summary.stats.to_vec(), "per_category": per_category}),
+        );
+    }
+    serde_json::Value::Object(root)
+}
+
+/// `DIR/{bbox,segm}_pr.png` and `DIR/{bbox,segm}_per_category_ap.png`.
+fn write_plots(dir: &Path, done: &[Evaluated], names: &[String]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    for e in done {
+        let kind = e.iou_type.name();
+        coco::plots::plot_pr_curves(&e.accumulated, &format!("{kind}: precision-recall"), &dir.join(format!("{kind}_pr.png")))?;
+        coco::plots::plot_per_category_ap(
+            &e.per_category,
+            names,
+            &format!("{kind}: AP per category"),
+            &dir.join(format!("{kind}_per_category_ap.png")),
+        )?;
+    }
+    Ok(())
 }
