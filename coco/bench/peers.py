@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""Times pycocotools, faster-coco-eval and hotcoco on the case `vitdet bench coco --write DIR`
+"""Times vitdet, pycocotools, faster-coco-eval and hotcoco on the case `vitdet bench coco --write DIR`
 writes, end to end (load GT, load results, evaluate, accumulate, summarize), and checks
-that their 12 stats equal vitdet's (DIR/stats.json, written by the same command).
+that the peers' 12 stats equal vitdet's (DIR/stats.json, written by the same command).
 
     pip install pycocotools==2.0.11 faster-coco-eval==1.8.0 hotcoco==1.3.0 numpy
-    vitdet bench coco --write /tmp/coco-bench            # writes the case, times vitdet
-    python coco/bench/peers.py /tmp/coco-bench [--runs 3] [--skip pycocotools]
+    cargo build --release && target/release/vitdet bench coco --write /tmp/coco-bench
+    python coco/bench/peers.py /tmp/coco-bench --vitdet target/release/vitdet [--runs 3] [--skip pycocotools]
 
-Prints one JSON line per (tool, iou type, run) and a final table with the best time of
-each and its ratio to vitdet's best. Timing starts before the GT file is parsed, as
-`vitdet bench coco` does; each tool's stdout (its own summary print) is suppressed.
+Runs are interleaved (each run times every tool once), so load from other processes
+spreads evenly. vitdet is timed as a subprocess, `vitdet eval coco --gt .. --dt .. -q`
+(process start and the summary print included); the Python tools in-process from
+before the GT file is parsed. Prints one JSON line per (tool, iou type, run) and a
+table of the best time of each with its ratio to vitdet's best.
 """
+import subprocess
 import argparse
 import contextlib
 import gc
@@ -67,18 +70,23 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--skip", action="append", default=[], choices=list(TOOLS))
     ap.add_argument("--iou-type", choices=["bbox", "segm", "both"], default="both")
+    ap.add_argument("--vitdet", default="target/release/vitdet", help="the vitdet binary")
     args = ap.parse_args()
     gt = os.path.join(args.dir, "instances.json")
     ours = json.load(open(os.path.join(args.dir, "stats.json")))
     types = ["bbox", "segm"] if args.iou_type == "both" else [args.iou_type]
     best = {}
+    tools = {name: fn for name, fn in TOOLS.items() if name not in args.skip}
     for iou_type in types:
         dt = os.path.join(args.dir, f"results_{iou_type}.json")
-        best[("vitdet", iou_type)] = ours[iou_type]["total_s"]
-        for name, fn in TOOLS.items():
-            if name in args.skip:
-                continue
-            for _ in range(args.runs):
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            subprocess.run([args.vitdet, "eval", "coco", "--gt", gt, "--dt", dt, "--iou-type", iou_type, "-q"],
+                           check=True, stdout=subprocess.DEVNULL)
+            elapsed = time.perf_counter() - start
+            print(json.dumps({"tool": "vitdet", "iou_type": iou_type, "total_s": round(elapsed, 3)}), flush=True)
+            best[("vitdet", iou_type)] = min(elapsed, best.get(("vitdet", iou_type), float("inf")))
+            for name, fn in tools.items():
                 gc.collect()
                 start = time.perf_counter()
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -89,7 +97,7 @@ def main():
                                   "max_abs_diff_vs_vitdet": diff}), flush=True)
                 best[(name, iou_type)] = min(elapsed, best.get((name, iou_type), float("inf")))
     print(f"\n| tool | {' | '.join(types)} |\n|---|{'---|' * len(types)}")
-    for name in ["vitdet", *[t for t in TOOLS if t not in args.skip]]:
+    for name in ["vitdet", *tools]:
         cells = []
         for iou_type in types:
             t, v = best[(name, iou_type)], best[("vitdet", iou_type)]

@@ -215,52 +215,75 @@ impl Prepared {
         if let (count, Some((index, image_id))) = unknown_image {
             return Err(Error::ResultUnknownImage { path: path.to_path_buf(), count, index, image_id });
         }
-        let (all_start, mut all_order) = bucket(&dt_cells, n_cells);
-        let max_det = params.max_det();
-        let mut dt_start = vec![0u32; n_cells + 1];
-        let mut kept: Vec<u32> = Vec::with_capacity(all_order.len());
-        let mut keys: Vec<u128> = Vec::new();
-        for c in 0..n_cells {
-            let cell = &mut all_order[all_start[c] as usize..all_start[c + 1] as usize];
-            // Ties keep file order: the key's low bits are the file index.
-            keys.clear();
-            keys.extend(cell.iter().map(|&j| packed_key(dets[j as usize].score, j)));
-            keys.sort_unstable();
-            kept.extend(keys.iter().take(max_det).map(|&k| k as u32));
-            dt_start[c + 1] = kept.len() as u32;
+        if branch == Branch::Box {
+            if let Some(index) = dets.iter().position(|d| d.bbox.is_none()) {
+                return Err(Error::ResultMissingField {
+                    path: path.to_path_buf(),
+                    index,
+                    field: "bbox",
+                    why: "the first entry has one, so loadRes reads every entry as a box result",
+                });
+            }
         }
-        let mut dt_score = Vec::with_capacity(kept.len());
-        let mut dt_bbox = Vec::with_capacity(kept.len());
-        let mut dt_area = Vec::with_capacity(kept.len());
+        let (all_start, all_order) = bucket(&dt_cells, n_cells);
+        let max_det = params.max_det();
+        // Per category (in parallel): sort each image's detections, keep maxDets[-1].
+        let per_category: Vec<(Vec<u32>, Vec<u32>)> = (0..category_ids.len())
+            .into_par_iter()
+            .map(|k| {
+                let mut kept = Vec::new();
+                let mut ends = Vec::with_capacity(n_images);
+                let mut keys: Vec<u128> = Vec::new();
+                for c in k * n_images..(k + 1) * n_images {
+                    let cell = &all_order[all_start[c] as usize..all_start[c + 1] as usize];
+                    // Ties keep file order: the key's low bits are the file index.
+                    keys.clear();
+                    keys.extend(cell.iter().map(|&j| packed_key(dets[j as usize].score, j)));
+                    keys.sort_unstable();
+                    kept.extend(keys.iter().take(max_det).map(|&key| key as u32));
+                    ends.push(kept.len() as u32);
+                }
+                (kept, ends)
+            })
+            .collect();
+        let mut dt_start = Vec::with_capacity(n_cells + 1);
+        dt_start.push(0u32);
+        let mut kept: Vec<u32> = Vec::with_capacity(per_category.iter().map(|(k, _)| k.len()).sum());
+        for (cat_kept, ends) in &per_category {
+            let base = kept.len() as u32;
+            dt_start.extend(ends.iter().map(|&e| base + e));
+            kept.extend_from_slice(cat_kept);
+        }
+        drop(per_category);
         let needs_masks = iou_type == IouType::Segm || branch == Branch::Mask;
         let dt_mask: Vec<Rle> = if needs_masks {
             kept.par_iter().map(|&j| detection_mask(gt, path, j as usize, &dets[j as usize])).collect::<Result<_, _>>()?
         } else {
             Vec::new()
         };
-        for (pos, &j) in kept.iter().enumerate() {
-            let d = &dets[j as usize];
-            let bbox = match (branch, d.bbox, dt_mask.get(pos)) {
-                (_, Some(b), _) => b,
-                (Branch::Mask, None, Some(mask)) => mask.to_bbox(),
-                _ => {
-                    return Err(Error::ResultMissingField {
-                        path: path.to_path_buf(),
-                        index: j as usize,
-                        field: "bbox",
-                        why: "the first entry has one, so loadRes reads every entry as a box result",
-                    })
-                }
-            };
-            let area = match (branch, dt_mask.get(pos)) {
-                (Branch::Box, _) => bbox[2] * bbox[3],
-                (Branch::Mask, Some(mask)) => mask.area() as f64,
-                (Branch::Mask, None) => 0.0,
-            };
-            dt_score.push(d.score);
-            dt_bbox.push(bbox);
-            dt_area.push(area);
-        }
+        let rows: Vec<(f64, [f64; 4], f64)> = kept
+            .par_iter()
+            .enumerate()
+            .map(|(pos, &j)| {
+                let d = &dets[j as usize];
+                let mask = dt_mask.get(pos);
+                let bbox = match (d.bbox, mask) {
+                    (Some(b), _) => b,
+                    (None, Some(mask)) => mask.to_bbox(),
+                    (None, None) => [0.0; 4], // unreachable: checked above / masks decoded
+                };
+                let area = match (branch, mask) {
+                    (Branch::Box, _) => bbox[2] * bbox[3],
+                    (Branch::Mask, Some(mask)) => mask.area() as f64,
+                    (Branch::Mask, None) => 0.0,
+                };
+                (d.score, bbox, area)
+            })
+            .collect();
+        let dt_score = rows.iter().map(|r| r.0).collect();
+        let dt_bbox = rows.iter().map(|r| r.1).collect();
+        let dt_area = rows.iter().map(|r| r.2).collect();
+        drop(rows);
 
         let gt_mask: Vec<Rle> = if iou_type == IouType::Segm {
             (0..n_cells)
