@@ -39,12 +39,15 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Prints `error: ...` (the whole context chain on one line) and picks the exit code.
+/// Prints `error: ...` (the context chain, first line only) and picks the exit code.
 pub fn report(err: &anyhow::Error) -> ExitCode {
     if is_broken_pipe(err) {
         return ExitCode::SUCCESS;
     }
-    eprintln!("error: {err:#}");
+    // One line: candle appends a backtrace to its errors' text when
+    // RUST_BACKTRACE is set; the user gets the message, not the frames.
+    let message = format!("{err:#}");
+    eprintln!("error: {}", message.lines().next().unwrap_or_default().trim_end());
     if is_user_error(err) {
         ExitCode::from(2)
     } else {

@@ -10,7 +10,7 @@ use backbone::VitConfig;
 use candle_core::{Device, Tensor};
 
 fn vitdet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vitdet")).args(args).env("HOME", "/nonexistent-home").env_remove("VITDET_WEIGHTS").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_vitdet")).args(args).env("HOME", "/nonexistent-home").env_remove("VITDET_WEIGHTS").env("RUST_BACKTRACE", "1").output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -141,6 +141,17 @@ fn user_errors_exit_2_with_one_line() {
     let o = vitdet(&["import", "--bogus-flag"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--bogus-flag"));
+}
+
+#[test]
+fn pixels_that_do_not_tile_into_patches_are_a_user_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = imported_fixture(dir.path(), "vit_cls");
+    let pixels = dir.path().join("x.safetensors");
+    let x = Tensor::zeros((1, 3, 40, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&std::collections::HashMap::from([("pixels".to_string(), x)]), &pixels).unwrap();
+    let o = vitdet(&["features", "--weights", weights.to_str().unwrap(), "--pixels", pixels.to_str().unwrap(), "--out", "/tmp/unused.safetensors"]);
+    assert_user_error(&o, "multiple of the patch size 16");
 }
 
 #[test]

@@ -56,6 +56,10 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
         (None, Some(pixels)) => pixels,
         (None, None) => return Err(crate::exit::user("pass --images or --pixels")),
     };
+    let (patch, (h, w)) = (loaded.config.patch_size, (pixels.dim(2)?, pixels.dim(3)?));
+    if h % patch != 0 || w % patch != 0 {
+        return Err(crate::exit::user(format!("pixels are {h}x{w}: height and width must be a multiple of the patch size {patch}")));
+    }
     let features = backbone::features::extract_features(&loaded.model, &pixels, args.batch)
         .with_context(|| format!("running the backbone on {:?}", pixels.dims()))?;
     engine::checkpoint::write_safetensors_with_metadata(&args.out, &features.tensors, meta)?;
