@@ -21,7 +21,17 @@ pub struct AttentionOutput {
 /// `q`: (B, H, N, d); `k`, `v`: (B, H, M, d); `bias`: broadcastable to
 /// (B, H, N, M). With `keep_logits`, the scaled logits (after the bias) are
 /// returned too: the hook point of MAE-Lite's `attn.identity`.
+///
+/// On the CPU in f32/f64, without bias and logits, a fused kernel runs
+/// (`cpu/attention.rs`); the bias and logits cases (relative positions,
+/// distillation) take the composed path, whose gradients flow through the
+/// logits too.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f64, keep_logits: bool) -> Result<AttentionOutput> {
+    let nonempty = [q, k, v].iter().all(|t| t.rank() == 4 && t.elem_count() > 0);
+    if bias.is_none() && !keep_logits && nonempty && super::cpu::fused_eligible(&[q, k, v]) {
+        let out = super::cpu::attention::attention(q, k, v, scale)?;
+        return Ok(AttentionOutput { out, logits: None });
+    }
     composed(q, k, v, bias, scale, keep_logits)
 }
 
@@ -40,6 +50,7 @@ fn composed(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f6
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::ops::cpu::{self, test_support::assert_matches_composed};
     use crate::testing::{check_gradients, random_tensor};
 
     #[test]
@@ -75,6 +86,37 @@ mod tests {
         let k = random_tensor(&[2, 3, 6, 5], 34);
         let v = random_tensor(&[2, 3, 6, 2], 35);
         check_gradients(&[q, k, v], |t| Ok(attention(&t[0], &t[1], &t[2], None, 0.7, false)?.out)).unwrap();
+    }
+
+    #[test]
+    fn composed_gradient_matches_finite_differences() {
+        let q = random_tensor(&[2, 3, 4, 5], 33);
+        let k = random_tensor(&[2, 3, 6, 5], 34);
+        let v = random_tensor(&[2, 3, 6, 2], 35);
+        check_gradients(&[q, k, v], |t| Ok(composed(&t[0], &t[1], &t[2], None, 0.7, false)?.out)).unwrap();
+    }
+
+    #[test]
+    fn fused_matches_composed() {
+        // N != M and d != dv; logits spread wide enough to test the softmax shift.
+        let q = (random_tensor(&[2, 3, 17, 8], 40) * 3.0).unwrap();
+        let k = (random_tensor(&[2, 3, 13, 8], 41) * 3.0).unwrap();
+        let v = random_tensor(&[2, 3, 13, 5], 42);
+        assert_matches_composed(&[q, k, v], |t| cpu::attention::attention(&t[0], &t[1], &t[2], 0.4), |t| Ok(composed(&t[0], &t[1], &t[2], None, 0.4, false)?.out), 1e-5, 1e-12);
+    }
+
+    #[test]
+    fn fused_reads_strided_heads() {
+        // As the ViT slices q, k, v out of one (B, N, 3, H, d) projection.
+        let qkv = random_tensor(&[2, 11, 3, 4, 6], 43);
+        let split = |t: &Tensor, i: usize| t.permute((2, 0, 3, 1, 4)).unwrap().get(i).unwrap();
+        assert_matches_composed(
+            &[qkv],
+            |t| cpu::attention::attention(&split(&t[0], 0), &split(&t[0], 1), &split(&t[0], 2), 0.5),
+            |t| Ok(composed(&split(&t[0], 0), &split(&t[0], 1), &split(&t[0], 2), None, 0.5, false)?.out),
+            1e-5,
+            1e-12,
+        );
     }
 
     #[test]

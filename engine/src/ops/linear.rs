@@ -8,6 +8,12 @@ use candle_nn::VarBuilder;
 /// Leading dimensions are flattened into one matrix so the product is a
 /// single GEMM rather than a batch of small ones.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let mut operands = vec![x, weight];
+    operands.extend(bias);
+    if super::cpu::fused_eligible(&operands) && x.rank() >= 1 && weight.rank() == 2 && bias.is_none_or(|b| b.rank() == 1) {
+        // The kernel reads x as one (rows, in) matrix, so it must be contiguous.
+        return super::cpu::linear::linear(&x.contiguous()?, weight, bias);
+    }
     composed(x, weight, bias)
 }
 
@@ -58,6 +64,7 @@ impl Linear {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::ops::cpu::{self, test_support::assert_matches_composed};
     use crate::testing::{check_gradients, random_tensor};
 
     #[test]
@@ -77,5 +84,40 @@ mod tests {
         let w = random_tensor(&[4, 5], 13);
         let b = random_tensor(&[4], 14);
         check_gradients(&[x, w, b], |t| linear(&t[0], &t[1], Some(&t[2]))).unwrap();
+    }
+
+    #[test]
+    fn composed_gradient_matches_finite_differences() {
+        let x = random_tensor(&[2, 3, 5], 12);
+        let w = random_tensor(&[4, 5], 13);
+        let b = random_tensor(&[4], 14);
+        check_gradients(&[x, w, b], |t| composed(&t[0], &t[1], Some(&t[2]))).unwrap();
+    }
+
+    #[test]
+    fn fused_matches_composed_with_and_without_bias() {
+        // 3 * 250 rows: more than one bias-gradient task.
+        let x = random_tensor(&[3, 250, 24], 15);
+        let w = random_tensor(&[40, 24], 16);
+        let b = random_tensor(&[40], 17);
+        let inputs = [x, w, b];
+        assert_matches_composed(&inputs, |t| cpu::linear::linear(&t[0], &t[1], Some(&t[2])), |t| composed(&t[0], &t[1], Some(&t[2])), 1e-5, 1e-12);
+        assert_matches_composed(&inputs[..2], |t| cpu::linear::linear(&t[0], &t[1], None), |t| composed(&t[0], &t[1], None), 1e-5, 1e-12);
+    }
+
+    #[test]
+    fn fused_reads_a_transposed_weight() {
+        // The patch embedding passes a reshaped conv weight; a transposed view
+        // exercises the strided weight path.
+        let x = random_tensor(&[5, 7], 18);
+        let wt = random_tensor(&[7, 6], 19);
+        let b = random_tensor(&[6], 20);
+        assert_matches_composed(
+            &[x, wt, b],
+            |t| cpu::linear::linear(&t[0], &t[1].t()?, Some(&t[2])),
+            |t| composed(&t[0], &t[1].t()?, Some(&t[2])),
+            1e-5,
+            1e-12,
+        );
     }
 }

@@ -6,13 +6,15 @@
 //! leaves upstream variables without gradients (candle-notes.md §1). Model code
 //! calls only the functions here. Each function is the single entry point for
 //! its op: today it runs a composed implementation built from candle
-//! primitives whose backward is correct; a fused CPU or CUDA kernel can take
-//! over inside the function without any change to model code, and must match
-//! the composed reference (kept in each file as `composed`).
+//! primitives whose backward is correct. On the CPU in f32/f64 a fused kernel
+//! (`cpu/`, candle `CustomOp`s with hand-written backwards) takes over inside
+//! the function without any change to model code; each is tested against the
+//! composed reference (kept in each file as `composed`), forward and backward.
 //!
 //! Shapes: B batch, H heads, N tokens, D channels, C channels of a map.
 
 mod attention;
+mod cpu;
 pub mod detection;
 mod drop_path;
 mod gelu;
