@@ -3,7 +3,9 @@
 //! Every variant carries the context needed to act on it: the file, the entry
 //! (annotation id, results index) and what was expected. [`Error::is_user_error`]
 //! tells the CLI which ones the user can fix (exit code 2) from runtime
-//! failures (exit code 1).
+//! failures (exit code 1). A variant that wraps a cause keeps it as
+//! `source()` and leaves it out of its own message, so a chain printed with
+//! `{:#}` names every cause once.
 
 use std::path::PathBuf;
 
@@ -14,7 +16,7 @@ use crate::types::{AnnId, CategoryId, ImageId};
 pub enum Error {
     // ---- Files: dataset, results and the evaluator's inputs ----
     /// A file could not be read.
-    #[error("failed to read {path}: {source}")]
+    #[error("failed to read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -23,7 +25,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A file could not be written (results, plots, JSON reports).
-    #[error("failed to write {path}: {source}")]
+    #[error("failed to write {path}")]
     Write {
         /// The file.
         path: PathBuf,
@@ -88,7 +90,7 @@ pub enum Error {
         category_id: CategoryId,
     },
     /// A ground-truth segmentation that cannot be turned into a mask.
-    #[error("{path}: annotation {ann_id}: {source}")]
+    #[error("{path}: annotation {ann_id}")]
     AnnotationMask {
         /// The instances file.
         path: PathBuf,
@@ -145,7 +147,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// A detection mask that cannot be decoded.
-    #[error("{path}: entry {index}: {source}")]
+    #[error("{path}: entry {index}")]
     ResultMask {
         /// The results file.
         path: PathBuf,
@@ -301,6 +303,7 @@ mod tests {
     fn write_failures_are_not_user_errors() {
         let e = Error::Write { path: "out.json".into(), source: std::io::Error::other("disk full") };
         assert!(!e.is_user_error());
-        assert_eq!(e.to_string(), "failed to write out.json: disk full");
+        assert_eq!(e.to_string(), "failed to write out.json");
+        assert_eq!(std::error::Error::source(&e).map(ToString::to_string).as_deref(), Some("disk full"));
     }
 }

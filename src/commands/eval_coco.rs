@@ -110,12 +110,12 @@ pub fn run(args: EvalCocoArgs) -> anyhow::Result<()> {
         }
     }
     print_stdout(&out)?;
+    if let Some(dir) = &args.plots {
+        write_plots(dir, &done, &names)?;
+    }
     if let Some(path) = &args.json {
         let value = json_report(&done, &names);
         write_json_atomic(path, &value)?;
-    }
-    if let Some(dir) = &args.plots {
-        write_plots(dir, &done, &names)?;
     }
     Ok(())
 }

@@ -26,7 +26,14 @@
 //! cases written by `coco/tests/fixtures/make_eval_cases.py`.
 //!
 //! Only `useCats = 1` (per-category matching) is implemented, as in every COCO
-//! detection benchmark.
+//! detection benchmark. [`bench_case`] generates the COCO-val-sized case that
+//! `vitdet bench coco` and `coco/bench/peers.py` time.
+//!
+//! Deliberate deviations, all on input pycocotools mishandles: a results file
+//! whose entries lack the field the first entry chose (`bbox` / `segmentation`)
+//! is an error instead of a `KeyError`; a segm evaluation of box-only results is
+//! an error instead of scoring the box rectangles as masks; a mask whose size
+//! differs from its image's is an error instead of IoU -1 (see `prepare`).
 
 pub mod accumulate;
 pub mod bench_case;
