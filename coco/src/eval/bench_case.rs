@@ -297,7 +297,7 @@ pub struct PhaseTimes {
 /// `accumulate`, `summarize`).
 ///
 /// # Errors
-/// Any error of [`Dataset::load`], [`Results::load`] or [`evaluate`].
+/// Any error of [`Dataset::load`], [`Results::load`] or [`evaluate()`].
 pub fn time_eval(gt: &Path, results: &Path, iou_type: IouType) -> Result<PhaseTimes, Error> {
     let start = Instant::now();
     let (dataset, results) = rayon::join(|| Dataset::load(gt, None), || Results::load(results));

@@ -19,7 +19,7 @@
 //!   while the GT is still taken (`gtMatches` holds the detection's id, >= 1).
 //!
 //! Each cell's IoU matrix is computed once (`self.ious[imgId, catId]`) with
-//! [`crate::mask::bbox_iou`] or [`crate::mask::iou`] into a per-thread buffer;
+//! [`crate::mask::bbox_iou`] or [`crate::mask::iou()`] into a per-thread buffer;
 //! cells are evaluated in parallel by category.
 
 use rayon::prelude::*;
