@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ViT-Tiny speed, vitdet next to PyTorch, in one run on this machine:
 #   bench/vit_vs_torch.sh [BATCH=32] [ITERS=5] [PYTHON=~/.venvs/fx/bin/python]
+# VITDET_BIN=path/to/vitdet skips the build and times that binary instead.
 # Needs a Python with torch and timm (pip install torch timm). Prints both JSON
 # lines and the vitdet/PyTorch ratios that BENCHMARKS.md records.
 set -euo pipefail
@@ -9,8 +10,12 @@ iters=${2:-5}
 python=${3:-$HOME/.venvs/fx/bin/python}
 threads=$(nproc)
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-ours=$(RAYON_NUM_THREADS=$threads target/release/vitdet bench vit --batch "$batch" --iters "$iters")
+bin=${VITDET_BIN:-}
+if [ -z "$bin" ]; then
+    cargo build --release --quiet
+    bin=target/release/vitdet
+fi
+ours=$(RAYON_NUM_THREADS=$threads "$bin" bench vit --batch "$batch" --iters "$iters")
 theirs=$("$python" bench/torch_vit.py --batch "$batch" --iters "$iters" --threads "$threads")
 naive=$("$python" bench/torch_vit.py --batch "$batch" --iters "$iters" --threads "$threads" --naive-attention)
 echo "vitdet:               $ours"

@@ -50,25 +50,54 @@ fn t<T>(m: MatRef<'_, T>) -> MatRef<'_, T> {
     MatRef { data: m.data, rs: m.cs, cs: m.rs }
 }
 
+/// Lanes of the reductions below: one AVX-512 register of f32. Whole
+/// fixed-size chunks let LLVM keep the partial results in registers.
+const LANES: usize = 16;
+
 /// Replaces each row of `s` (rows of length `m`) by its softmax.
 #[inline(always)]
 fn softmax_rows<T: Real>(s: &mut [T], m: usize) {
     for row in s.chunks_mut(m) {
-        let mut mx = [T::NEG_INF; 8];
-        for (i, v) in row.iter().enumerate() {
-            mx[i % 8] = mx[i % 8].maximum(*v);
+        let mut mx = [T::NEG_INF; LANES];
+        let mut chunks = row.chunks_exact(LANES);
+        for c in chunks.by_ref() {
+            for (a, v) in mx.iter_mut().zip(c) {
+                *a = a.maximum(*v);
+            }
         }
-        let max = mx.iter().fold(T::NEG_INF, |a, b| a.maximum(*b));
-        let mut acc = [T::zero(); 8];
-        for (i, v) in row.iter_mut().enumerate() {
+        let max = chunks.remainder().iter().chain(&mx).fold(T::NEG_INF, |a, b| a.maximum(*b));
+        let mut acc = [T::zero(); LANES];
+        let mut chunks = row.chunks_exact_mut(LANES);
+        for c in chunks.by_ref() {
+            for (a, v) in acc.iter_mut().zip(c.iter_mut()) {
+                *v = (*v - max).exp();
+                *a += *v;
+            }
+        }
+        let mut sum = T::zero();
+        for v in chunks.into_remainder() {
             *v = (*v - max).exp();
-            acc[i % 8] += *v;
+            sum += *v;
         }
-        let inv = T::one() / acc.iter().fold(T::zero(), |a, b| a + *b);
+        let inv = T::one() / acc.iter().fold(sum, |a, b| a + *b);
         for v in row.iter_mut() {
             *v *= inv;
         }
     }
+}
+
+/// `sum(a ⊙ b)` in [`LANES`] partial sums.
+#[inline(always)]
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail = ca.remainder().iter().zip(cb.remainder()).fold(T::zero(), |s, (x, y)| s + *x * *y);
+    for (x, y) in ca.zip(cb) {
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *s += *x * *y;
+        }
+    }
+    acc.iter().fold(tail, |s, v| s + *v)
 }
 
 /// S = scale * Q K^T, then P = softmax(S), into `s` (N, M).
@@ -163,11 +192,7 @@ impl AttentionBwd {
                     #[inline(always)]
                     || {
                         for (dr, pr) in ds.chunks_mut(m).zip(p.chunks(m)) {
-                            let mut acc = [T::zero(); 8];
-                            for (i, (a, b)) in dr.iter().zip(pr).enumerate() {
-                                acc[i % 8] += *a * *b;
-                            }
-                            let dot = acc.iter().fold(T::zero(), |a, b| a + *b);
+                            let dot = dot(dr, pr);
                             for (a, b) in dr.iter_mut().zip(pr) {
                                 *a = *b * (*a - dot);
                             }

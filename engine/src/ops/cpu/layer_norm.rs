@@ -31,37 +31,30 @@ fn vector<T: Real>(s: &CpuStorage, l: &Layout) -> Result<Vec<T>> {
         .collect()
 }
 
-/// Mean and 1/sqrt(var + eps) of one row, summing in 8 lanes so the loops
-/// vectorise (float sums are otherwise kept in order).
+/// Lanes of the row sums: one AVX-512 register of f32 (float sums are kept
+/// in order unless split into fixed-size partial sums like this).
+const LANES: usize = 16;
+
+/// `Σ f(a_i, b_i)` over two equal-length rows in [`LANES`] partial sums.
+#[inline(always)]
+fn lane_sum<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
+    let mut acc = [T::zero(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail = ca.remainder().iter().zip(cb.remainder()).fold(T::zero(), |s, (x, y)| s + f(*x, *y));
+    for (x, y) in ca.zip(cb) {
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *s += f(*x, *y);
+        }
+    }
+    acc.iter().fold(tail, |s, v| s + *v)
+}
+
+/// Mean and 1/sqrt(var + eps) of one row (biased variance, two passes).
 #[inline(always)]
 fn row_stats<T: Real>(row: &[T], eps: T) -> (T, T) {
     let n = T::from_f64(row.len().max(1) as f64);
-    let mut acc = [T::zero(); 8];
-    let chunks = row.chunks_exact(8);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            *a += *v;
-        }
-    }
-    let mut sum = tail.iter().fold(T::zero(), |s, v| s + *v);
-    for a in acc {
-        sum += a;
-    }
-    let mean = sum / n;
-    let mut acc = [T::zero(); 8];
-    let chunks = row.chunks_exact(8);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            let d = *v - mean;
-            *a += d * d;
-        }
-    }
-    let mut sq = tail.iter().fold(T::zero(), |s, v| s + (*v - mean) * (*v - mean));
-    for a in acc {
-        sq += a;
-    }
+    let mean = lane_sum(row, row, |x, _| x) / n;
+    let sq = lane_sum(row, row, |x, _| (x - mean) * (x - mean));
     (mean, T::one() / (sq / n + eps).sqrt())
 }
 
@@ -136,17 +129,15 @@ fn grad_input<T: Real>(eps: f64, x: &CpuStorage, xl: &Layout, w: &CpuStorage, wl
             || {
                 for ((dxr, xr), gr) in dxc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d)) {
                     let (mean, rstd) = row_stats(xr, eps);
-                    // Sums of g and g * x̂ in 8 lanes.
-                    let (mut s1, mut s2) = ([T::zero(); 8], [T::zero(); 8]);
-                    for (i, ((xv, gv), wv)) in xr.iter().zip(gr).zip(&w).enumerate() {
-                        let gw = *gv * *wv;
-                        s1[i % 8] += gw;
-                        s2[i % 8] += gw * (*xv - mean) * rstd;
+                    // g = dY * weight, stored in dX's row until the sums are known.
+                    for ((o, gv), wv) in dxr.iter_mut().zip(gr).zip(&w) {
+                        *o = *gv * *wv;
                     }
-                    let (a, c) = (s1.iter().fold(T::zero(), |s, v| s + *v) * inv_d, s2.iter().fold(T::zero(), |s, v| s + *v) * inv_d);
-                    for (((o, xv), gv), wv) in dxr.iter_mut().zip(xr).zip(gr).zip(&w) {
+                    let a = lane_sum(dxr, xr, |g, _| g) * inv_d;
+                    let c = lane_sum(dxr, xr, |g, x| g * (x - mean) * rstd) * inv_d;
+                    for (o, xv) in dxr.iter_mut().zip(xr) {
                         let xhat = (*xv - mean) * rstd;
-                        *o = rstd * (*gv * *wv - a - xhat * c);
+                        *o = rstd * (*o - a - xhat * c);
                     }
                 }
             },
