@@ -115,6 +115,12 @@ impl Attention {
     pub fn forward(&self, x: &Tensor, keep_logits: bool) -> Result<(Tensor, Option<Tensor>)> {
         let (b, n, dim) = x.dims3()?;
         let heads = self.num_heads;
+        if !keep_logits {
+            // One op from the qkv projection to the heads' outputs (fused on
+            // the CPU: no permute/transpose copies, one d(qkv) buffer).
+            let out = ops::self_attention(&self.qkv.forward(x)?, heads, self.scale)?;
+            return Ok((self.proj.forward(&out)?, None));
+        }
         let qkv = self
             .qkv
             .forward(x)?

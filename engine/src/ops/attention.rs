@@ -35,6 +35,35 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scal
     composed(q, k, v, bias, scale, keep_logits)
 }
 
+/// Multi-head self-attention from a packed qkv projection: `qkv` (B, N, 3D)
+/// in timm's layout (q, k, v blocks of D = `num_heads` * d channels, heads
+/// contiguous inside each) to the heads' outputs side by side, (B, N, D),
+/// ready for the output projection. Same result as slicing q, k, v into
+/// (B, H, N, d) and calling [`attention`] without bias, then moving the head
+/// axis back; on the CPU in f32/f64 one fused kernel does it all
+/// (`cpu/qkv_attention.rs`), its backward writing d(qkv) in one buffer.
+///
+/// # Errors
+/// `qkv` is not (B, N, 3D) with D divisible by `num_heads`.
+pub fn self_attention(qkv: &Tensor, num_heads: usize, scale: f64) -> Result<Tensor> {
+    let (_, n, three_d) = qkv.dims3()?;
+    if num_heads == 0 || three_d % 3 != 0 || (three_d / 3) % num_heads != 0 {
+        return Err(candle_core::Error::Msg(format!("self_attention: qkv {:?} does not split into 3 x {num_heads} heads", qkv.dims())));
+    }
+    if n > 0 && three_d > 0 && super::cpu::fused_eligible(&[qkv]) {
+        return super::cpu::qkv_attention::self_attention(&qkv.contiguous()?, num_heads, scale);
+    }
+    self_attention_composed(qkv, num_heads, scale)
+}
+
+fn self_attention_composed(qkv: &Tensor, num_heads: usize, scale: f64) -> Result<Tensor> {
+    let (b, n, three_d) = qkv.dims3()?;
+    let dim = three_d / 3;
+    let qkv = qkv.reshape((b, n, 3, num_heads, dim / num_heads))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+    let out = composed(&qkv.get(0)?, &qkv.get(1)?, &qkv.get(2)?, None, scale, false)?.out;
+    out.transpose(1, 2)?.reshape((b, n, dim))
+}
+
 fn composed(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f64, keep_logits: bool) -> Result<AttentionOutput> {
     let logits = (q.matmul(&k.t()?)? * scale)?;
     let logits = match bias {
@@ -117,6 +146,26 @@ mod tests {
             1e-5,
             1e-12,
         );
+    }
+
+    #[test]
+    fn self_attention_gradient_matches_finite_differences() {
+        // (B, N, 3D) with D = 2 heads x 3.
+        let qkv = random_tensor(&[2, 4, 18], 44);
+        check_gradients(&[qkv.clone()], |t| self_attention(&t[0], 2, 0.6)).unwrap();
+        check_gradients(&[qkv], |t| self_attention_composed(&t[0], 2, 0.6)).unwrap();
+    }
+
+    #[test]
+    fn fused_self_attention_matches_composed() {
+        let qkv = (random_tensor(&[3, 19, 3 * 4 * 8], 45) * 2.0).unwrap();
+        assert_matches_composed(&[qkv], |t| cpu::qkv_attention::self_attention(&t[0], 4, 0.35), |t| self_attention_composed(&t[0], 4, 0.35), 1e-5, 1e-12);
+    }
+
+    #[test]
+    fn self_attention_rejects_a_bad_split() {
+        let qkv = random_tensor(&[1, 2, 12], 46);
+        assert!(self_attention(&qkv, 3, 1.0).is_err(), "D = 4 does not split into 3 heads");
     }
 
     #[test]

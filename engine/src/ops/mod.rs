@@ -22,7 +22,7 @@ mod layer_norm;
 mod linear;
 mod softmax;
 
-pub use attention::{attention, AttentionOutput};
+pub use attention::{attention, self_attention, AttentionOutput};
 pub use drop_path::drop_path;
 pub use gelu::gelu;
 pub use layer_norm::{layer_norm, layer_norm_channels_first, LayerNorm};

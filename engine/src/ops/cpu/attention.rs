@@ -46,7 +46,7 @@ fn head<'a, T: Real>(data: &'a [T], l: &Layout, b: usize, h: usize) -> Result<Ma
 }
 
 /// The transpose of a matrix view.
-fn t<T>(m: MatRef<'_, T>) -> MatRef<'_, T> {
+pub(super) fn t<T>(m: MatRef<'_, T>) -> MatRef<'_, T> {
     MatRef { data: m.data, rs: m.cs, cs: m.rs }
 }
 
@@ -101,13 +101,34 @@ fn dot<T: Real>(a: &[T], b: &[T]) -> T {
 }
 
 /// S = scale * Q K^T, then P = softmax(S), into `s` (N, M).
-fn probabilities<T: Real>(q: MatRef<'_, T>, k: MatRef<'_, T>, (n, m, d): (usize, usize, usize), scale: T, s: &mut [T]) -> Result<()> {
+pub(super) fn probabilities<T: Real>(q: MatRef<'_, T>, k: MatRef<'_, T>, (n, m, d): (usize, usize, usize), scale: T, s: &mut [T]) -> Result<()> {
     gemm(n, m, d, s, m, q, t(k), scale, false, 1)?;
     vectorized(
         #[inline(always)]
         || softmax_rows(s, m),
     );
     Ok(())
+}
+
+/// The probabilities P (N, M) and the score gradient dS = P ⊙ (dP - rowsum(dP ⊙ P))
+/// with dP = dO V^T, for one head.
+pub(super) fn score_grads<T: Real>(q: MatRef<'_, T>, k: MatRef<'_, T>, v: MatRef<'_, T>, g: MatRef<'_, T>, (n, m, d, dv): (usize, usize, usize, usize), scale: T) -> Result<(Vec<T>, Vec<T>)> {
+    let mut p = vec![T::zero(); n * m];
+    probabilities(q, k, (n, m, d), scale, &mut p)?;
+    let mut ds = vec![T::zero(); n * m];
+    gemm(n, m, dv, &mut ds, m, g, t(v), T::one(), false, 1)?;
+    vectorized(
+        #[inline(always)]
+        || {
+            for (dr, pr) in ds.chunks_mut(m).zip(p.chunks(m)) {
+                let dot = dot(dr, pr);
+                for (a, b) in dr.iter_mut().zip(pr) {
+                    *a = *b * (*a - dot);
+                }
+            }
+        },
+    );
+    Ok((p, ds))
 }
 
 fn forward<T: Real>(scale: f64, q: &CpuStorage, ql: &Layout, k: &CpuStorage, kl: &Layout, v: &CpuStorage, vl: &Layout) -> Result<(CpuStorage, Shape)> {
@@ -138,7 +159,7 @@ impl CustomOp3 for AttentionFwd {
     }
 
     fn bwd(&self, q: &Tensor, k: &Tensor, v: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let packed = q.apply_op3(k, v, AttentionBwd { scale: self.scale, grad: grad.clone() })?;
+        let packed = q.apply_op3(k, v, AttentionBwd { scale: self.scale, grad: grad.clone() })?.detach();
         let (q_len, k_len, v_len) = (q.elem_count(), k.elem_count(), v.elem_count());
         let dq = packed.narrow(0, 0, q_len)?.reshape(q.shape())?;
         let dk = packed.narrow(0, q_len, k_len)?.reshape(k.shape())?;
@@ -180,26 +201,10 @@ impl AttentionBwd {
             .try_for_each(|(bh, ((dq, dk), dvb))| -> Result<()> {
                 let (bi, hi) = (bh / h, bh % h);
                 let (qm, km, vm, gm) = (head(qs, ql, bi, hi)?, head(ks, kl, bi, hi)?, head(vs, vl, bi, hi)?, head(gs, gl, bi, hi)?);
-                let mut p = vec![T::zero(); n * m];
-                probabilities(qm, km, (n, m, d), scale, &mut p)?;
-                let pm = MatRef { data: &p, rs: m, cs: 1 };
+                let (p, ds) = score_grads(qm, km, vm, gm, (n, m, d, dv), scale)?;
+                let (pm, dsm) = (MatRef { data: &p, rs: m, cs: 1 }, MatRef { data: &ds, rs: m, cs: 1 });
                 // dV = P^T dO: (M, N) @ (N, dv)
                 gemm(m, dv, n, dvb, dv, t(pm), gm, T::one(), false, 1)?;
-                // dP = dO V^T: (N, dv) @ (dv, M)
-                let mut ds = vec![T::zero(); n * m];
-                gemm(n, m, dv, &mut ds, m, gm, t(vm), T::one(), false, 1)?;
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        for (dr, pr) in ds.chunks_mut(m).zip(p.chunks(m)) {
-                            let dot = dot(dr, pr);
-                            for (a, b) in dr.iter_mut().zip(pr) {
-                                *a = *b * (*a - dot);
-                            }
-                        }
-                    },
-                );
-                let dsm = MatRef { data: &ds, rs: m, cs: 1 };
                 // dQ = scale dS K: (N, M) @ (M, d); dK = scale dS^T Q: (M, N) @ (N, d)
                 gemm(n, d, m, dq, d, dsm, km, scale, false, 1)?;
                 gemm(m, d, n, dk, d, t(dsm), qm, scale, false, 1)

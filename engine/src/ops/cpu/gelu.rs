@@ -48,7 +48,7 @@ impl CustomOp1 for GeluFwd {
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2(&grad.contiguous()?, GeluBwd)?))
+        Ok(Some(x.apply_op2(&grad.contiguous()?, GeluBwd)?.detach()))
     }
 }
 

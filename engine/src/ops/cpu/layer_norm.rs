@@ -99,8 +99,8 @@ impl CustomOp3 for LayerNormFwd {
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let d = w.dim(0)?;
-        let dx = x.apply_op3(w, &grad, LayerNormBwdInput { eps: self.eps })?;
-        let params = x.apply_op2(&grad, LayerNormBwdParams { eps: self.eps })?;
+        let dx = x.apply_op3(w, &grad, LayerNormBwdInput { eps: self.eps })?.detach();
+        let params = x.apply_op2(&grad, LayerNormBwdParams { eps: self.eps })?.detach();
         Ok((Some(dx), Some(params.narrow(0, 0, d)?), Some(params.narrow(0, d, d)?)))
     }
 }

@@ -118,9 +118,9 @@ impl CustomOp3 for LinearFwd {
 /// kept dW does not keep the much larger dX alive.
 fn backward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, grad: &Tensor) -> Result<(Option<Tensor>, Tensor, Option<Tensor>)> {
     let grad = grad.contiguous()?;
-    let dx = if x.track_op() { Some(grad.apply_op2(w, LinearBwdInput)?.reshape(x.shape())?) } else { None };
+    let dx = if x.track_op() { Some(grad.apply_op2(w, LinearBwdInput)?.detach().reshape(x.shape())?) } else { None };
     let with_bias = b.is_some();
-    let packed = x.apply_op2(&grad, LinearBwdParams { with_bias })?;
+    let packed = x.apply_op2(&grad, LinearBwdParams { with_bias })?.detach();
     let (out_dim, in_dim) = w.dims2()?;
     let dw = packed.narrow(0, 0, out_dim * in_dim)?.reshape((out_dim, in_dim))?;
     let db = if with_bias { Some(packed.narrow(0, out_dim * in_dim, out_dim)?) } else { None };
