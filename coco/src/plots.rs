@@ -2,10 +2,11 @@
 //! precision-recall curves ([`plot_pr_curves`]) and a per-category AP bar
 //! chart ([`plot_per_category_ap`]).
 //!
-//! Text needs a TrueType font. None is bundled; the first of
-//! [`FONT_CANDIDATES`] that exists is registered once per process with
+//! Text needs a TrueType font: the first of [`FONT_CANDIDATES`] that exists,
+//! else the DejaVu Sans bundled by the `dejavu` crate, so plotting works on
+//! machines without system fonts. It is registered once per process with
 //! plotters' (global) font registry — the only process-wide state here, set
-//! once and never changed. Without a font, plotting is an [`Error::Plot`].
+//! once and never changed.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -28,7 +29,8 @@ pub const FONT_CANDIDATES: &[&str] = &[
 /// Family name the font is registered under.
 const FAMILY: &str = "sans-serif";
 
-/// Registers the first available font once; the outcome is remembered.
+/// Registers the first available system font once, falling back to the
+/// bundled DejaVu Sans; the outcome is remembered.
 fn ensure_font() -> Result<(), String> {
     static FONT: OnceLock<Result<(), String>> = OnceLock::new();
     FONT.get_or_init(|| {
@@ -41,7 +43,8 @@ fn ensure_font() -> Result<(), String> {
                 }
             }
         }
-        Err(format!("no TrueType font found (looked for {})", FONT_CANDIDATES.join(", ")))
+        plotters::style::register_font(FAMILY, FontStyle::Normal, dejavu::sans::regular())
+            .map_err(|_| "the bundled DejaVu Sans font failed to load".to_string())
     })
     .clone()
 }

@@ -94,20 +94,41 @@ fn parse_in_parallel(bytes: &[u8]) -> Option<Vec<DetectionResult>> {
     spans.push((start, body.len()));
     let chunks: Vec<Option<Vec<DetectionResult>>> = spans
         .par_iter()
-        .map(|&(from, to)| {
-            let chunk = body.get(from..to)?;
-            let mut wrapped = Vec::with_capacity(chunk.len() + 2);
-            wrapped.push(b'[');
-            wrapped.extend_from_slice(chunk);
-            wrapped.push(b']');
-            serde_json::from_slice::<Vec<DetectionResult>>(&wrapped).ok()
-        })
+        .map(|&(from, to)| parse_elements(body.get(from..to)?))
         .collect();
     let mut all = Vec::with_capacity(chunks.iter().map(|c| c.as_ref().map_or(0, Vec::len)).sum());
     for chunk in chunks {
         all.extend(chunk?);
     }
     Some(all)
+}
+
+/// Parses `elem, elem, ..., elem` (the inside of an array, no brackets) in
+/// place, without copying the chunk into a `[...]` buffer; `None` on any error.
+fn parse_elements(chunk: &[u8]) -> Option<Vec<DetectionResult>> {
+    let skip_ws = |mut i: usize| {
+        while chunk.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    let mut out = Vec::with_capacity(chunk.len() / 64 + 1);
+    let mut pos = skip_ws(0);
+    while pos < chunk.len() {
+        let mut stream = serde_json::Deserializer::from_slice(chunk.get(pos..)?).into_iter::<DetectionResult>();
+        out.push(stream.next()?.ok()?);
+        pos = skip_ws(pos + stream.byte_offset());
+        match chunk.get(pos) {
+            None => break,
+            Some(b',') => pos = skip_ws(pos + 1),
+            Some(_) => return None,
+        }
+        if pos >= chunk.len() {
+            // A trailing comma is not JSON.
+            return None;
+        }
+    }
+    Some(out)
 }
 
 /// The first `}` `,` `{` (whitespace allowed around the comma) at or after
@@ -271,6 +292,17 @@ mod tests {
         let text = serde_json::to_vec(&dets).unwrap();
         assert!(text.len() > PARALLEL_PARSE_MIN_BYTES);
         assert_eq!(Results::from_slice(&text, Path::new("dt.json")).unwrap().detections, dets);
+    }
+
+    #[test]
+    fn elements_parse_in_place_and_reject_malformed_lists() {
+        let one = r#"{"image_id":1,"category_id":2,"bbox":[1.5,2.0,3.25,4.0],"score":0.9}"#;
+        let two = format!("{one} ,\n {one}");
+        assert_eq!(parse_elements(two.as_bytes()).unwrap().len(), 2);
+        assert_eq!(parse_elements(one.as_bytes()).unwrap().len(), 1);
+        for bad in [format!("{one},"), format!("{one} {one}"), format!("{one},,{one}"), format!(",{one}")] {
+            assert!(parse_elements(bad.as_bytes()).is_none(), "{bad}");
+        }
     }
 
     #[test]
