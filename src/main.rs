@@ -12,7 +12,35 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Keeps freed memory in the process instead of handing it back to the
+/// kernel. candle allocates a fresh buffer for every op output, and glibc's
+/// defaults unmap or trim the large ones on free, so a training step
+/// page-faults its working set back in again and again (candle-notes.md §5).
+/// With every allocation up to 32 MiB (the largest ViT-Tiny batch-32
+/// activation is 19 MiB) served from the heap, and the heap neither trimmed
+/// below 1 GiB nor grown by less than 256 MiB, the kernel time of a ViT-Tiny
+/// training step drops by about two thirds (BENCHMARKS.md, "ViT-Tiny on the
+/// CPU"; mimalloc measured worse).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn retain_freed_memory() {
+    const MMAP_THRESHOLD: libc::c_int = 32 << 20;
+    const TRIM_THRESHOLD: libc::c_int = 1 << 30;
+    const TOP_PAD: libc::c_int = 256 << 20;
+    // SAFETY: mallopt only changes glibc allocator parameters; it is called
+    // first thing in main, before any other thread exists. A rejected value
+    // leaves glibc's default in place, which is harmless.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        libc::mallopt(libc::M_TOP_PAD, TOP_PAD);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn retain_freed_memory() {}
+
 fn main() -> ExitCode {
+    retain_freed_memory();
     let cli = match commands::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
