@@ -94,7 +94,10 @@ fn parse_in_parallel(bytes: &[u8]) -> Option<Vec<DetectionResult>> {
     spans.push((start, body.len()));
     let chunks: Vec<Option<Vec<DetectionResult>>> = spans
         .par_iter()
-        .map(|&(from, to)| parse_elements(body.get(from..to)?))
+        .map(|&(from, to)| {
+            let chunk = body.get(from..to)?;
+            box_elements(chunk).or_else(|| parse_elements(chunk))
+        })
         .collect();
     let mut all = Vec::with_capacity(chunks.iter().map(|c| c.as_ref().map_or(0, Vec::len)).sum());
     for chunk in chunks {
@@ -129,6 +132,217 @@ fn parse_elements(chunk: &[u8]) -> Option<Vec<DetectionResult>> {
         }
     }
     Some(out)
+}
+
+/// Fast path for the common box-result shape: objects whose keys are only
+/// `image_id`, `category_id`, `bbox` (4 numbers) and `score`, each at most
+/// once, unescaped, with JSON-valid numbers. Anything else (a `segmentation`,
+/// another key, `null`, an escape, a number out of range) returns `None`, and
+/// the chunk is parsed by serde instead, so the result is always serde's.
+///
+/// Values equal serde_json's (`float_roundtrip`): a JSON number token parsed
+/// by `str::parse::<f64>` is correctly rounded, as serde's is, including
+/// integer tokens (`u64` / `i64` to `f64` rounds to nearest as well) and `-0`.
+fn box_elements(chunk: &[u8]) -> Option<Vec<DetectionResult>> {
+    let mut p = BoxParser { bytes: chunk, pos: 0 };
+    let mut out = Vec::with_capacity(chunk.len() / 64 + 1);
+    p.skip_ws();
+    while p.pos < chunk.len() {
+        out.push(p.object()?);
+        p.skip_ws();
+        match p.peek() {
+            None => break,
+            Some(b',') => {
+                p.pos += 1;
+                p.skip_ws();
+                p.peek()?; // a trailing comma is not JSON
+            }
+            Some(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Powers of ten exactly representable as `f64`.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+    1e20, 1e21, 1e22,
+];
+
+/// A scanned JSON number (see [`BoxParser::number`]).
+struct Number<'a> {
+    /// The token's bytes.
+    token: &'a [u8],
+    /// No fraction and no exponent.
+    integer: bool,
+    /// The value by Clinger's exact fast path, when it applies.
+    fast: Option<f64>,
+    /// The value of an integer token of at most 18 digits.
+    exact: Option<i64>,
+}
+
+/// Cursor of [`box_elements`].
+struct BoxParser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl BoxParser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    /// Skips JSON whitespace (space, tab, newline, carriage return).
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.skip_ws();
+        (self.peek()? == byte).then(|| self.pos += 1)
+    }
+
+    /// One `{...}` detection with box-result keys only.
+    fn object(&mut self) -> Option<DetectionResult> {
+        self.expect(b'{')?;
+        let (mut image_id, mut category_id, mut bbox, mut score) = (None, None, None, None);
+        loop {
+            self.expect(b'"')?;
+            let start = self.pos;
+            let len = self.bytes.get(start..)?.iter().position(|&b| b == b'"' || b == b'\\')?;
+            self.pos = start + len;
+            self.expect(b'"')?;
+            let key = self.bytes.get(start..start + len)?;
+            self.expect(b':')?;
+            self.skip_ws();
+            match key {
+                b"image_id" if image_id.is_none() => image_id = Some(self.integer()?),
+                b"category_id" if category_id.is_none() => category_id = Some(self.integer()?),
+                b"score" if score.is_none() => score = Some(self.float()?),
+                b"bbox" if bbox.is_none() => {
+                    self.expect(b'[')?;
+                    let mut b = [0.0; 4];
+                    for (i, v) in b.iter_mut().enumerate() {
+                        if i > 0 {
+                            self.expect(b',')?;
+                        }
+                        self.skip_ws();
+                        *v = self.float()?;
+                    }
+                    self.expect(b']')?;
+                    bbox = Some(b);
+                }
+                _ => return None,
+            }
+            self.skip_ws();
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        Some(DetectionResult {
+            image_id: ImageId(image_id?),
+            category_id: CategoryId(category_id?),
+            bbox,
+            score: score?,
+            segmentation: None,
+        })
+    }
+
+    /// A JSON number token `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`:
+    /// the token, whether it is an integer (no fraction, no exponent), and its
+    /// value when an exact fast path applies.
+    fn number(&mut self) -> Option<Number<'_>> {
+        let start = self.pos;
+        // Appends decimal digits to `acc` (wrapping; only trusted while the
+        // token has at most 19 digits, < 2^64) and returns how many there were.
+        let digits = |p: &mut Self, acc: &mut u64| {
+            let from = p.pos;
+            while let Some(d) = p.peek().map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+                *acc = acc.wrapping_mul(10).wrapping_add(u64::from(d));
+                p.pos += 1;
+            }
+            p.pos - from
+        };
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.pos += 1;
+        }
+        let int_start = self.pos;
+        let mut mantissa = 0u64;
+        let n_int = digits(self, &mut mantissa);
+        if n_int == 0 || (n_int > 1 && self.bytes.get(int_start) == Some(&b'0')) {
+            return None;
+        }
+        let (mut integer, mut n_frac, mut exp10) = (true, 0usize, 0i64);
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            integer = false;
+            n_frac = digits(self, &mut mantissa);
+            if n_frac == 0 {
+                return None;
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            integer = false;
+            let negative_exp = self.peek() == Some(b'-');
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            let mut e = 0u64;
+            let n_exp = digits(self, &mut e);
+            if n_exp == 0 {
+                return None;
+            }
+            // Beyond 4 digits the fast path is off anyway.
+            exp10 = if n_exp > 4 { i64::MAX } else if negative_exp { -(e as i64) } else { e as i64 };
+        }
+        let token = self.bytes.get(start..self.pos)?;
+        // Clinger: an integer mantissa below 2^53 and |exp10| <= 22 are both
+        // exact doubles, so one IEEE multiply / divide is correctly rounded,
+        // which is what a correct decimal parser (std, serde's
+        // float_roundtrip) returns. The sign is applied exactly afterwards.
+        let exp10 = exp10.saturating_sub(n_frac as i64);
+        let fast = (n_int + n_frac <= 19 && mantissa < 1 << 53 && (-22..=22).contains(&exp10)).then(|| {
+            let pow = POW10[exp10.unsigned_abs() as usize];
+            let v = if exp10 < 0 { mantissa as f64 / pow } else { mantissa as f64 * pow };
+            if negative {
+                -v
+            } else {
+                v
+            }
+        });
+        // An integer token of at most 18 digits (< 2^63) is exact in `mantissa`.
+        let exact = (integer && n_int <= 18).then(|| if negative { -(mantissa as i64) } else { mantissa as i64 });
+        Some(Number { token, integer, fast, exact })
+    }
+
+    /// An `i64` id (serde rejects fractions, exponents and out-of-range ids,
+    /// and reads `-0` as the float `-0.0`, which an id rejects too).
+    fn integer(&mut self) -> Option<i64> {
+        match self.number()? {
+            Number { token: b"-0", .. } => None,
+            Number { integer: true, exact: Some(v), .. } => Some(v),
+            Number { token, integer: true, exact: None, .. } => std::str::from_utf8(token).ok()?.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// A finite `f64` (serde rejects numbers out of range): the exact fast
+    /// path when it applies, else `str::parse` (correctly rounded).
+    fn float(&mut self) -> Option<f64> {
+        match self.number()? {
+            Number { fast: Some(v), .. } => Some(v),
+            Number { token, fast: None, .. } => std::str::from_utf8(token).ok()?.parse::<f64>().ok().filter(|v| v.is_finite()),
+        }
+    }
 }
 
 /// The first `}` `,` `{` (whitespace allowed around the comma) at or after
@@ -303,6 +517,74 @@ mod tests {
         for bad in [format!("{one},"), format!("{one} {one}"), format!("{one},,{one}"), format!(",{one}")] {
             assert!(parse_elements(bad.as_bytes()).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn float_fast_path_is_correctly_rounded() {
+        let mut state = 12345u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..200_000 {
+            let digits = 1 + next() % 19;
+            let m = next() % 10u64.pow(digits as u32);
+            let frac = next() % 20;
+            let s = m.to_string();
+            let token = match i % 4 {
+                0 if frac > 0 && (frac as usize) < s.len() => format!("{}.{}", &s[..s.len() - frac as usize], &s[s.len() - frac as usize..]),
+                1 => format!("0.{:0>width$}", m, width = frac as usize),
+                2 => format!("-{m}e{}", next() % 45) .replace("e", if next() % 2 == 0 { "e-" } else { "e" }),
+                _ => format!("{m}"),
+            };
+            let mut p = BoxParser { bytes: token.as_bytes(), pos: 0 };
+            let got = p.float();
+            let want = token.parse::<f64>().ok().filter(|v| v.is_finite());
+            assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{token}");
+            assert_eq!(p.pos, token.len(), "{token}");
+        }
+    }
+
+    #[test]
+    fn box_fast_path_equals_serde_or_defers_to_it() {
+        let numbers = [
+            "0", "-0", "1", "-1", "0.1", "-0.0", "1e5", "1E-3", "2.5e+2", "123456789012345678901234567890",
+            "9007199254740993", "-9223372036854775809", "0.30000000000000004", "1e400", "01", "1.", ".5", "+1",
+            "1e", "-", "null", "\"1\"", "4.9e-324", "1.7976931348623157e308",
+        ];
+        let ids = ["1", "-0", "0", "9223372036854775807", "9223372036854775808", "1.0", "1e2", "-3", "01"];
+        let mut checked_fast = 0;
+        for (i, n) in numbers.iter().enumerate() {
+            let id = ids[i % ids.len()];
+            for text in [
+                format!(r#"{{"image_id":{id},"category_id":3,"bbox":[{n},1,2.5,{n}],"score":{n}}}"#),
+                format!("{{ \"score\" : {n} ,\n\t\"category_id\":{id}, \"image_id\":7 }}"),
+                format!(r#"{{"image_id":1,"category_id":1,"bbox":[1,2,3],"score":{n}}}"#),
+                format!(r#"{{"image_id":1,"category_id":1,"score":{n},"score":1}}"#),
+                format!(r#"{{"image_id":1,"category_id":1,"score":{n},"extra":1}}"#),
+                format!(r#"{{"image_id":1,"category_id":1,"score":{n}}},{{"image_id":2,"category_id":1,"score":0.5}}"#),
+            ] {
+                let serde = serde_json::from_str::<Vec<DetectionResult>>(&format!("[{text}]")).ok();
+                if let Some(fast) = box_elements(text.as_bytes()) {
+                    checked_fast += 1;
+                    let serde = serde.expect("the fast path accepted what serde rejects");
+                    // Compare bits: -0.0 vs 0.0 must match too.
+                    let bits = |d: &[DetectionResult]| {
+                        d.iter()
+                            .map(|d| (d.image_id, d.category_id, d.score.to_bits(), d.bbox.map(|b| b.map(f64::to_bits))))
+                            .collect::<Vec<_>>()
+                    };
+                    assert_eq!(bits(&fast), bits(&serde), "{text}");
+                }
+            }
+        }
+        assert!(checked_fast > 20, "{checked_fast}");
+        // The written form always takes the fast path.
+        let dets = vec![DetectionResult::from_box(ImageId(1), CategoryId(2), [1.5, -0.0, 3.25, 4e-7], 0.9); 3];
+        let text = serde_json::to_string(&dets).unwrap();
+        assert_eq!(box_elements(text.trim_start_matches('[').trim_end_matches(']').as_bytes()).unwrap(), dets);
     }
 
     #[test]
