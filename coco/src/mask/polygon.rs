@@ -168,14 +168,37 @@ fn trace_edge((x0, y0): (i32, i32), (x1, y1): (i32, i32), out: &mut Toggler<'_>)
         // depends on which of the two points is emitted second.
         let (first, last) = if flip { (dy, 0) } else { (0, dy) };
         out.point(u_at(first), ys + first);
-        let mut u0 = u_at(0);
-        for t in 0..dy {
-            let u1 = u_at(t + 1);
-            if u0 != u1 {
-                let (prev, cur) = if flip { (u1, u0) } else { (u0, u1) };
-                out.pair(if cur < prev { cur } else { cur.wrapping_sub(1) }, ys + t);
+        // u(t) is monotone in t (a fixed-sign multiply, an add and a truncation
+        // all are), so instead of stepping through all dy points, find for each
+        // u value k ≡ 2 (mod 5) in range the first step where u passes k, from
+        // an estimate corrected by exact evaluations. Every step where u
+        // changes by one and `min(u) ≡ 2` is visited exactly once; steps where
+        // u jumps are visited with their true endpoints (C's rule then rejects
+        // or keeps them), and a step is never emitted twice.
+        let increasing = xe >= xs;
+        let (u_start, u_end) = (i64::from(u_at(0)), i64::from(u_at(dy)));
+        let (lo, hi) = if increasing { (u_start, u_end) } else { (u_end, u_start) };
+        let passed = |k: i64, t: i32| if increasing { i64::from(u_at(t)) > k } else { i64::from(u_at(t)) <= k };
+        let mut k = lo + (2 - lo).rem_euclid(5);
+        let mut last_step = 0;
+        while k < hi {
+            let estimate = ((k as f64 + 0.5) - f64::from(xs)) / s;
+            let mut t = if estimate.is_finite() { (estimate as i64).clamp(1, i64::from(dy)) as i32 } else { 1 };
+            while t > 1 && passed(k, t - 1) {
+                t -= 1;
             }
-            u0 = u1;
+            while t < dy && !passed(k, t) {
+                t += 1;
+            }
+            if t != last_step {
+                last_step = t;
+                let (u0, u1) = (u_at(t - 1), u_at(t));
+                let (prev, cur) = if flip { (u1, u0) } else { (u0, u1) };
+                if prev != cur {
+                    out.pair(if cur < prev { cur } else { cur.wrapping_sub(1) }, ys + t - 1);
+                }
+            }
+            k += 5;
         }
         out.prev = Some((u_at(last), ys + last));
     }
@@ -289,11 +312,13 @@ mod tests {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        for case in 0..20_000 {
-            let h = 1 + (next() % 97) as u32;
-            let w = 1 + (next() % 89) as u32;
+        for case in 0..20_500 {
+            // The last 500: large canvases and far-out vertices (long, steep edges).
+            let big = case >= 20_000;
+            let h = 1 + (next() % if big { 1000 } else { 97 }) as u32;
+            let w = 1 + (next() % if big { 800 } else { 89 }) as u32;
             let n = 2 * (1 + next() % 9) as usize + (case % 2);
-            let spread = [2.0, 1.2, 3.0][case % 3];
+            let spread = if big { [2.0, 10.0, 50.0][case % 3] } else { [2.0, 1.2, 3.0][case % 3] };
             let poly: Vec<f64> = (0..n)
                 .map(|j| {
                     let unit = (next() >> 11) as f64 / (1u64 << 53) as f64;
