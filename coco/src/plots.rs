@@ -192,3 +192,15 @@ pub fn plot_per_category_ap(aps: &[CategoryAp], names: &[String], title: &str, p
         .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_fallback_font_registers() {
+        // The fallback used when no system font exists must be a font plotters
+        // accepts (registered under its own family, so the real one is untouched).
+        assert!(plotters::style::register_font("dejavu-fallback-test", FontStyle::Normal, dejavu::sans::regular()).is_ok());
+    }
+}
