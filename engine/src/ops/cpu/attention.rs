@@ -103,13 +103,23 @@ fn dot<T: Real>(a: &[T], b: &[T]) -> T {
 /// A (rows, cols) matrix view copied into a row-major buffer; with
 /// `transpose`, its transpose (cols, rows) instead.
 fn packed<T: Real>(a: MatRef<'_, T>, rows: usize, cols: usize, transpose: bool) -> Result<Vec<T>> {
-    let oob = || candle_core::Error::Msg("attention: head out of bounds".into());
     let mut out = vec![T::zero(); rows * cols];
+    if rows == 0 || cols == 0 {
+        return Ok(out);
+    }
+    let row_len = (cols - 1) * a.cs + 1;
     for i in 0..rows {
-        for j in 0..cols {
-            let v = *a.data.get(i * a.rs + j * a.cs).ok_or_else(oob)?;
-            let at = if transpose { j * rows + i } else { i * cols + j };
-            *out.get_mut(at).ok_or_else(oob)? = v;
+        // One range check per row; the strided walk inside it needs none.
+        let row = a.data.get(i * a.rs..i * a.rs + row_len).ok_or_else(|| candle_core::Error::Msg("attention: head out of bounds".into()))?;
+        let values = row.iter().step_by(a.cs.max(1));
+        if transpose {
+            for (o, v) in out.iter_mut().skip(i).step_by(rows).zip(values) {
+                *o = *v;
+            }
+        } else {
+            for (o, v) in out[i * cols..(i + 1) * cols].iter_mut().zip(values) {
+                *o = *v;
+            }
         }
     }
     Ok(out)
