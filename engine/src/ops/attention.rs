@@ -152,7 +152,7 @@ mod tests {
     fn self_attention_gradient_matches_finite_differences() {
         // (B, N, 3D) with D = 2 heads x 3.
         let qkv = random_tensor(&[2, 4, 18], 44);
-        check_gradients(&[qkv.clone()], |t| self_attention(&t[0], 2, 0.6)).unwrap();
+        check_gradients(std::slice::from_ref(&qkv), |t| self_attention(&t[0], 2, 0.6)).unwrap();
         check_gradients(&[qkv], |t| self_attention_composed(&t[0], 2, 0.6)).unwrap();
     }
 
