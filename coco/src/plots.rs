@@ -187,7 +187,13 @@ pub fn plot_per_category_ap(aps: &[CategoryAp], names: &[String], title: &str, p
     chart
         .draw_series(rows.iter().enumerate().filter_map(|(i, &(_, ap))| {
             let y = (n - 1 - i) as f64;
-            ap.map(|ap| Text::new(format!("{ap:.3}"), (ap + 0.005, y + 0.3), (FAMILY, 12)))
+            // Categories without ground truth have no AP (pycocotools' -1): say so
+            // instead of leaving an empty row that reads like AP 0.
+            let (text, x) = match ap {
+                Some(ap) => (format!("{ap:.3}"), ap + 0.005),
+                None => ("n/a (no ground truth)".to_string(), 0.005),
+            };
+            Some(Text::new(text, (x, y + 0.3), (FAMILY, 12)))
         }))
         .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))
