@@ -1,8 +1,10 @@
 //! Ops of the detector (RoIAlign, pooling, upsampling), each with a backward
 //! checked against finite differences.
 
+mod conv;
 mod roi_align;
 mod subsample;
 
+pub use conv::{conv2d, conv_transpose2d, max_pool2d};
 pub use roi_align::{roi_align, RoiAlign};
 pub use subsample::max_pool2d_k1s2;
