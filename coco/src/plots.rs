@@ -27,11 +27,11 @@ pub const FONT_CANDIDATES: &[&str] = &[
 ];
 
 /// Family name the font is registered under.
-const FAMILY: &str = "sans-serif";
+pub const FAMILY: &str = "sans-serif";
 
 /// Registers the first available system font once, falling back to the
 /// bundled DejaVu Sans; the outcome is remembered.
-fn ensure_font() -> Result<(), String> {
+pub fn ensure_font() -> Result<(), String> {
     static FONT: OnceLock<Result<(), String>> = OnceLock::new();
     FONT.get_or_init(|| {
         for candidate in FONT_CANDIDATES {

@@ -8,6 +8,39 @@ pub enum Error {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// The runtime (checkpoints, optimizers, run directories) failed.
+    #[error(transparent)]
+    Engine(#[from] engine::Error),
+    /// The backbone could not be built or loaded.
+    #[error(transparent)]
+    Backbone(#[from] backbone::Error),
+    /// COCO data or evaluation failed.
+    #[error(transparent)]
+    Coco(#[from] coco::Error),
+    /// A recipe file cannot be read or is invalid.
+    #[error("recipe {path}: {msg}")]
+    Recipe {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, naming the key.
+        msg: String,
+    },
+    /// A prediction picture could not be drawn or written.
+    #[error("cannot draw {path}: {msg}")]
+    Draw {
+        /// The PNG file.
+        path: std::path::PathBuf,
+        /// What failed.
+        msg: String,
+    },
+    /// A weights file is not a usable detector.
+    #[error("{path}: {msg}")]
+    BadWeights {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
     /// Two inputs that must have matching lengths do not.
     #[error("{what}: expected length {expected}, found {found}")]
     LengthMismatch {

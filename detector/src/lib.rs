@@ -12,10 +12,15 @@
 pub mod anchors;
 pub mod box_transform;
 mod error;
+pub mod init;
+pub mod layers;
+pub mod losses;
 pub mod matcher;
 pub mod nms;
 pub mod pooler;
+pub mod rpn;
 pub mod sampling;
+pub mod sfp;
 pub mod structures;
 
 pub use error::{Error, Result};

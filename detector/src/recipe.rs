@@ -1,0 +1,206 @@
+//! Training recipes: one TOML file with a `[model]` section ([`ModelConfig`])
+//! and a `[train]` section ([`TrainConfig`]); `configs/vitdet_tiny_coco.toml`
+//! is the paper's, `configs/vitdet_tiny_shapes.toml` the CPU demo's.
+
+use std::path::Path;
+
+use engine::optim::AdamWConfig;
+use engine::schedule::Schedule;
+use serde::{Deserialize, Serialize};
+
+use crate::model::ModelConfig;
+use crate::{Error, Result};
+
+/// How a detector is trained. Defaults are the paper's (maelite-recipes.md
+/// §7, detectron2 `mask_rcnn_vitdet_b_100ep.py`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Images per optimizer step.
+    pub batch_size: usize,
+    /// Micro-batches each step is split into (gradients are summed), so a
+    /// large batch fits a small device; must divide `batch_size`.
+    pub grad_accum: usize,
+    /// Optimizer steps of the whole run.
+    pub max_iter: usize,
+    /// AdamW betas and eps.
+    pub optimizer: AdamWConfig,
+    /// Weight decay (0 for the backbone's norms and `pos_embed`).
+    pub weight_decay: f64,
+    /// Layer-wise lr decay of the backbone (1.0: none, the paper's value).
+    pub layer_decay: f64,
+    /// Learning-rate schedule, in optimizer steps.
+    pub schedule: Schedule,
+    /// Clip the global gradient norm to this value (0: no clipping).
+    pub clip_grad_norm: f64,
+    /// Smallest and largest large-scale-jitter scale.
+    pub lsj_scale: [f64; 2],
+    /// Evaluate on the validation split every this many steps (0: only at the end).
+    pub eval_period: usize,
+    /// Write the resume checkpoint every this many steps (and at the end).
+    pub checkpoint_period: usize,
+    /// Images per batch at evaluation.
+    pub eval_batch_size: usize,
+    /// Seed of initialisation, sampling and augmentation.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        let max_iter = 184_375;
+        Self {
+            batch_size: 64,
+            grad_accum: 1,
+            max_iter,
+            optimizer: AdamWConfig::default(),
+            weight_decay: 0.05,
+            layer_decay: 1.0,
+            schedule: Schedule::WarmupMultiStep { base_lr: 1e-4, warmup_iters: 250, warmup_factor: 0.001, milestones: vec![max_iter * 24 / 27, max_iter * 26 / 27], gamma: 0.1 },
+            clip_grad_norm: 0.0,
+            lsj_scale: [0.1, 2.0],
+            eval_period: 5000,
+            checkpoint_period: 5000,
+            eval_batch_size: 1,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the cross-field rules once, at load time.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key that breaks a rule.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &'static str, msg: String| Err(Error::Config { key, msg });
+        if self.batch_size == 0 || self.grad_accum == 0 || self.batch_size % self.grad_accum != 0 {
+            return bad("train.grad_accum", format!("{} must be >= 1 and divide train.batch_size = {}", self.grad_accum, self.batch_size));
+        }
+        if self.max_iter == 0 {
+            return bad("train.max_iter", "must be >= 1".into());
+        }
+        if !(self.lsj_scale[0] > 0.0 && self.lsj_scale[0] <= self.lsj_scale[1]) {
+            return bad("train.lsj_scale", format!("{:?} must be [min, max] with 0 < min <= max", self.lsj_scale));
+        }
+        if !(self.layer_decay > 0.0 && self.layer_decay <= 1.0) {
+            return bad("train.layer_decay", format!("{} must be in (0, 1]", self.layer_decay));
+        }
+        if self.eval_batch_size == 0 || self.checkpoint_period == 0 {
+            return bad("train.checkpoint_period", "checkpoint_period and eval_batch_size must be >= 1".into());
+        }
+        self.schedule.validate().map_err(|e| Error::Config { key: "train.schedule", msg: e.to_string() })
+    }
+
+    /// The same recipe shortened or lengthened to `max_iter` steps: cosine
+    /// length and step milestones scale with it, the warmup is kept (capped
+    /// at the new length).
+    pub fn with_max_iter(&self, max_iter: usize) -> Self {
+        let scale = |i: usize| ((i as f64) * max_iter as f64 / self.max_iter as f64).round() as usize;
+        let schedule = match &self.schedule {
+            Schedule::WarmupCosine { base_lr, total_iters, warmup_iters, warmup_lr_start, min_lr } => {
+                Schedule::WarmupCosine { base_lr: *base_lr, total_iters: scale(*total_iters), warmup_iters: (*warmup_iters).min(max_iter), warmup_lr_start: *warmup_lr_start, min_lr: *min_lr }
+            }
+            Schedule::WarmupMultiStep { base_lr, warmup_iters, warmup_factor, milestones, gamma } => Schedule::WarmupMultiStep {
+                base_lr: *base_lr,
+                warmup_iters: (*warmup_iters).min(max_iter),
+                warmup_factor: *warmup_factor,
+                milestones: milestones.iter().map(|&m| scale(m)).collect(),
+                gamma: *gamma,
+            },
+            other => other.clone(),
+        };
+        Self { max_iter, schedule, ..self.clone() }
+    }
+}
+
+/// The built-in synthetic dataset a run generates when it is given no data
+/// (`vitdet data shapes` with these sizes and the recipe's seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Training images.
+    pub shapes_train: usize,
+    /// Validation images.
+    pub shapes_val: usize,
+    /// Image side in pixels.
+    pub shapes_size: u32,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self { shapes_train: 300, shapes_val: 60, shapes_size: 128 }
+    }
+}
+
+/// A whole recipe file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recipe {
+    /// The network.
+    pub model: ModelConfig,
+    /// The training run.
+    pub train: TrainConfig,
+    /// Data generated when none is given.
+    pub data: DataConfig,
+}
+
+impl Recipe {
+    /// Reads and checks a recipe file.
+    ///
+    /// # Errors
+    /// [`Error::Recipe`] naming the file and the offending key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Recipe { path: path.to_path_buf(), msg: e.to_string() })?;
+        let recipe: Recipe = toml::from_str(&text).map_err(|e| Error::Recipe { path: path.to_path_buf(), msg: e.message().to_string() + &key_hint(&e) })?;
+        recipe.validate().map_err(|e| Error::Recipe { path: path.to_path_buf(), msg: e.to_string() })?;
+        Ok(recipe)
+    }
+
+    /// Checks both sections.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key that breaks a rule.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.train.validate()
+    }
+}
+
+/// " (line L, column C)" of a TOML error, when known.
+fn key_hint(e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => format!(" (at byte {})", span.start),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_papers_schedule() {
+        let t = TrainConfig::default();
+        assert_eq!(t.schedule, Schedule::WarmupMultiStep { base_lr: 1e-4, warmup_iters: 250, warmup_factor: 0.001, milestones: vec![163_888, 177_546], gamma: 0.1 });
+        t.validate().unwrap();
+    }
+
+    #[test]
+    fn shortening_scales_the_milestones() {
+        let t = TrainConfig::default().with_max_iter(1000);
+        match t.schedule {
+            Schedule::WarmupMultiStep { milestones, warmup_iters, .. } => {
+                assert_eq!(milestones, vec![889, 963]);
+                assert_eq!(warmup_iters, 250);
+            }
+            other => panic!("unexpected schedule {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = toml::from_str::<Recipe>("[train]\nbatch = 3\n").unwrap_err();
+        assert!(err.to_string().contains("batch"), "{err}");
+    }
+}
