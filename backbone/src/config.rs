@@ -149,6 +149,60 @@ impl VitConfig {
     }
 }
 
+/// The ViTDet layout of a plain ViT's blocks (detectron2 `vit.py` `ViT`
+/// arguments as MAE-Lite's `mask_rcnn_vitdet_t_100ep.py` sets them): which
+/// blocks attend inside windows, relative positions, and the detection
+/// input size the global blocks' relative-position tables are sized for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowedConfig {
+    /// Side of the square attention windows, in tokens.
+    pub window_size: usize,
+    /// Blocks (0-based) with window attention; the others attend globally
+    /// (2, 5, 8, 11 for the 12-block ViT).
+    pub window_block_indexes: Vec<usize>,
+    /// Decomposed relative positions in every block (zero-initialised).
+    pub use_rel_pos: bool,
+    /// Detection input side in pixels: global blocks get tables for an
+    /// `img_size / patch_size` token grid (79 rows at 640 px); other sizes
+    /// resample them.
+    pub img_size: usize,
+    /// Stochastic depth of the last block (linearly increasing from 0);
+    /// replaces the [`VitConfig`]'s rate for the backbone.
+    pub drop_path_rate: f64,
+}
+
+impl Default for WindowedConfig {
+    fn default() -> Self {
+        Self { window_size: 14, window_block_indexes: vec![0, 1, 3, 4, 6, 7, 9, 10], use_rel_pos: true, img_size: 640, drop_path_rate: 0.0 }
+    }
+}
+
+impl WindowedConfig {
+    /// Checks the layout against the ViT it is applied to.
+    ///
+    /// # Errors
+    /// Names the field and the rule it breaks: a zero window, a block index
+    /// beyond the depth, an `img_size` that is not a positive multiple of
+    /// the patch size, a drop-path rate outside [0, 1).
+    pub fn validate(&self, vit: &VitConfig) -> Result<()> {
+        let fail = |msg: String| Err(Error::Config(msg));
+        if self.window_size == 0 {
+            return fail("window_size must be at least 1".into());
+        }
+        if let Some(i) = self.window_block_indexes.iter().find(|&&i| i >= vit.depth) {
+            return fail(format!("window_block_indexes has block {i}, but the ViT has {} blocks", vit.depth));
+        }
+        if self.img_size == 0 || !self.img_size.is_multiple_of(vit.patch_size) {
+            return fail(format!("img_size {} is not a positive multiple of patch_size {}", self.img_size, vit.patch_size));
+        }
+        if !(0.0..1.0).contains(&self.drop_path_rate) {
+            return fail(format!("drop_path_rate {} must be in [0, 1)", self.drop_path_rate));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -168,5 +222,19 @@ mod tests {
         assert!(err.contains("not divisible by num_heads 5"), "{err}");
         let err = VitConfig::by_name("huge").unwrap_err().to_string();
         assert!(err.contains("tiny, tiny3, small, base"), "{err}");
+    }
+
+    #[test]
+    fn windowed_defaults_are_the_papers_and_unknown_keys_fail() {
+        let c: WindowedConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!((c.window_size, c.use_rel_pos, c.img_size, c.drop_path_rate), (14, true, 640, 0.0));
+        assert_eq!(c.window_block_indexes, vec![0, 1, 3, 4, 6, 7, 9, 10]);
+        c.validate(&VitConfig::tiny()).unwrap();
+        let err = serde_json::from_str::<WindowedConfig>(r#"{"window": 7}"#).unwrap_err().to_string();
+        assert!(err.contains("unknown field `window`"), "{err}");
+        let err = WindowedConfig { window_block_indexes: vec![12], ..c.clone() }.validate(&VitConfig::tiny()).unwrap_err().to_string();
+        assert!(err.contains("block 12") && err.contains("12 blocks"), "{err}");
+        let err = WindowedConfig { img_size: 600, ..c }.validate(&VitConfig::tiny()).unwrap_err().to_string();
+        assert!(err.contains("img_size 600"), "{err}");
     }
 }

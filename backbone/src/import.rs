@@ -204,11 +204,23 @@ pub fn infer_config(tensors: &[(String, Tensor)], arch: &VitConfig, arch_name: &
 /// # Errors
 /// [`engine::Error::ShapeMismatch`] naming the key and both shapes.
 pub fn load_into(varmap: &VarMap, tensors: &[(String, Tensor)], ignored: usize) -> Result<LoadReport> {
+    load_into_under(varmap, "", tensors, ignored)
+}
+
+/// [`load_into`] for a model built under `prefix` in a larger `varmap` (a
+/// detector's `backbone.net`): checkpoint name `n` sets variable
+/// `prefix.n`, and only the variables under `prefix` can be missing. The
+/// report uses the checkpoint's names, without the prefix.
+///
+/// # Errors
+/// As [`load_into`].
+pub fn load_into_under(varmap: &VarMap, prefix: &str, tensors: &[(String, Tensor)], ignored: usize) -> Result<LoadReport> {
     let data = varmap.data().lock().map_err(|_| Error::Config("varmap lock poisoned".into()))?;
+    let full_name = |name: &str| if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
     let mut report = LoadReport { ignored, ..Default::default() };
     let mut seen = HashSet::new();
     for (name, tensor) in tensors {
-        let Some(var) = data.get(name) else {
+        let Some(var) = data.get(&full_name(name)) else {
             report.unexpected.push(name.clone());
             continue;
         };
@@ -229,10 +241,19 @@ pub fn load_into(varmap: &VarMap, tensors: &[(String, Tensor)], ignored: usize) 
         var.set(&value)?;
         report.loaded += 1;
     }
-    report.missing = data.keys().filter(|k| !seen.contains(k.as_str())).cloned().collect();
+    report.missing = data.keys().filter_map(|k| strip_var_prefix(k, prefix)).filter(|k| !seen.contains(k)).map(str::to_string).collect();
     report.missing.sort();
     report.unexpected.sort();
     Ok(report)
+}
+
+/// The name of variable `name` below `prefix` (`prefix.` removed), or
+/// `None` when it lies elsewhere; every name is below the empty prefix.
+pub(crate) fn strip_var_prefix<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    if prefix.is_empty() {
+        return Some(name);
+    }
+    name.strip_prefix(prefix)?.strip_prefix('.')
 }
 
 /// A ViT with its variables, loaded from a checkpoint.

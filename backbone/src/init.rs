@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr_free::normal;
 
 use crate::config::{PosEmbedKind, VitConfig};
+use crate::import::strip_var_prefix;
 use crate::pos_embed::sincos_2d;
 
 /// timm's std for linear weights, cls token and learned position tables.
@@ -22,7 +23,9 @@ const INIT_STD: f64 = 0.02;
 /// - `patch_embed.proj.weight`: Xavier-uniform on its (D, C·P·P) view (MAE);
 /// - LayerNorm weights 1, biases 0;
 /// - `cls_token` ~ N(0, 0.02²); `pos_embed` ~ N(0, 0.02²), or the fixed
-///   sin-cos table for [`PosEmbedKind::SinCos`].
+///   sin-cos table for [`PosEmbedKind::SinCos`];
+/// - ViTDet's relative-position tables `rel_pos_h` / `rel_pos_w`: 0
+///   (detectron2's `rel_pos_zero_init`).
 ///
 /// Variables are visited in name order with one generator, so the result
 /// depends only on `seed` and the set of names.
@@ -30,12 +33,21 @@ const INIT_STD: f64 = 0.02;
 /// # Errors
 /// Fails if a variable cannot be set (a shape error would be a bug).
 pub fn init_weights(varmap: &VarMap, cfg: &VitConfig, seed: u64) -> crate::Result<()> {
+    init_weights_under(varmap, "", cfg, seed)
+}
+
+/// [`init_weights`] for a ViT built under `prefix` in a larger `varmap` (a
+/// detector's `backbone.net`): only the variables below `prefix` change,
+/// and the rules see their names without it.
+///
+/// # Errors
+/// As [`init_weights`].
+pub fn init_weights_under(varmap: &VarMap, prefix: &str, cfg: &VitConfig, seed: u64) -> crate::Result<()> {
     let data = varmap.data().lock().map_err(|_| crate::Error::Config("varmap lock poisoned".into()))?;
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
+    let mut names: Vec<(&str, &Var)> = data.iter().filter_map(|(n, v)| Some((strip_var_prefix(n, prefix)?, v))).collect();
+    names.sort_by(|a, b| a.0.cmp(b.0));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    for name in names {
-        let var = &data[name];
+    for (name, var) in names {
         let value = initial_value(name, var, cfg, &mut rng)?;
         var.set(&value)?;
     }
@@ -54,6 +66,9 @@ fn initial_value(name: &str, var: &Var, cfg: &VitConfig, rng: &mut impl Rng) -> 
     }
     if is_norm && name.ends_with(".weight") {
         return from(vec![1.0; n]);
+    }
+    if name.ends_with(".rel_pos_h") || name.ends_with(".rel_pos_w") {
+        return from(vec![0.0; n]);
     }
     if name == "pos_embed" && cfg.pos_embed == PosEmbedKind::SinCos {
         return sincos_2d(cfg.embed_dim, cfg.grid_size(), dev)?.to_dtype(dtype);

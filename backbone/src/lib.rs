@@ -1,5 +1,6 @@
 //! The plain ViT shared by pre-training, detection and classification, with
-//! timm/MAE parameter names so released checkpoints map 1:1.
+//! timm/MAE parameter names so released checkpoints map 1:1; its ViTDet form
+//! (window attention, decomposed relative positions) is [`VitDetBackbone`].
 
 pub mod bench;
 pub mod config;
@@ -10,8 +11,12 @@ pub mod init;
 pub mod named;
 pub mod preprocess;
 pub mod pos_embed;
+pub mod rel_pos;
 pub mod vit;
+pub mod vitdet;
+pub mod window;
 
-pub use config::{Pool, PosEmbedKind, VitConfig};
+pub use config::{Pool, PosEmbedKind, VitConfig, WindowedConfig};
 pub use error::{Error, Result};
 pub use vit::{ForwardOptions, Vit, VitOutput};
+pub use vitdet::{load_vitdet_backbone, BackboneWeights, VitDetBackbone};

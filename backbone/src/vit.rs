@@ -2,6 +2,10 @@
 //! classifier on the cls token or on pooled patch tokens. Parameter names are
 //! timm's, so released checkpoints load without a rename table.
 //!
+//! The same blocks serve ViTDet ([`crate::vitdet`]): an [`AttentionLayout`]
+//! gives a block window attention and decomposed relative positions, and
+//! [`Block::forward_grid`] runs it over a token map without a cls token.
+//!
 //! Shapes: B batch, N tokens (1 cls + h*w patches), D width, H heads,
 //! d = D / H head width.
 
@@ -12,6 +16,8 @@ use rand::RngCore;
 
 use crate::config::{Pool, PosEmbedKind, VitConfig};
 use crate::pos_embed::{resize_pos_embed, square_grid};
+use crate::rel_pos::decomposed_rel_pos;
+use crate::window::{window_partition, window_unpartition};
 
 /// Options of one forward pass.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +70,7 @@ pub struct PatchEmbed {
 }
 
 impl PatchEmbed {
-    fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
         let (p, c, dim) = (cfg.patch_size, cfg.in_chans, cfg.embed_dim);
         let weight = vb.get_with_hints((dim, c, p, p), "weight", candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 })?;
         let bias = vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?;
@@ -89,45 +95,95 @@ impl PatchEmbed {
     }
 }
 
+/// How a block's attention sees the token map. The plain ViT uses the
+/// default (global attention, no relative positions); ViTDet sets both per
+/// block (detectron2 `vit.py` `Block(window_size, use_rel_pos, input_size)`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttentionLayout {
+    /// Side S of the square windows attention runs in; 0 for global attention.
+    pub window_size: usize,
+    /// The grid (h, w) the relative-position tables are sized for, giving
+    /// `rel_pos_h` (2h-1, d) and `rel_pos_w` (2w-1, d); `None` for none.
+    pub rel_pos_size: Option<(usize, usize)>,
+}
+
+/// Decomposed relative-position tables of one attention layer (zero at
+/// initialisation, as detectron2's `rel_pos_zero_init`).
+#[derive(Debug, Clone)]
+struct RelPos {
+    /// (2h-1, d), `blocks.{i}.attn.rel_pos_h`.
+    h: Tensor,
+    /// (2w-1, d), `blocks.{i}.attn.rel_pos_w`.
+    w: Tensor,
+}
+
 /// Multi-head self-attention with a fused qkv projection (timm layout: rows
-/// 0..D are q, D..2D k, 2D..3D v; head h uses rows h*d..(h+1)*d of each).
+/// 0..D are q, D..2D k, 2D..3D v; head h uses rows h*d..(h+1)*d of each),
+/// optionally with decomposed relative positions (ViTDet).
 #[derive(Debug, Clone)]
 pub struct Attention {
     qkv: Linear,
     proj: Linear,
+    rel_pos: Option<RelPos>,
     num_heads: usize,
     scale: f64,
 }
 
 impl Attention {
-    fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &VitConfig, rel_pos_size: Option<(usize, usize)>, vb: VarBuilder) -> Result<Self> {
         let dim = cfg.embed_dim;
+        let rel_pos = match rel_pos_size {
+            Some((h, w)) => {
+                let zero = candle_nn::Init::Const(0.0);
+                let d = cfg.head_dim();
+                Some(RelPos { h: vb.get_with_hints((2 * h - 1, d), "rel_pos_h", zero)?, w: vb.get_with_hints((2 * w - 1, d), "rel_pos_w", zero)? })
+            }
+            None => None,
+        };
         Ok(Self {
             qkv: Linear::new(dim, 3 * dim, cfg.qkv_bias, vb.pp("qkv"))?,
             proj: Linear::new(dim, dim, true, vb.pp("proj"))?,
+            rel_pos,
             num_heads: cfg.num_heads,
             scale: (cfg.head_dim() as f64).powf(-0.5),
         })
     }
 
-    /// (B, N, D) -> (B, N, D); with `keep_logits`, also the scaled
-    /// pre-softmax logits (B, H, N, N).
-    pub fn forward(&self, x: &Tensor, keep_logits: bool) -> Result<(Tensor, Option<Tensor>)> {
+    /// q, k, v as (B, H, N, d) each from (B, N, D) tokens.
+    fn split_heads(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, n, dim) = x.dims3()?;
         let heads = self.num_heads;
+        let qkv = self.qkv.forward(x)?.reshape((b, n, 3, heads, dim / heads))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+        Ok((qkv.get(0)?, qkv.get(1)?, qkv.get(2)?))
+    }
+
+    /// (B, N, D) tokens forming an (h, w) grid, row-major and without a cls
+    /// token, to (B, N, D): attention over all N tokens, plus the
+    /// decomposed relative-position term when the layer has tables
+    /// (detectron2 `vit.py` `Attention.forward`).
+    pub fn forward_grid(&self, x: &Tensor, hw: (usize, usize)) -> Result<Tensor> {
+        let Some(rel) = &self.rel_pos else {
+            return self.forward(x, false).map(|(out, _)| out);
+        };
+        let (b, n, dim) = x.dims3()?;
+        let (q, k, v) = self.split_heads(x)?;
+        let bias = decomposed_rel_pos(&q, &rel.h, &rel.w, hw, hw)?;
+        let att = ops::attention(&q, &k, &v, Some(&bias), self.scale, false)?;
+        self.proj.forward(&att.out.transpose(1, 2)?.reshape((b, n, dim))?)
+    }
+
+    /// (B, N, D) -> (B, N, D) without relative positions (the plain ViT's
+    /// layers have none); with `keep_logits`, also the scaled pre-softmax
+    /// logits (B, H, N, N).
+    pub fn forward(&self, x: &Tensor, keep_logits: bool) -> Result<(Tensor, Option<Tensor>)> {
+        let (b, n, dim) = x.dims3()?;
         if !keep_logits {
             // One op from the qkv projection to the heads' outputs (fused on
             // the CPU: no permute/transpose copies, one d(qkv) buffer).
-            let out = ops::self_attention(&self.qkv.forward(x)?, heads, self.scale)?;
+            let out = ops::self_attention(&self.qkv.forward(x)?, self.num_heads, self.scale)?;
             return Ok((self.proj.forward(&out)?, None));
         }
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((b, n, 3, heads, dim / heads))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let (q, k, v) = self.split_heads(x)?;
         let att = ops::attention(&q, &k, &v, None, self.scale, keep_logits)?;
         let out = att.out.transpose(1, 2)?.reshape((b, n, dim))?;
         Ok((self.proj.forward(&out)?, att.logits))
@@ -161,26 +217,50 @@ pub struct Block {
     norm2: LayerNorm,
     mlp: Mlp,
     drop_path: f64,
+    window_size: usize,
 }
 
 impl Block {
-    fn new(cfg: &VitConfig, drop_path: f64, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &VitConfig, drop_path: f64, layout: AttentionLayout, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             norm1: LayerNorm::new(cfg.embed_dim, cfg.ln_eps, vb.pp("norm1"))?,
-            attn: Attention::new(cfg, vb.pp("attn"))?,
+            attn: Attention::new(cfg, layout.rel_pos_size, vb.pp("attn"))?,
             norm2: LayerNorm::new(cfg.embed_dim, cfg.ln_eps, vb.pp("norm2"))?,
             mlp: Mlp::new(cfg, vb.pp("mlp"))?,
             drop_path,
+            window_size: layout.window_size,
         })
     }
 
-    /// Runs the block; returns the attention logits when `keep_logits`.
+    /// Runs the block over (B, N, D) tokens (cls first) with global
+    /// attention; returns the attention logits when `keep_logits`.
     pub fn forward(&self, x: &Tensor, train: bool, keep_logits: bool, rng: &mut dyn RngCore) -> Result<(Tensor, Option<Tensor>)> {
         let (a, logits) = self.attn.forward(&self.norm1.forward(x)?, keep_logits)?;
-        let x = (x + ops::drop_path(&a, self.drop_path, train, rng)?)?;
+        Ok((self.residuals(x, &a, train, rng)?, logits))
+    }
+
+    /// Runs the block over (B, h*w, D) tokens forming an (h, w) map, no cls
+    /// token (ViTDet): after `norm1` the map is split into zero-padded
+    /// windows when the block has a window size, attention runs inside each
+    /// window (or over the whole map), and the windows are put back and
+    /// cropped before the residual (detectron2 `vit.py` `Block.forward`).
+    pub fn forward_grid(&self, x: &Tensor, hw: (usize, usize), train: bool, rng: &mut dyn RngCore) -> Result<Tensor> {
+        let y = self.norm1.forward(x)?;
+        let a = if self.window_size > 0 {
+            let s = self.window_size;
+            let (windows, padded) = window_partition(&y, hw, s)?;
+            window_unpartition(&self.attn.forward_grid(&windows, (s, s))?, s, padded, hw)?
+        } else {
+            self.attn.forward_grid(&y, hw)?
+        };
+        self.residuals(x, &a, train, rng)
+    }
+
+    /// `x + dp(a)`, then the MLP branch with its residual.
+    fn residuals(&self, x: &Tensor, a: &Tensor, train: bool, rng: &mut dyn RngCore) -> Result<Tensor> {
+        let x = (x + ops::drop_path(a, self.drop_path, train, rng)?)?;
         let m = self.mlp.forward(&self.norm2.forward(&x)?)?;
-        let x = (&x + ops::drop_path(&m, self.drop_path, train, rng)?)?;
-        Ok((x, logits))
+        &x + ops::drop_path(&m, self.drop_path, train, rng)?
     }
 
     /// The block's first norm (the analysis tools read its output).
@@ -216,12 +296,10 @@ impl Vit {
         let normal = candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 };
         let cls_token = vb.get_with_hints((1, 1, dim), "cls_token", normal)?;
         let pos_embed = vb.get_with_hints((1, 1 + grid * grid, dim), "pos_embed", normal)?;
-        let blocks = (0..cfg.depth)
-            .map(|i| {
-                // Stochastic depth grows linearly from 0 to the rate over the blocks.
-                let rate = if cfg.depth > 1 { cfg.drop_path_rate * i as f64 / (cfg.depth - 1) as f64 } else { cfg.drop_path_rate };
-                Block::new(cfg, rate, vb.pp("blocks").pp(i))
-            })
+        let blocks = drop_path_rates(cfg.drop_path_rate, cfg.depth)
+            .into_iter()
+            .enumerate()
+            .map(|(i, rate)| Block::new(cfg, rate, AttentionLayout::default(), vb.pp("blocks").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         let (norm, fc_norm) = match cfg.pool {
             Pool::Cls => (Some(LayerNorm::new(dim, cfg.ln_eps, vb.pp("norm"))?), None),
@@ -331,6 +409,12 @@ impl Vit {
     pub fn has_final_norm(&self) -> bool {
         self.norm.is_some()
     }
+}
+
+/// Stochastic-depth rate of each of `depth` blocks: growing linearly from 0
+/// to `rate` over the blocks (timm's and detectron2's `linspace(0, rate, depth)`).
+pub(crate) fn drop_path_rates(rate: f64, depth: usize) -> Vec<f64> {
+    (0..depth).map(|i| if depth > 1 { rate * i as f64 / (depth - 1) as f64 } else { rate }).collect()
 }
 
 /// Token-grid side of a position table of (1, 1 + n, D), if square.
