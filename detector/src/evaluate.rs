@@ -68,7 +68,8 @@ pub struct EvalReport {
 
 /// One image's detections in COCO result form: box (xywh) and mask (RLE)
 /// in the original image's pixels, COCO category ids.
-pub fn to_coco_results(sample: &DetectionSample, det: &Detections, dataset: &DetectionDataset) -> Result<Vec<DetectionResult>> {
+/// `category_ids[k]` is the COCO id of class index k.
+pub fn to_coco_results(sample: &DetectionSample, det: &Detections, category_ids: &[i64]) -> Result<Vec<DetectionResult>> {
     let (oh, ow) = sample.original_hw;
     // detectron2 `detector_postprocess`: scale by output / input size per axis.
     let (fx, fy) = sample.input_to_original();
@@ -95,7 +96,7 @@ pub fn to_coco_results(sample: &DetectionSample, det: &Detections, dataset: &Det
             let b = boxes[i];
             DetectionResult {
                 image_id: ImageId(sample.image_id as i64),
-                category_id: CategoryId(dataset.category_id(det.classes[i]).unwrap_or_default()),
+                category_id: CategoryId(category_ids.get(det.classes[i]).copied().unwrap_or_default()),
                 bbox: Some([b[0] as f64, b[1] as f64, (b[2] - b[0]) as f64, (b[3] - b[1]) as f64]),
                 score: det.scores[i] as f64,
                 segmentation: rles.get(k).map(|r| Segmentation::Compressed(r.to_compressed_rle())),
@@ -104,48 +105,66 @@ pub fn to_coco_results(sample: &DetectionSample, det: &Detections, dataset: &Det
         .collect())
 }
 
-/// Runs `model` over `dataset` and scores bbox and segm. With `results_out`,
-/// also writes the detections as a COCO results file (each entry with
-/// `bbox` and `segmentation`, as detectron2 writes them).
+/// Runs `model` over the split with the test transform and returns its
+/// detections in COCO result form (each with `bbox` and `segmentation`, as
+/// detectron2 writes them) and the inference images per second.
 ///
 /// # Errors
-/// Unreadable images, a failing tensor operation, or an evaluator error.
-pub fn evaluate(model: &ViTDet, split: &EvalSplit, input_size: usize, batch_size: usize, device: &Device, results_out: Option<&Path>) -> Result<EvalReport> {
+/// Unreadable images or a failing tensor operation.
+pub fn predict_split(model: &ViTDet, split: &EvalSplit, input_size: usize, batch_size: usize, device: &Device) -> Result<(Vec<DetectionResult>, f64)> {
     let began = std::time::Instant::now();
     let mut results = Vec::new();
     let mut images = 0;
-    let lsj = LsjConfig::vitdet(input_size);
-    let cfg = LoaderConfig { batch_size, threads: rayon::current_num_threads(), prefetch: 2, seed: 0, lsj };
-    for batch in eval_stream(split.data.clone(), cfg)? {
+    let cfg = LoaderConfig { batch_size, threads: rayon::current_num_threads(), prefetch: 2, seed: 0, lsj: LsjConfig::vitdet(input_size) };
+    let category_ids: Vec<i64> = (0..split.data.num_classes()).map(|k| split.data.category_id(k).unwrap_or_default()).collect();
+    let mut stream = eval_stream(split.data.clone(), cfg)?;
+    for batch in stream.by_ref() {
         if batch.samples.is_empty() {
             continue;
         }
         let inputs = ModelInputs::from_samples(&batch.samples, device)?;
         let detections = model.predict(&inputs.images, &inputs.image_hw)?;
         for (s, d) in batch.samples.iter().zip(&detections) {
-            results.extend(to_coco_results(s, d, &split.data)?);
+            results.extend(to_coco_results(s, d, &category_ids)?);
         }
         images += batch.samples.len();
     }
-    let img_s = images as f64 / began.elapsed().as_secs_f64().max(1e-9);
+    if let Some(skipped) = stream.stats().summary() {
+        eprintln!("warning: {skipped}");
+    }
+    Ok((results, images as f64 / began.elapsed().as_secs_f64().max(1e-9)))
+}
+
+/// The detections as the evaluator should read them for `iou_type`: boxes
+/// only for bbox; masks only for segm, as detectron2's evaluator does, so
+/// `loadRes` takes each detection's area from its mask rather than its box.
+pub fn results_for(iou_type: IouType, results: &[DetectionResult]) -> Results {
+    let detections = match iou_type {
+        IouType::Bbox => results.iter().map(|r| DetectionResult { segmentation: None, ..r.clone() }).collect(),
+        IouType::Segm => results.iter().filter(|r| r.segmentation.is_some()).map(|r| DetectionResult { bbox: None, ..r.clone() }).collect(),
+    };
+    Results { path: "<predictions>".into(), detections }
+}
+
+/// Runs `model` over the split and scores bbox and segm. With
+/// `results_out`, also writes the detections as a COCO results file.
+///
+/// # Errors
+/// Unreadable images, a failing tensor operation, or an evaluator error.
+pub fn evaluate(model: &ViTDet, split: &EvalSplit, input_size: usize, batch_size: usize, device: &Device, results_out: Option<&Path>) -> Result<EvalReport> {
+    let (results, img_s) = predict_split(model, split, input_size, batch_size, device)?;
     if let Some(path) = results_out {
         write_results(path, &results)?;
     }
-    let detections = results.len();
-    Ok(EvalReport { bbox: score(&split.gt, &results, IouType::Bbox)?, segm: score(&split.gt, &results, IouType::Segm)?, images, detections, img_s })
+    Ok(EvalReport { bbox: score(&split.gt, &results, IouType::Bbox)?, segm: score(&split.gt, &results, IouType::Segm)?, images: split.data.len(), detections: results.len(), img_s })
 }
 
 /// Scores `results` against the split's ground truth. For segm the boxes
 /// are dropped first, as detectron2's evaluator does, so `loadRes` takes
 /// each detection's area from its mask.
 fn score(gt: &Dataset, results: &[DetectionResult], iou_type: IouType) -> Result<TypeReport> {
-    let dets: Vec<DetectionResult> = match iou_type {
-        IouType::Bbox => results.iter().map(|r| DetectionResult { segmentation: None, ..r.clone() }).collect(),
-        IouType::Segm => results.iter().filter(|r| r.segmentation.is_some()).map(|r| DetectionResult { bbox: None, ..r.clone() }).collect(),
-    };
     // An empty list is scored too: every category with ground truth gets AP 0.
-    let res = Results { path: "<predictions>".into(), detections: dets };
-    let grid = coco_evaluate(gt, &res, iou_type, &Params::default())?;
+    let grid = coco_evaluate(gt, &results_for(iou_type, results), iou_type, &Params::default())?;
     let acc = accumulate(&grid);
     let summary = summarize(&acc)?;
     Ok(TypeReport { stats: summary.stats, per_category: per_category_ap(&acc), summary })

@@ -151,8 +151,16 @@ impl Recipe {
     /// [`Error::Recipe`] naming the file and the offending key.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Recipe { path: path.to_path_buf(), msg: e.to_string() })?;
-        let recipe: Recipe = toml::from_str(&text).map_err(|e| Error::Recipe { path: path.to_path_buf(), msg: e.message().to_string() + &key_hint(&e) })?;
-        recipe.validate().map_err(|e| Error::Recipe { path: path.to_path_buf(), msg: e.to_string() })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks recipe text; `origin` names it in messages.
+    ///
+    /// # Errors
+    /// [`Error::Recipe`] naming `origin` and the offending key.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
+        let recipe: Recipe = toml::from_str(text).map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: e.message().to_string() + &key_hint(&e) })?;
+        recipe.validate().map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: e.to_string() })?;
         Ok(recipe)
     }
 

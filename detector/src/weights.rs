@@ -40,6 +40,13 @@ pub struct TrainedDetector {
     pub varmap: VarMap,
 }
 
+impl TrainedDetector {
+    /// The COCO category id of each class index.
+    pub fn class_ids(&self) -> Vec<i64> {
+        self.classes.iter().map(|c| c.id).collect()
+    }
+}
+
 /// Writes the detector's weights with its configuration and classes, atomically.
 ///
 /// # Errors

@@ -12,6 +12,8 @@ use anyhow::Context as _;
 use coco::dataset::Dataset;
 use coco::eval::{accumulate, evaluate, per_category_ap, summarize, Accumulated, CategoryAp, IouType, Params, Summary};
 use coco::results::{write_json_atomic, Results};
+use detector::data::{DataLayout, SplitFiles, SplitKind};
+use detector::evaluate::{predict_split, results_for, EvalSplit};
 
 /// Which IoU types to evaluate.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,15 +39,40 @@ impl IouTypeArg {
 /// Arguments of `vitdet eval coco`.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  vitdet eval coco --gt instances_val2017.json --dt results.json\n  \
-    vitdet eval coco --gt instances_val2017.json --dt results.json --iou-type both --json metrics.json --plots plots/")]
+    vitdet eval coco --gt instances_val2017.json --dt results.json --iou-type both --json metrics.json --plots plots/\n  \
+    vitdet eval coco --weights runs/shapes/model.safetensors --data runs/shapes/shapes --out results.json\n\n\
+    With --weights the model runs on the validation split first (bbox and segm are both scored);\n\
+    --out then holds its detections, each with bbox and segmentation as detectron2 writes them\n\
+    (score segm from it with the boxes removed, as detectron2's evaluator does).")]
 pub struct EvalCocoArgs {
     /// Ground truth: a COCO instances file.
-    #[arg(long, value_name = "GT.json")]
-    gt: PathBuf,
+    #[arg(long, value_name = "GT.json", required_unless_present = "weights", requires = "dt", conflicts_with = "weights")]
+    gt: Option<PathBuf>,
     /// Detections: a COCO results file (list of {image_id, category_id, bbox, score[, segmentation]}).
-    #[arg(long, value_name = "RESULTS.json")]
-    dt: PathBuf,
-    /// What the IoU is computed on.
+    #[arg(long, value_name = "RESULTS.json", requires = "gt")]
+    dt: Option<PathBuf>,
+    /// A trained detector (vitdet train's OUT/model.safetensors): run it, then evaluate.
+    #[arg(long, value_name = "MODEL.safetensors")]
+    weights: Option<PathBuf>,
+    /// With --weights: dataset folder whose validation split is evaluated (COCO 2017 or shapes layout).
+    #[arg(long, value_name = "DIR", requires = "weights")]
+    data: Option<PathBuf>,
+    /// With --weights: validation annotations (instead of --data).
+    #[arg(long, value_name = "JSON", requires_all = ["weights", "val_images"])]
+    val_json: Option<PathBuf>,
+    /// With --weights: validation images folder.
+    #[arg(long, value_name = "DIR", requires_all = ["weights", "val_json"])]
+    val_images: Option<PathBuf>,
+    /// With --weights: write the detections here as a COCO results file.
+    #[arg(long, value_name = "RESULTS.json", requires = "weights")]
+    out: Option<PathBuf>,
+    /// With --weights: device (cpu, cuda, cuda:N).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// With --weights: images per forward pass.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// What the IoU is computed on (with --weights: both).
     #[arg(long, value_enum, default_value = "bbox")]
     iou_type: IouTypeArg,
     /// Also write {"bbox": {"stats": [12 numbers], "per_category": {...}}, "segm": ...} here.
@@ -72,7 +99,13 @@ struct Evaluated {
 
 /// Runs the command.
 pub fn run(args: EvalCocoArgs) -> anyhow::Result<()> {
-    let (gt, results) = rayon::join(|| Dataset::load(&args.gt, None), || Results::load(&args.dt));
+    if args.weights.is_some() {
+        return run_model(&args);
+    }
+    let (Some(gt_path), Some(dt_path)) = (&args.gt, &args.dt) else {
+        return Err(crate::exit::user("pass --gt and --dt, or --weights with --data"));
+    };
+    let (gt, results) = rayon::join(|| Dataset::load(gt_path, None), || Results::load(dt_path));
     let (gt, report) = gt?;
     let results = results?;
     if !args.quiet {
@@ -80,16 +113,53 @@ pub fn run(args: EvalCocoArgs) -> anyhow::Result<()> {
             eprintln!("warning: {warning}");
         }
     }
+    let inputs: Vec<(IouType, &Results)> = args.iou_type.types().into_iter().map(|t| (t, &results)).collect();
+    report_all(&args, &gt, &inputs)
+}
+
+/// `--weights` mode: runs the detector over the validation split, then
+/// scores bbox and segm.
+fn run_model(args: &EvalCocoArgs) -> anyhow::Result<()> {
+    let weights = args.weights.as_deref().context("--weights")?;
+    let device = engine::device::parse_device(&args.device)?;
+    if args.batch == 0 {
+        return Err(crate::exit::user("--batch must be at least 1"));
+    }
+    let files = match (&args.val_json, &args.val_images, &args.data) {
+        (Some(json), Some(images), _) => SplitFiles::explicit(json, images)?,
+        (_, _, Some(dir)) => DataLayout::discover(dir)?.split(SplitKind::Val)?.clone(),
+        _ => return Err(crate::exit::user("--weights needs the data to run on: --data DIR or --val-json/--val-images")),
+    };
+    let trained = detector::weights::load(weights, &device)?;
+    let split = EvalSplit::load(&files)?;
+    if !args.quiet {
+        for line in split.data.report().lines() {
+            eprintln!("warning: {}: {line}", files.annotations.display());
+        }
+    }
+    let (detections, img_s) = predict_split(&trained.model, &split, trained.config.input_size(), args.batch, &device)?;
+    eprintln!("{} detections on {} images ({img_s:.2} images/s)", detections.len(), split.data.len());
+    if let Some(out) = &args.out {
+        coco::results::write_results(out, &detections)?;
+        eprintln!("results: {}", out.display());
+    }
+    let bbox = results_for(IouType::Bbox, &detections);
+    let segm = results_for(IouType::Segm, &detections);
+    report_all(args, &split.gt, &[(IouType::Bbox, &bbox), (IouType::Segm, &segm)])
+}
+
+/// Evaluates each (IoU type, results) pair and prints / writes the outcome.
+fn report_all(args: &EvalCocoArgs, gt: &Dataset, inputs: &[(IouType, &Results)]) -> anyhow::Result<()> {
     let params = Params::default();
     let mut done = Vec::new();
-    for iou_type in args.iou_type.types() {
-        let grid = evaluate(&gt, &results, iou_type, &params)?;
+    for &(iou_type, results) in inputs {
+        let grid = evaluate(gt, results, iou_type, &params)?;
         if let (count, Some(first)) = grid.dropped_detections {
-            if !args.quiet && iou_type == args.iou_type.types()[0] {
+            if !args.quiet && iou_type == inputs[0].0 {
                 eprintln!(
                     "warning: {}: {count} detection(s) of categories not in the ground truth were ignored \
                      (as pycocotools does), first: entry {first}",
-                    args.dt.display()
+                    results.path.display()
                 );
             }
         }
@@ -98,7 +168,7 @@ pub fn run(args: EvalCocoArgs) -> anyhow::Result<()> {
         let per_category = per_category_ap(&accumulated);
         done.push(Evaluated { iou_type, summary, per_category, accumulated });
     }
-    let names = category_names(&gt, &done);
+    let names = category_names(gt, &done);
     let mut out = String::new();
     for e in &done {
         if done.len() > 1 {
@@ -118,6 +188,11 @@ pub fn run(args: EvalCocoArgs) -> anyhow::Result<()> {
         write_json_atomic(path, &value)?;
     }
     Ok(())
+}
+
+/// The two 12-line summaries of a detector evaluation, labelled.
+pub fn format_report(report: &detector::evaluate::EvalReport) -> String {
+    format!("IoU metric: bbox\n{}IoU metric: segm\n{}", report.bbox.summary, report.segm.summary)
 }
 
 /// Writes to stdout, surfacing a closed pipe as an io error (exit 0 upstream).

@@ -4,9 +4,13 @@ mod bench_coco;
 mod bench_vit;
 mod classify;
 mod data_shapes;
+mod demo;
+mod detection;
 mod eval_coco;
 mod features;
 mod import;
+mod predict;
+mod train;
 mod weights;
 
 use clap::{Parser, Subcommand};
@@ -14,7 +18,7 @@ use clap::{Parser, Subcommand};
 /// Lightweight self-supervised ViTs for on-device vision.
 #[derive(Parser, Debug)]
 #[command(name = "vitdet", version, about, propagate_version = true)]
-#[command(after_help = "Examples:\n  vitdet bench vit --batch 8 --iters 3\n  vitdet import --from mae_tiny_400e.pth.tar --out mae_tiny.safetensors\n  vitdet eval coco --gt instances_val.json --dt results.json")]
+#[command(after_help = "Examples:\n  vitdet bench vit --batch 8 --iters 3\n  vitdet import --from mae_tiny_400e.pth.tar --out mae_tiny.safetensors\n  vitdet eval coco --gt instances_val.json --dt results.json\n  vitdet demo\n  vitdet train --out runs/shapes")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +26,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train ViTDet (Mask R-CNN on a plain ViT) on COCO-format data or the built-in shapes.
+    Train(train::TrainArgs),
+    /// Run a trained detector on image files: pictures and COCO JSON.
+    Predict(predict::PredictArgs),
+    /// Generate the shapes dataset, train on it for a few CPU minutes, evaluate, draw predictions.
+    Demo(demo::DemoArgs),
     /// Convert a PyTorch or safetensors checkpoint into a vitdet safetensors file.
     Import(import::ImportArgs),
     /// Run the backbone and save every block's tokens (the analysis interface).
@@ -62,6 +72,9 @@ enum DataCommand {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Import(args) => import::run(args),
         Command::Features(args) => features::run(args),
         Command::Classify(args) => classify::run(args),

@@ -1,0 +1,99 @@
+//! `vitdet predict`: detections on arbitrary image files, as COCO results
+//! and as pictures.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use coco::mask::Rle;
+use coco::types::DetectionResult;
+
+use crate::data::loader::load_image;
+use crate::data::transforms::apply_test;
+use crate::data::ImageRecord;
+use crate::draw::{draw_detections, DrawnDetection};
+use crate::evaluate::to_coco_results;
+use crate::model::ModelInputs;
+use crate::weights::TrainedDetector;
+use crate::{Error, Result};
+
+/// Image file extensions `vitdet predict` picks up in a folder.
+const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
+
+/// The images a `--image` argument names: the file, or the image files of
+/// the folder in name order.
+///
+/// # Errors
+/// [`Error::DataLayout`] when the path does not exist or the folder holds no image.
+pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let not_found = |expected: &str| Error::DataLayout { path: path.to_path_buf(), expected: expected.into() };
+    let entries = std::fs::read_dir(path).map_err(|_| not_found("expected an image file or a folder of images; not found"))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(not_found("expected image files (.png, .jpg, .jpeg, .bmp) in this folder; found none"));
+    }
+    Ok(files)
+}
+
+/// Detections of one image file.
+#[derive(Debug, Clone)]
+pub struct FilePrediction {
+    /// The image.
+    pub path: PathBuf,
+    /// Its detections in COCO result form (image id = its position in the list).
+    pub results: Vec<DetectionResult>,
+}
+
+/// Runs the detector on each file (one at a time), keeping detections
+/// scoring at least `min_score`.
+///
+/// # Errors
+/// An unreadable image (naming it) or a failing tensor operation.
+pub fn predict_files(detector: &TrainedDetector, files: &[PathBuf], min_score: f64, device: &Device) -> Result<Vec<FilePrediction>> {
+    let size = detector.config.input_size();
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let (width, height) = image::image_dimensions(path).map_err(|e| Error::ImageDecode { path: path.clone(), reason: e.to_string() })?;
+            let record = ImageRecord { image_id: i as u64, path: path.clone(), height: height as usize, width: width as usize, instances: Vec::new() };
+            let sample = apply_test(&record, &load_image(&record)?, size);
+            let inputs = ModelInputs::from_samples(std::slice::from_ref(&sample), device)?;
+            let detections = detector.model.predict(&inputs.images, &inputs.image_hw)?;
+            let mut results = Vec::new();
+            for d in &detections {
+                results.extend(to_coco_results(&sample, d, &detector.class_ids())?);
+            }
+            results.retain(|r| r.score >= min_score);
+            Ok(FilePrediction { path: path.clone(), results })
+        })
+        .collect()
+}
+
+/// Draws a prediction over its image into `out` (PNG).
+///
+/// # Errors
+/// An unreadable image or an unwritable output.
+pub fn draw_prediction(detector: &TrainedDetector, prediction: &FilePrediction, out: &Path) -> Result<()> {
+    let image = image::open(&prediction.path).map_err(|e| Error::ImageDecode { path: prediction.path.clone(), reason: e.to_string() })?.to_rgb8();
+    let drawn: Vec<DrawnDetection> = prediction
+        .results
+        .iter()
+        .map(|r| {
+            let class = detector.classes.iter().position(|c| c.id == r.category_id.0).unwrap_or(0);
+            let name = detector.classes.get(class).map_or("?", |c| c.name.as_str());
+            let mask = match &r.segmentation {
+                Some(coco::types::Segmentation::Compressed(c)) => Rle::from_compressed_rle(c).ok(),
+                _ => None,
+            };
+            DrawnDetection { bbox: r.bbox.unwrap_or_default(), class, label: format!("{name} {:.2}", r.score), mask }
+        })
+        .collect();
+    draw_detections(&image, &drawn, out)
+}
