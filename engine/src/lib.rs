@@ -4,6 +4,7 @@
 //! candle's fused ops directly, because several of them silently drop
 //! gradients in candle 0.11.1.
 
+pub mod bench_convs;
 pub mod checkpoint;
 pub mod device;
 mod error;

@@ -1,6 +1,7 @@
 //! Subcommands: one module each, each with a clap `Args` struct and a `run`.
 
 mod bench_coco;
+mod bench_convs;
 mod bench_vit;
 mod classify;
 mod data_shapes;
@@ -38,7 +39,7 @@ enum Command {
     Features(features::FeaturesArgs),
     /// Classify one image with a checkpoint that has a classifier head.
     Classify(classify::ClassifyArgs),
-    /// Measure speed: `vit` (backbone), `coco` (evaluator).
+    /// Measure speed: `vit` (backbone), `convs` (detector convolutions), `coco` (evaluator).
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Evaluate results: `coco` (bbox / segm AP, identical to pycocotools).
@@ -53,6 +54,8 @@ enum Command {
 enum BenchCommand {
     /// ViT-Tiny inference and training-step images/s at 224 px.
     Vit(bench_vit::BenchVitArgs),
+    /// ViTDet pyramid convolutions (256 channels, 64x64..8x8), forward and backward, in ms.
+    Convs(bench_convs::BenchConvsArgs),
     /// COCO evaluation time on a COCO-val-sized synthetic case.
     Coco(bench_coco::BenchCocoArgs),
 }
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Features(args) => features::run(args),
         Command::Classify(args) => classify::run(args),
         Command::Bench(BenchCommand::Vit(args)) => bench_vit::run(args),
+        Command::Bench(BenchCommand::Convs(args)) => bench_convs::run(args),
         Command::Bench(BenchCommand::Coco(args)) => bench_coco::run(args),
         Command::Eval(EvalCommand::Coco(args)) => eval_coco::run(args),
         Command::Data(DataCommand::Shapes(args)) => data_shapes::run(args),

@@ -11,12 +11,15 @@
 //! (the finite-difference tests); anything else goes to the composed path.
 //!
 //! Shapes: R rows (flattened leading dims), D channels, B batch, H heads,
-//! N queries, M keys, d head dim.
+//! N queries, M keys, d head dim; the convolutions' own in their files.
 
 pub(crate) mod attention;
+pub(crate) mod conv2d;
+pub(crate) mod conv_transpose2d;
 pub(crate) mod gelu;
 pub(crate) mod layer_norm;
 pub(crate) mod linear;
+pub(crate) mod max_pool2d;
 pub(crate) mod qkv_attention;
 mod real;
 

@@ -5,6 +5,7 @@ mod conv;
 mod roi_align;
 mod subsample;
 
+pub(crate) use conv::composed as composed_conv;
 pub use conv::{conv2d, conv_transpose2d, max_pool2d};
 pub use roi_align::{roi_align, RoiAlign};
 pub use subsample::max_pool2d_k1s2;

@@ -1,0 +1,38 @@
+//! `vitdet bench convs`: the ViTDet pyramid's convolution work (3x3, 1x1 and
+//! stride-2 transposed convolutions at 256 channels over 64x64..8x8 maps),
+//! forward and forward + backward, through the op layer
+//! (`engine::bench_convs`).
+
+use engine::bench_convs::{bench_convs, BenchConvsOptions};
+
+/// Milliseconds of the ViTDet convolution workload, forward and forward +
+/// backward, in total and per op and map size. Prints one JSON line.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  vitdet bench convs --iters 5\n  vitdet bench convs --composed   # candle's primitives, the \"before\"\n  \
+    ROUNDS=3 bench/vs_torch.sh convs   # side by side with PyTorch (BENCHMARKS.md)")]
+pub struct BenchConvsArgs {
+    /// Images per map.
+    #[arg(long, default_value_t = 2)]
+    batch: usize,
+    /// Timed runs per op and map size, after one warm-up; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Time candle's own conv primitives instead of vitdet's kernels.
+    #[arg(long)]
+    composed: bool,
+    /// Device: cpu, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// Runs the benchmark.
+pub fn run(args: BenchConvsArgs) -> anyhow::Result<()> {
+    if args.batch == 0 || args.iters == 0 {
+        return Err(crate::exit::user("--batch and --iters must be at least 1"));
+    }
+    let device = engine::device::parse_device(&args.device)?;
+    let opts = BenchConvsOptions { batch: args.batch, iters: args.iters, composed: args.composed, ..Default::default() };
+    let result = bench_convs(&opts, &device)?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
