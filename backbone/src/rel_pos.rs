@@ -72,22 +72,16 @@ pub fn get_rel_pos(q_size: usize, k_size: usize, rel_pos: &Tensor) -> Result<Ten
     table.index_select(&index, 0)?.reshape((q_size, k_size, d))
 }
 
-/// The decomposed relative-position term of the attention logits, (B, H,
-/// qh*qw, kh*kw): entry (query (y, x), key (i, j)) is
-/// `q[y, x] · Rh[y, i] + q[y, x] · Rw[x, j]` with `Rh = get_rel_pos(qh, kh,
-/// rel_pos_h)` and `Rw = get_rel_pos(qw, kw, rel_pos_w)`. `q` (B, H, qh*qw,
-/// d) is the query **before** the `head_dim^-0.5` scaling, as in detectron2.
-///
-/// Built from two batched matmuls (one per axis) and a broadcast add, so its
-/// size is that of the logits it is added to.
-///
-/// # Errors
-/// `q` is not (B, H, qh*qw, d) or a table's width is not d.
-pub fn decomposed_rel_pos(q: &Tensor, rel_pos_h: &Tensor, rel_pos_w: &Tensor, q_size: (usize, usize), k_size: (usize, usize)) -> Result<Tensor> {
+/// The two factors of the decomposed relative-position term, each (B, H,
+/// qh*qw, ·): `rel_h[.., (y, x), i] = q[y, x] · Rh[y, i]` (kh columns) and
+/// `rel_w[.., (y, x), j] = q[y, x] · Rw[x, j]` (kw columns), with `Rh =
+/// get_rel_pos(qh, kh, rel_pos_h)`, `Rw = get_rel_pos(qw, kw, rel_pos_w)`
+/// (detectron2's `rel_h` and `rel_w` of `add_decomposed_rel_pos`).
+fn rel_pos_factors(q: &Tensor, rel_pos_h: &Tensor, rel_pos_w: &Tensor, q_size: (usize, usize), k_size: (usize, usize)) -> Result<(Tensor, Tensor)> {
     let (b, heads, n, d) = q.dims4()?;
     let ((qh, qw), (kh, kw)) = (q_size, k_size);
     if n != qh * qw {
-        return Err(candle_core::Error::Msg(format!("decomposed_rel_pos: {n} queries do not form a {qh}x{qw} grid")));
+        return Err(candle_core::Error::Msg(format!("decomposed rel-pos: {n} queries do not form a {qh}x{qw} grid")));
     }
     let bh = b * heads;
     let rh = get_rel_pos(qh, kh, rel_pos_h)?; // (qh, kh, d)
@@ -99,8 +93,62 @@ pub fn decomposed_rel_pos(q: &Tensor, rel_pos_h: &Tensor, rel_pos_w: &Tensor, q_
     // Along w: for each query column x, (bh * qh, d) @ (d, kw).
     let by_col = q.permute((2, 0, 1, 3))?.reshape((qw, bh * qh, d))?;
     let rel_w = by_col.matmul(&rw.transpose(1, 2)?)?.reshape((qw, bh, qh, kw))?.permute((1, 2, 0, 3))?;
-    let bias = rel_h.unsqueeze(4)?.broadcast_add(&rel_w.unsqueeze(3)?)?; // (bh, qh, qw, kh, kw)
-    bias.reshape((b, heads, qh * qw, kh * kw))
+    Ok((rel_h.reshape((b, heads, n, kh))?, rel_w.reshape((b, heads, n, kw))?))
+}
+
+/// The decomposed relative-position term of the attention logits, (B, H,
+/// qh*qw, kh*kw): entry (query (y, x), key (i, j)) is
+/// `q[y, x] · Rh[y, i] + q[y, x] · Rw[x, j]` with `Rh = get_rel_pos(qh, kh,
+/// rel_pos_h)` and `Rw = get_rel_pos(qw, kw, rel_pos_w)`. `q` (B, H, qh*qw,
+/// d) is the query **before** the `head_dim^-0.5` scaling, as in detectron2.
+/// The definition, as a bias of the logits' size; the model uses the
+/// equivalent [`fold_rel_pos`].
+///
+/// # Errors
+/// `q` is not (B, H, qh*qw, d) or a table's width is not d.
+pub fn decomposed_rel_pos(q: &Tensor, rel_pos_h: &Tensor, rel_pos_w: &Tensor, q_size: (usize, usize), k_size: (usize, usize)) -> Result<Tensor> {
+    let (b, heads, n, _) = q.dims4()?;
+    let ((kh, kw), (qh, qw)) = (k_size, q_size);
+    let (rel_h, rel_w) = rel_pos_factors(q, rel_pos_h, rel_pos_w, q_size, k_size)?;
+    let rel_h = rel_h.reshape((b * heads, qh, qw, kh, 1))?;
+    let rel_w = rel_w.reshape((b * heads, qh, qw, 1, kw))?;
+    rel_h.broadcast_add(&rel_w)?.reshape((b, heads, n, kh * kw))
+}
+
+/// Folds the scale and the decomposed relative positions into the query
+/// and key, so that attention runs without a bias and without scaling:
+/// returns `q' = [scale * q, rel_h, rel_w]` (B, H, N, d + kh + kw) and
+/// `k' = [k, onehot(row), onehot(col)]` (B, H, kh*kw, d + kh + kw), whose
+/// products are `q'·k'[(y, x), (i, j)] = scale * q·k + rel_h[(y, x), i] +
+/// rel_w[(y, x), j]`, the logits of detectron2's attention with
+/// `add_decomposed_rel_pos`. The fused attention kernel then never builds
+/// the (N, M) bias, which at 640 px (1600 tokens) costs more than the
+/// attention itself; gradients reach q, k and both tables through q'.
+///
+/// # Errors
+/// As [`decomposed_rel_pos`], or `k` is not (B, H, kh*kw, d).
+pub fn fold_rel_pos(q: &Tensor, k: &Tensor, scale: f64, rel_pos_h: &Tensor, rel_pos_w: &Tensor, q_size: (usize, usize), k_size: (usize, usize)) -> Result<(Tensor, Tensor)> {
+    let (b, heads, m, _) = k.dims4()?;
+    let (kh, kw) = k_size;
+    if m != kh * kw {
+        return Err(candle_core::Error::Msg(format!("fold_rel_pos: {m} keys do not form a {kh}x{kw} grid")));
+    }
+    let (rel_h, rel_w) = rel_pos_factors(q, rel_pos_h, rel_pos_w, q_size, k_size)?;
+    // Contiguous parts make a contiguous result (candle's cat of strided
+    // parts returns a transposed view, which matmul cannot always take).
+    let q_folded = Tensor::cat(&[&(q * scale)?, &rel_h.contiguous()?, &rel_w.contiguous()?], 3)?;
+    // Key (i, j) selects column i of rel_h and column j of rel_w.
+    let mut selectors = vec![0f32; m * (kh + kw)];
+    for i in 0..kh {
+        for j in 0..kw {
+            let row = &mut selectors[(i * kw + j) * (kh + kw)..][..kh + kw];
+            row[i] = 1.0;
+            row[kh + j] = 1.0;
+        }
+    }
+    let selectors = Tensor::from_vec(selectors, (1, 1, m, kh + kw), k.device())?.to_dtype(k.dtype())?;
+    let k_folded = Tensor::cat(&[&k.contiguous()?, &selectors.broadcast_as((b, heads, m, kh + kw))?.contiguous()?], 3)?;
+    Ok((q_folded, k_folded))
 }
 
 #[cfg(test)]
@@ -151,6 +199,23 @@ mod tests {
         let th = random_tensor(&[3, 3], 2);
         let tw = random_tensor(&[3, 3], 3);
         check_gradients(&[q, th, tw], |t| decomposed_rel_pos(&t[0], &t[1], &t[2], (2, 4), (3, 5))).unwrap();
+    }
+
+    #[test]
+    fn folded_query_and_key_give_the_biased_logits() {
+        // Resampled tables and an unpadded 3x2 grid: q'·k' = scale q·k + bias, with its gradients.
+        let (q, k) = (random_tensor(&[2, 2, 6, 3], 10), random_tensor(&[2, 2, 6, 3], 11));
+        let (th, tw) = (random_tensor(&[4, 3], 12), random_tensor(&[2, 3], 13));
+        let (qf, kf) = fold_rel_pos(&q, &k, 0.5, &th, &tw, (3, 2), (3, 2)).unwrap();
+        let folded = qf.matmul(&kf.t().unwrap()).unwrap();
+        let biased = ((q.matmul(&k.t().unwrap()).unwrap() * 0.5).unwrap() + decomposed_rel_pos(&q, &th, &tw, (3, 2), (3, 2)).unwrap()).unwrap();
+        let diff = (folded - biased).unwrap().abs().unwrap().max_all().unwrap().to_vec0::<f64>().unwrap();
+        assert!(diff < 1e-12, "{diff}");
+        check_gradients(&[q, k, th, tw], |t| {
+            let (qf, kf) = fold_rel_pos(&t[0], &t[1], 0.5, &t[2], &t[3], (3, 2), (3, 2))?;
+            qf.matmul(&kf.t()?)
+        })
+        .unwrap();
     }
 
     #[test]

@@ -16,7 +16,7 @@ use rand::RngCore;
 
 use crate::config::{Pool, PosEmbedKind, VitConfig};
 use crate::pos_embed::{resize_pos_embed, square_grid};
-use crate::rel_pos::decomposed_rel_pos;
+use crate::rel_pos::fold_rel_pos;
 use crate::window::{window_partition, window_unpartition};
 
 /// Options of one forward pass.
@@ -160,15 +160,16 @@ impl Attention {
     /// (B, N, D) tokens forming an (h, w) grid, row-major and without a cls
     /// token, to (B, N, D): attention over all N tokens, plus the
     /// decomposed relative-position term when the layer has tables
-    /// (detectron2 `vit.py` `Attention.forward`).
+    /// (detectron2 `vit.py` `Attention.forward`), folded into q and k
+    /// ([`crate::rel_pos::fold_rel_pos`]) so the fused kernel runs it.
     pub fn forward_grid(&self, x: &Tensor, hw: (usize, usize)) -> Result<Tensor> {
         let Some(rel) = &self.rel_pos else {
             return self.forward(x, false).map(|(out, _)| out);
         };
         let (b, n, dim) = x.dims3()?;
         let (q, k, v) = self.split_heads(x)?;
-        let bias = decomposed_rel_pos(&q, &rel.h, &rel.w, hw, hw)?;
-        let att = ops::attention(&q, &k, &v, Some(&bias), self.scale, false)?;
+        let (q, k) = fold_rel_pos(&q, &k, self.scale, &rel.h, &rel.w, hw, hw)?;
+        let att = ops::attention(&q, &k, &v, None, 1.0, false)?;
         self.proj.forward(&att.out.transpose(1, 2)?.reshape((b, n, dim))?)
     }
 

@@ -293,6 +293,29 @@ mod tests {
     }
 
     #[test]
+    fn the_papers_tiny_backbone_at_128_px_pads_every_window_block() {
+        // ViT-Tiny (12 heads, d 16) for 640 px: windows of 14 (27-row tables), global
+        // blocks 2, 5, 8, 11 with 79-row tables; a 128 px image is an 8x8 map, padded to
+        // 14x14 in window blocks, and the global tables are resampled to 15 rows.
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = VitDetBackbone::new(&VitConfig::tiny(), &WindowedConfig::default(), vb).unwrap();
+        {
+            let data = varmap.data().lock().unwrap();
+            for i in 0..12 {
+                let rows = if [2, 5, 8, 11].contains(&i) { 79 } else { 27 };
+                assert_eq!(data[&format!("blocks.{i}.attn.rel_pos_h")].dims(), &[rows, 16], "block {i}");
+                assert_eq!(data[&format!("blocks.{i}.attn.rel_pos_w")].dims(), &[rows, 16], "block {i}");
+            }
+            assert_eq!(data["pos_embed"].dims(), &[1, 197, 192]);
+            assert_eq!(data.len(), 3 + 12 * 14, "patch_embed (2), pos_embed, 14 per block; no cls token, norm or head");
+        }
+        let x = Tensor::zeros((1, 3, 128, 128), DType::F32, &Device::Cpu).unwrap();
+        let out = model.forward(&x, false, &mut rand::rngs::mock::StepRng::new(0, 1)).unwrap();
+        assert_eq!(out.dims(), &[1, 192, 8, 8]);
+    }
+
+    #[test]
     fn rel_pos_tables_decay_and_pos_embed_does_not() {
         let varmap = VarMap::new();
         let model = tiny_backbone(&varmap, "backbone.net");
