@@ -11,7 +11,9 @@
 
 pub mod anchors;
 pub mod box_transform;
+pub mod data;
 mod error;
+pub mod masks;
 pub mod matcher;
 pub mod nms;
 pub mod pooler;
