@@ -14,9 +14,6 @@ pub enum Error {
     /// The backbone could not be built or loaded.
     #[error(transparent)]
     Backbone(#[from] backbone::Error),
-    /// COCO data or evaluation failed.
-    #[error(transparent)]
-    Coco(#[from] coco::Error),
     /// A recipe file cannot be read or is invalid.
     #[error("recipe {path}: {msg}")]
     Recipe {
@@ -89,12 +86,48 @@ pub enum Error {
         /// Its height in pixels.
         height: f32,
     },
+    /// A dataset directory or file is missing or not laid out as expected
+    /// (`--data DIR`, explicit annotation / image paths). A user error.
+    #[error("{path}: {expected}")]
+    DataLayout {
+        /// The directory or file looked at.
+        path: std::path::PathBuf,
+        /// What was expected there, in words.
+        expected: String,
+    },
+    /// Reading or validating a COCO file failed (the message names the file).
+    #[error(transparent)]
+    Coco(#[from] coco::Error),
+    /// One image could not be read or decoded, or its size differs from its
+    /// annotation entry. The data loader counts these and skips the image.
+    #[error("{path}: {reason}")]
+    ImageDecode {
+        /// The image file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A score is NaN, so no score order exists.
     #[error("score {index} is NaN")]
     NanScore {
         /// Index of the score.
         index: usize,
     },
+}
+
+impl Error {
+    /// True for mistakes the user can fix (a bad `--data` directory, a missing
+    /// or malformed annotation file, an out-of-range config value): the CLI
+    /// exits with code 2 for these and with 1 for everything else.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Error::DataLayout { .. } | Error::Config { .. } | Error::ImageDecode { .. } | Error::Recipe { .. } | Error::BadWeights { .. } => true,
+            Error::Coco(e) => e.is_user_error(),
+            Error::Engine(e) => e.is_user_error(),
+            Error::Backbone(e) => e.is_user_error(),
+            _ => false,
+        }
+    }
 }
 
 /// Result alias for the detector.

@@ -1,0 +1,20 @@
+//! ViTDet's data pipeline: finding a dataset on disk ([`layout`]), loading a
+//! COCO split with contiguous class indices ([`dataset`]), the LSJ training
+//! and long-side test transforms with normalisation and padding
+//! ([`transforms`], Pillow-exact bilinear resizing in [`resize`]), and
+//! parallel, prefetched, reproducible batch streams ([`loader`]).
+//!
+//! Checked against detectron2's formulas, Pillow and pycocotools in
+//! `tests/data.rs` (fixtures from `tests/fixtures/make_data_fixtures.py`).
+
+pub mod dataset;
+pub mod layout;
+pub mod loader;
+pub mod resize;
+pub mod rle_polygons;
+pub mod transforms;
+
+pub use dataset::{DetectionDataset, ImageRecord, Instance, Purpose};
+pub use layout::{DataLayout, LayoutKind, SplitFiles, SplitKind};
+pub use loader::{eval_stream, pixels_to_tensor, train_stream, Batch, BatchStream, LoaderConfig};
+pub use transforms::{DetectionSample, LsjConfig};

@@ -1,0 +1,213 @@
+//! Bilinear resizing of 8-bit RGB images exactly as Pillow's
+//! `Image.resize(size, Image.BILINEAR)`, which is what detectron2's
+//! `ResizeTransform.apply_image` calls for uint8 images (LSJ `ResizeScale`
+//! and the test-time `ResizeShortestEdge`).
+//!
+//! Pillow (`src/libImaging/Resample.c`) resamples separably, horizontal pass
+//! first, with a triangle filter whose support grows with the downscale factor
+//! (so shrinking averages, unlike `torch`'s `interpolate`):
+//! - per output index `i`: `scale = in / out`, `fs = max(scale, 1)`,
+//!   `support = fs`, `centre = (i + 0.5) * scale`, taps
+//!   `j ∈ [(int)(centre - support + 0.5) ∨ 0, (int)(centre + support + 0.5) ∧ in)`
+//!   with weight `tri((j - centre + 0.5) / fs)`, normalised to sum 1;
+//! - weights become fixed point with 22 fraction bits (round half away from 0);
+//! - each pass sums `pixel * weight` from `1 << 21` in i32 and keeps bits
+//!   22.. clamped to 0..255, so the intermediate image is 8-bit too;
+//! - a pass whose size does not change is skipped;
+//! - the horizontal pass runs first, except when the height shrinks much more
+//!   than the width (Pillow >= 13, see `vertical_first`); the order matters
+//!   because the intermediate image is rounded to 8 bits.
+//!
+//! [`resize_window`] computes only an output window (the crop of LSJ's
+//! `FixedSizeCrop`) with the very same arithmetic, so cropping after resizing
+//! costs only the pixels kept. Bit-exactness is pinned against Pillow by
+//! `tests/data.rs::resize_matches_pillow_bit_for_bit`.
+
+/// Fraction bits of Pillow's fixed-point weights for 8-bit images
+/// (`PRECISION_BITS = 32 - 8 - 2`).
+const PRECISION_BITS: u32 = 22;
+
+/// A row-major RGB image with 8 bits per channel (`data[(y * width + x) * 3 + c]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RgbImage {
+    /// Height in pixels.
+    pub height: usize,
+    /// Width in pixels.
+    pub width: usize,
+    /// `height * width * 3` bytes.
+    pub data: Vec<u8>,
+}
+
+/// Fixed-point taps of one output index: the first input index and weights.
+struct Taps {
+    first: usize,
+    weights: Vec<i32>,
+}
+
+/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for output indices
+/// `range` of a resize from `in_size` to `out_size`.
+fn taps(in_size: usize, out_size: usize, range: std::ops::Range<usize>) -> Vec<Taps> {
+    let scale = in_size as f64 / out_size as f64;
+    let filter_scale = scale.max(1.0);
+    let support = filter_scale; // bilinear support 1.0, scaled
+    let inv = 1.0 / filter_scale;
+    range
+        .map(|i| {
+            let centre = (i as f64 + 0.5) * scale;
+            // C's (int) cast truncates toward zero; both values are > -1 here
+            // only for the lower bound, which is then clamped to 0.
+            let lo = ((centre - support + 0.5) as i64).max(0) as usize;
+            let hi = ((centre + support + 0.5) as i64).min(in_size as i64).max(lo as i64) as usize;
+            let raw: Vec<f64> = (lo..hi).map(|j| triangle((j as f64 - centre + 0.5) * inv)).collect();
+            let total: f64 = raw.iter().sum();
+            let weights = raw
+                .iter()
+                .map(|&w| {
+                    let w = if total != 0.0 { w / total } else { w };
+                    let fixed = w * f64::from(1u32 << PRECISION_BITS);
+                    if w < 0.0 {
+                        (-0.5 + fixed) as i32
+                    } else {
+                        (0.5 + fixed) as i32
+                    }
+                })
+                .collect();
+            Taps { first: lo, weights }
+        })
+        .collect()
+}
+
+/// Pillow's `bilinear_filter`.
+fn triangle(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        1.0 - x
+    } else {
+        0.0
+    }
+}
+
+/// Pillow's `clip8` of a fixed-point sum.
+#[inline]
+fn clip8(sum: i32) -> u8 {
+    if sum <= 0 {
+        0
+    } else if sum >= (1 << PRECISION_BITS << 8) {
+        255
+    } else {
+        (sum >> PRECISION_BITS) as u8
+    }
+}
+
+/// One weighted sum of 3 channels over `taps`, reading pixel `k` at `src[offset(k)..]`.
+#[inline]
+fn weighted(src: &[u8], taps: &Taps, offset: impl Fn(usize) -> usize) -> [u8; 3] {
+    let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
+    for (k, &w) in taps.weights.iter().enumerate() {
+        let at = offset(taps.first + k);
+        for (c, a) in acc.iter_mut().enumerate() {
+            *a += i32::from(src[at + c]) * w;
+        }
+    }
+    acc.map(clip8)
+}
+
+/// Copies rows `rows` and columns `cols` of `img`.
+fn crop(img: &RgbImage, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) -> RgbImage {
+    let mut data = Vec::with_capacity(rows.len() * cols.len() * 3);
+    for y in rows.clone() {
+        data.extend_from_slice(&img.data[(y * img.width + cols.start) * 3..(y * img.width + cols.end) * 3]);
+    }
+    RgbImage { height: rows.len(), width: cols.len(), data }
+}
+
+/// Pillow's horizontal pass over every row of `img`; tap indices are
+/// relative to `img`'s first column plus `shift`.
+fn horizontal_pass(img: &RgbImage, taps: &[Taps], shift: usize) -> RgbImage {
+    let out_w = taps.len();
+    let mut data = vec![0u8; img.height * out_w * 3];
+    for y in 0..img.height {
+        let row = &img.data[y * img.width * 3..(y + 1) * img.width * 3];
+        for (x, t) in taps.iter().enumerate() {
+            let px = weighted(row, t, |k| (k - shift) * 3);
+            data[(y * out_w + x) * 3..(y * out_w + x) * 3 + 3].copy_from_slice(&px);
+        }
+    }
+    RgbImage { height: img.height, width: out_w, data }
+}
+
+/// Pillow's vertical pass over every column of `img`; tap indices are
+/// relative to `img`'s first row plus `shift`.
+fn vertical_pass(img: &RgbImage, taps: &[Taps], shift: usize) -> RgbImage {
+    let w = img.width;
+    let mut data = vec![0u8; taps.len() * w * 3];
+    for (y, t) in taps.iter().enumerate() {
+        for x in 0..w {
+            let px = weighted(&img.data, t, |k| ((k - shift) * w + x) * 3);
+            data[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+        }
+    }
+    RgbImage { height: taps.len(), width: w, data }
+}
+
+/// The input range `[first, last)` read by a set of taps.
+fn span(taps: &[Taps]) -> std::ops::Range<usize> {
+    let lo = taps.iter().map(|t| t.first).min().unwrap_or(0);
+    let hi = taps.iter().map(|t| t.first + t.weights.len()).max().unwrap_or(lo);
+    lo..hi
+}
+
+/// Whether Pillow runs the vertical pass first: since Pillow 13
+/// (python-pillow/Pillow#9549, "if height is scaled down significantly more
+/// than width, resize vertically first") it does so when the height shrinks
+/// and by more than twice as many pixels as the width shrinks. The exact
+/// condition was inferred from Pillow 13.0.0's output over 671 random sizes
+/// where the two orders differ, and is pinned by the fixtures.
+fn vertical_first(in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> bool {
+    let (in_h, in_w, out_h, out_w) = (in_h as i64, in_w as i64, out_h as i64, out_w as i64);
+    out_h < in_h && in_h - out_h > 2 * (in_w - out_w)
+}
+
+/// Resizes `src` to `out_h × out_w` as Pillow's bilinear `resize` and returns
+/// only the window of rows `rows` and columns `cols` of the result (the whole
+/// result for `0..out_h`, `0..out_w`). Windows are clamped to the output.
+pub fn resize_window(
+    src: &RgbImage,
+    out_h: usize,
+    out_w: usize,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+) -> RgbImage {
+    let rows = rows.start.min(out_h)..rows.end.min(out_h);
+    let cols = cols.start.min(out_w)..cols.end.min(out_w);
+    if rows.is_empty() || cols.is_empty() || src.height == 0 || src.width == 0 {
+        return RgbImage { height: rows.len(), width: cols.len(), data: vec![0; rows.len() * cols.len() * 3] };
+    }
+    let need_horizontal = out_w != src.width;
+    let need_vertical = out_h != src.height;
+    match (need_horizontal, need_vertical) {
+        (false, false) => crop(src, rows, cols),
+        (true, false) => horizontal_pass(&crop(src, rows, 0..src.width), &taps(src.width, out_w, cols), 0),
+        (false, true) => vertical_pass(&crop(src, 0..src.height, cols), &taps(src.height, out_h, rows), 0),
+        (true, true) => {
+            let h_taps = taps(src.width, out_w, cols);
+            let v_taps = taps(src.height, out_h, rows);
+            if vertical_first(src.height, src.width, out_h, out_w) {
+                let used = span(&h_taps);
+                let shift = used.start;
+                let mid = vertical_pass(&crop(src, 0..src.height, used), &v_taps, 0);
+                horizontal_pass(&mid, &h_taps, shift)
+            } else {
+                let used = span(&v_taps);
+                let shift = used.start;
+                let mid = horizontal_pass(&crop(src, used, 0..src.width), &h_taps, 0);
+                vertical_pass(&mid, &v_taps, shift)
+            }
+        }
+    }
+}
+
+/// Resizes the whole image (Pillow bilinear).
+pub fn resize(src: &RgbImage, out_h: usize, out_w: usize) -> RgbImage {
+    resize_window(src, out_h, out_w, 0..out_h, 0..out_w)
+}
