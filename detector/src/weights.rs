@@ -28,7 +28,6 @@ pub struct ClassInfo {
 }
 
 /// A detector with the facts needed to use it.
-#[derive(Debug)]
 pub struct TrainedDetector {
     /// The network.
     pub model: ViTDet,
