@@ -58,7 +58,8 @@ pub struct TrainSummary {
     pub model_path: PathBuf,
     /// The final validation evaluation, when there is a validation split.
     pub eval: Option<EvalReport>,
-    /// Training images per second over this process's iterations.
+    /// Training images per second over this process's steps (data waits
+    /// included, evaluation and checkpoints not).
     pub train_img_s: f64,
     /// Iterations run by this process (fewer than `max_iter` after a resume).
     pub iterations: usize,
@@ -140,7 +141,7 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary> {
     let loader_cfg = LoaderConfig { batch_size: micro, threads: rayon::current_num_threads(), prefetch: 2, seed: cfg.seed, lsj };
     let mut stream = train_stream(run.train.clone(), loader_cfg, (start * cfg.grad_accum) as u64)?;
     let mut progress = Progress::new(cfg.max_iter, start, run.progress.clone());
-    let began = Instant::now();
+    let mut train_seconds = 0.0;
     let mut last_eval = None;
 
     for iter in start..cfg.max_iter {
@@ -174,7 +175,9 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary> {
         if !loss.is_finite() {
             return Err(Error::Config { key: "train.schedule", msg: format!("loss became {loss} at iteration {iter}; lower the learning rate or enable clip_grad_norm") });
         }
-        let img_s = cfg.batch_size as f64 / step_began.elapsed().as_secs_f64().max(1e-9);
+        let step_seconds = step_began.elapsed().as_secs_f64();
+        train_seconds += step_seconds;
+        let img_s = cfg.batch_size as f64 / step_seconds.max(1e-9);
         let mut record = Record::new(iter, loss, lr, img_s);
         for (name, v) in term_names.iter().zip(&terms) {
             record = record.term(*name, *v);
@@ -204,8 +207,7 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary> {
     if iterations == 0 {
         weights::save(&dir.model_path(), &varmap, &recipe.model, &classes)?;
     }
-    let elapsed = began.elapsed().as_secs_f64();
-    Ok(TrainSummary { backbone_init: loaded.init, model_path: dir.model_path(), eval: last_eval, train_img_s: (iterations * cfg.batch_size) as f64 / elapsed.max(1e-9), iterations })
+    Ok(TrainSummary { backbone_init: loaded.init, model_path: dir.model_path(), eval: last_eval, train_img_s: (iterations * cfg.batch_size) as f64 / train_seconds.max(1e-9), iterations })
 }
 
 /// A pre-trained backbone must be the recipe's architecture: the pyramid
