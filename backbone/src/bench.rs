@@ -109,7 +109,7 @@ pub fn bench_vit(opts: &BenchVitOptions, device: &Device) -> crate::Result<Bench
 }
 
 /// Runs `step` once untimed, then `iters` times; returns the timed seconds.
-fn time_iters(iters: usize, mut step: impl FnMut() -> crate::Result<()>) -> crate::Result<f64> {
+pub fn time_iters(iters: usize, mut step: impl FnMut() -> crate::Result<()>) -> crate::Result<f64> {
     step()?;
     let start = Instant::now();
     for _ in 0..iters.max(1) {
@@ -119,18 +119,18 @@ fn time_iters(iters: usize, mut step: impl FnMut() -> crate::Result<()>) -> crat
 }
 
 /// Waits for the device by reading one value back.
-fn sync(t: &Tensor) -> crate::Result<()> {
+pub fn sync(t: &Tensor) -> crate::Result<()> {
     t.flatten_all()?.get(0)?.to_dtype(DType::F32)?.to_vec0::<f32>()?;
     Ok(())
 }
 
 /// Resets the kernel's peak-RSS counter (Linux: "5" to /proc/self/clear_refs).
-fn reset_peak_rss() {
+pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// The peak resident set size since the last reset (VmHWM), in MiB.
-fn peak_rss_mb() -> f64 {
+pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))

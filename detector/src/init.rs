@@ -32,7 +32,7 @@ enum Fill {
 /// # Errors
 /// A variable cannot be set.
 pub fn init_heads(vars: &[(String, Var)], skip_prefix: &str, seed: u64) -> candle_core::Result<()> {
-    let mut sorted: Vec<&(String, Var)> = vars.iter().filter(|(n, _)| !n.starts_with(skip_prefix)).collect();
+    let mut sorted: Vec<&(String, Var)> = vars.iter().filter(|(n, _)| skip_prefix.is_empty() || !n.starts_with(skip_prefix)).collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     for (name, var) in sorted {

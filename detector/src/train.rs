@@ -189,7 +189,8 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary> {
         let eval_now = done == cfg.max_iter || (cfg.eval_period > 0 && done % cfg.eval_period == 0);
         if eval_now {
             if let Some(val) = &run.val {
-                let report = evaluate(&model, val, recipe.model.input_size(), cfg.eval_batch_size, &run.device, None)?;
+                let frozen = weights::inference_copy(&varmap, &recipe.model, classes.len(), &run.device)?;
+                let report = evaluate(&frozen, val, recipe.model.input_size(), cfg.eval_batch_size, &run.device, None)?;
                 record = record.extra("bbox_AP", report.bbox.stats[0]).extra("bbox_AP50", report.bbox.stats[1]).extra("segm_AP", report.segm.stats[0]).extra("segm_AP50", report.segm.stats[1]);
                 last_eval = Some(report);
             }

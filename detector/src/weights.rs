@@ -27,7 +27,9 @@ pub struct ClassInfo {
     pub name: String,
 }
 
-/// A detector with the facts needed to use it.
+/// A detector with the facts needed to use it, for inference: its weights
+/// are plain tensors, so running it records no autograd graph.
+#[derive(Debug)]
 pub struct TrainedDetector {
     /// The network.
     pub model: ViTDet,
@@ -35,8 +37,6 @@ pub struct TrainedDetector {
     pub config: ModelConfig,
     /// Its classes, by contiguous index.
     pub classes: Vec<ClassInfo>,
-    /// The variables (e.g. to keep training).
-    pub varmap: VarMap,
 }
 
 impl TrainedDetector {
@@ -74,9 +74,24 @@ pub fn load(path: &Path, device: &Device) -> Result<TrainedDetector> {
         .get(CLASSES_KEY)
         .ok_or_else(|| bad("no class list in its header".into()))
         .and_then(|t| serde_json::from_str(t).map_err(|e| bad(format!("class list: {e}"))))?;
+    // Check names and shapes against a model built the same way, then build
+    // the inference model from the plain tensors.
     let varmap = VarMap::new();
-    let model = ViTDet::new(&config, classes.len(), VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+    ViTDet::new(&config, classes.len(), VarBuilder::from_varmap(&varmap, DType::F32, device))?;
     let named = engine::vars::named_vars(&varmap)?;
     engine::checkpoint::restore_vars(&named, &tensors).map_err(|e| bad(e.to_string()))?;
-    Ok(TrainedDetector { model, config, classes, varmap })
+    let model = inference_copy(&varmap, &config, classes.len(), device)?;
+    Ok(TrainedDetector { model, config, classes })
+}
+
+/// The detector whose variables live in `varmap`, rebuilt on detached
+/// copies of them: inference through it records no graph (candle records
+/// one whenever an input is a variable), so evaluation during training
+/// neither slows down nor holds activations.
+///
+/// # Errors
+/// A parameter missing from `varmap` (a bug) or a tensor error.
+pub fn inference_copy(varmap: &VarMap, config: &ModelConfig, num_classes: usize, device: &Device) -> Result<ViTDet> {
+    let tensors: HashMap<String, candle_core::Tensor> = engine::vars::named_vars(varmap)?.into_iter().map(|(n, v)| (n, v.as_tensor().detach())).collect();
+    ViTDet::new(config, num_classes, VarBuilder::from_tensors(tensors, DType::F32, device))
 }

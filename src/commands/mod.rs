@@ -3,6 +3,7 @@
 mod bench_coco;
 mod bench_convs;
 mod bench_vit;
+mod bench_vitdet;
 mod classify;
 mod data_shapes;
 mod demo;
@@ -54,6 +55,8 @@ enum Command {
 enum BenchCommand {
     /// ViT-Tiny inference and training-step images/s at 224 px.
     Vit(bench_vit::BenchVitArgs),
+    /// ViTDet (Mask R-CNN) training-step and inference images/s for a recipe's model.
+    Vitdet(bench_vitdet::BenchVitDetArgs),
     /// ViTDet pyramid convolutions (256 channels, 64x64..8x8), forward and backward, in ms.
     Convs(bench_convs::BenchConvsArgs),
     /// COCO evaluation time on a COCO-val-sized synthetic case.
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Features(args) => features::run(args),
         Command::Classify(args) => classify::run(args),
         Command::Bench(BenchCommand::Vit(args)) => bench_vit::run(args),
+        Command::Bench(BenchCommand::Vitdet(args)) => bench_vitdet::run(args),
         Command::Bench(BenchCommand::Convs(args)) => bench_convs::run(args),
         Command::Bench(BenchCommand::Coco(args)) => bench_coco::run(args),
         Command::Eval(EvalCommand::Coco(args)) => eval_coco::run(args),
