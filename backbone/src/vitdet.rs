@@ -192,7 +192,7 @@ pub fn load_vitdet_backbone(weights: &BackboneWeights, windowed: &WindowedConfig
     let vb = if prefix.is_empty() { root } else { root.pp(prefix) };
     let source = resolve_backbone(weights.spec, weights.arch_name, weights.search)?;
     let BackboneSource::File { path, arch } = source else {
-        let config = weights.arch.clone();
+        let config = VitConfig { pos_embed: PosEmbedKind::Learned, ..weights.arch.clone() };
         let backbone = VitDetBackbone::new(&config, windowed, vb)?;
         init_weights_under(varmap, prefix, &config, weights.seed)?;
         return Ok(LoadedVitDet { backbone, config, init: BackboneInit::Scratch { seed: weights.seed } });

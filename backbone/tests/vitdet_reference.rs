@@ -39,9 +39,13 @@ fn windowed() -> WindowedConfig {
 }
 
 fn load(spec: &str, search: &WeightSearch) -> backbone::Result<(LoadedVitDet, VarMap)> {
+    load_as(spec, search, &windowed())
+}
+
+fn load_as(spec: &str, search: &WeightSearch, windowed: &WindowedConfig) -> backbone::Result<(LoadedVitDet, VarMap)> {
     let varmap = VarMap::new();
     let weights = BackboneWeights { spec, arch_name: "test", arch: &arch(), search, seed: 3 };
-    let loaded = load_vitdet_backbone(&weights, &windowed(), &varmap, PREFIX, &Device::Cpu)?;
+    let loaded = load_vitdet_backbone(&weights, windowed, &varmap, PREFIX, &Device::Cpu)?;
     Ok((loaded, varmap))
 }
 
@@ -104,6 +108,26 @@ fn get_rel_pos_scales_coordinates_of_unequal_sizes() {
         let got = backbone::rel_pos::get_rel_pos(q, k, &refs[&format!("rel_pos.{name}.table")]).unwrap();
         assert_close(name, &got, &refs[&format!("rel_pos.{name}.out")]);
     }
+}
+
+#[test]
+fn without_rel_pos_the_blocks_equal_those_with_zero_tables() {
+    let refs = io();
+    let path = fixture("vitdet_small.safetensors");
+    let plain = WindowedConfig { use_rel_pos: false, ..windowed() };
+    let (without, _) = load_as(path.to_str().unwrap(), &WeightSearch::default(), &plain).unwrap();
+    let BackboneInit::Checkpoint { report, .. } = &without.init else { panic!("expected a checkpoint load") };
+    assert_eq!(report.unexpected.iter().filter(|n| n.contains("rel_pos")).count(), 6, "{report}");
+    let (zeroed, varmap) = load(path.to_str().unwrap(), &WeightSearch::default()).unwrap();
+    for (name, var) in varmap.data().lock().unwrap().iter() {
+        if name.contains("rel_pos") {
+            var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+        }
+    }
+    let a = without.backbone.forward(&refs["input"], false, &mut no_rng()).unwrap();
+    let b = zeroed.backbone.forward(&refs["input"], false, &mut no_rng()).unwrap();
+    assert!(rel_err(&a, &b) < 1e-6, "{}", rel_err(&a, &b));
+    assert!(rel_err(&a, &refs["output"]) > 1e-2, "the reference's tables matter");
 }
 
 #[test]
