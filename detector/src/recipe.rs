@@ -16,6 +16,10 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// Backbone initialisation: `scratch`, a released checkpoint's name
+    /// (`distilled_mae_tiny`, `mae_tiny`, `mocov3_tiny`, `deit_tiny`) or a
+    /// weights file; `vitdet train --backbone` overrides it.
+    pub backbone: String,
     /// Images per optimizer step.
     pub batch_size: usize,
     /// Micro-batches each step is split into (gradients are summed), so a
@@ -49,6 +53,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         let max_iter = 184_375;
         Self {
+            backbone: "distilled_mae_tiny".into(),
             batch_size: 64,
             grad_accum: 1,
             max_iter,

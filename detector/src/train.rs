@@ -30,9 +30,6 @@ use crate::{Error, Result};
 pub struct TrainRun {
     /// The recipe (model + training).
     pub recipe: Recipe,
-    /// `scratch`, a released backbone by name (`distilled_mae_tiny`,
-    /// `mae_tiny`, ...) or a weights file.
-    pub backbone: String,
     /// Folders named backbones are looked up in.
     pub weight_search: WeightSearch,
     /// Training split.
@@ -112,10 +109,10 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary> {
     let vit = recipe.model.vit_config()?;
     let varmap = VarMap::new();
     // A resumed run's weights come from its checkpoint: no need for the pre-trained file.
-    let spec = if run.resume { "scratch" } else { run.backbone.as_str() };
+    let spec = if run.resume { "scratch" } else { cfg.backbone.as_str() };
     let weights = BackboneWeights { spec, arch_name: &recipe.model.arch, arch: &vit, search: &run.weight_search, seed: cfg.seed };
     let loaded = load_vitdet_backbone(&weights, &recipe.model.backbone, &varmap, BACKBONE_PREFIX, &run.device)?;
-    check_backbone_arch(&loaded.config, &vit, &run.backbone, &recipe.model.arch)?;
+    check_backbone_arch(&loaded.config, &vit, &cfg.backbone, &recipe.model.arch)?;
     let model = ViTDet::with_backbone(&recipe.model, loaded.backbone, classes.len(), VarBuilder::from_varmap(&varmap, DType::F32, &run.device))?;
     let named = engine::vars::named_vars(&varmap)?;
     crate::init::init_heads(&named, BACKBONE_PREFIX, cfg.seed)?;

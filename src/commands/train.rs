@@ -27,8 +27,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "TOML_OR_NAME")]
     config: Option<String>,
     /// Backbone initialisation: scratch, a released checkpoint name (distilled_mae_tiny, mae_tiny,
-    /// mocov3_tiny, deit_tiny) or a weights file. Default: scratch on the shapes data,
-    /// distilled_mae_tiny (the paper's best) otherwise.
+    /// mocov3_tiny, deit_tiny) or a weights file. Default: the recipe's `train.backbone`
+    /// (vitdet_tiny_coco: distilled_mae_tiny; vitdet_tiny_shapes: scratch).
     #[arg(long, value_name = "NAME_OR_FILE")]
     backbone: Option<String>,
     #[command(flatten)]
@@ -64,7 +64,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 pub struct TrainRequest {
     /// Recipe file or built-in name.
     pub config: String,
-    /// Backbone spec; `None` picks by the data (see `--backbone`).
+    /// Backbone spec; `None` takes the recipe's.
     pub backbone: Option<String>,
     /// Data flags; empty for the built-in shapes data.
     pub data: DataArgs,
@@ -105,7 +105,10 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
         Some(files) => Some(EvalSplit::load(&files)?),
         None => None,
     };
-    let backbone = args.backbone.clone().unwrap_or_else(|| if shapes_data { "scratch" } else { "distilled_mae_tiny" }.into());
+    if let Some(backbone) = &args.backbone {
+        recipe.train.backbone = backbone.clone();
+    }
+    let backbone = recipe.train.backbone.clone();
     let device = engine::device::parse_device(&args.device)?;
     eprintln!(
         "training {} ({} classes, {} images) for {} steps of {} images on {}; backbone: {backbone}; out: {}",
@@ -119,7 +122,6 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
     );
     let run = TrainRun {
         recipe,
-        backbone,
         weight_search: weight_search(args.weights_dir.as_ref()),
         train: Arc::new(train_set),
         val,
