@@ -148,8 +148,9 @@ mod tests {
 
     #[test]
     fn conv2d_fused_matches_composed_on_a_detector_sized_map() {
-        // 3x3 pad 1 at 64 channels: several im2col tasks per image.
-        let inputs = [random_tensor(&[2, 64, 12, 10], 4), random_tensor(&[32, 64, 3, 3], 5), random_tensor(&[32], 6)];
+        // 3x3 pad 1 at 64 channels over 100 x 40: an im2col of 576 x 4000
+        // elements, more than one block of output rows (91 + 9 rows).
+        let inputs = [random_tensor(&[2, 64, 100, 40], 4), random_tensor(&[16, 64, 3, 3], 5), random_tensor(&[16], 6)];
         assert_matches_composed(&inputs, |t| conv2d(&t[0], &t[1], Some(&t[2]), 1), |t| composed::conv2d(&t[0], &t[1], Some(&t[2]), 1), 1e-5, 1e-12);
     }
 
