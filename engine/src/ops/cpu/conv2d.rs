@@ -46,25 +46,25 @@ pub(crate) fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, padding
 /// kh x kw window into a (P, Q) output. The forward is one; so is the input
 /// gradient, with the flipped kernel and padding k - 1 - pad.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Correlation {
+struct Correlation {
     /// Source channels.
-    pub c: usize,
+    c: usize,
     /// Source height.
-    pub h: usize,
+    h: usize,
     /// Source width.
-    pub w: usize,
+    w: usize,
     /// Kernel height.
-    pub kh: usize,
+    kh: usize,
     /// Kernel width.
-    pub kw: usize,
+    kw: usize,
     /// Rows of zeros added above and below (negative: rows dropped).
-    pub pad_h: isize,
+    pad_h: isize,
     /// Columns of zeros added left and right (negative: columns dropped).
-    pub pad_w: isize,
+    pad_w: isize,
     /// Output height.
-    pub p: usize,
+    p: usize,
     /// Output width.
-    pub q: usize,
+    q: usize,
 }
 
 impl Correlation {
@@ -73,7 +73,7 @@ impl Correlation {
     ///
     /// # Errors
     /// The padded map is smaller than the kernel.
-    pub fn new(c: usize, h: usize, w: usize, kh: usize, kw: usize, pad_h: isize, pad_w: isize) -> Result<Self> {
+    fn new(c: usize, h: usize, w: usize, kh: usize, kw: usize, pad_h: isize, pad_w: isize) -> Result<Self> {
         let out = |len: usize, k: usize, pad: isize| -> Option<usize> {
             let padded = isize::try_from(len).ok()? + 2 * pad;
             let k = isize::try_from(k).ok()?;
@@ -89,7 +89,7 @@ impl Correlation {
     }
 
     /// Rows of the im2col matrix: C kh kw.
-    pub fn k(&self) -> usize {
+    fn k(&self) -> usize {
         self.c * self.kh * self.kw
     }
 
@@ -156,7 +156,7 @@ impl Correlation {
     ///
     /// # Errors
     /// `src` or `kernel` does not hold the matrices the geometry needs.
-    pub fn apply<T: Real>(&self, src: &[T], images: usize, kernel: MatRef<'_, T>, o: usize, bias: Option<&[T]>) -> Result<Vec<T>> {
+    fn apply<T: Real>(&self, src: &[T], images: usize, kernel: MatRef<'_, T>, o: usize, bias: Option<&[T]>) -> Result<Vec<T>> {
         let (src_len, pq) = (self.c * self.h * self.w, self.p * self.q);
         if src.len() != images * src_len {
             return Err(candle_core::Error::Msg(format!("conv2d: {} source elements for {images} images of {src_len}", src.len())));
