@@ -1,8 +1,8 @@
 //! Fused stride-1 `conv2d` (any kernel size, zero padding, optional bias):
-//! im2col and GEMM per image and block of output rows, with a backward computing the input
-//! gradient as the correlation of dY with the flipped kernel (im2col + GEMM
-//! again) and the weight and bias gradients in one pass (dW = Σ dY im2col(X)^T,
-//! db = Σ dY).
+//! im2col and GEMM per image and block of output rows, with a backward
+//! computing the input gradient as the correlation of dY with the flipped
+//! kernel (im2col + GEMM again) and the weight and bias gradients in one
+//! pass (dW = Σ dY im2col(X)^T, db = Σ dY).
 //!
 //! Why: candle 0.11.1's CPU conv2d backward runs the input gradient through
 //! its `conv_transpose2d` loop and the weight gradient through a conv2d with
@@ -107,8 +107,8 @@ impl Correlation {
         (COLS_BLOCK_ELEMS / (self.k() * self.q).max(1)).clamp(1, self.p.max(1))
     }
 
-    /// Output rows `y0..y1` of the source's im2col matrix, (K, (y1 - y0) Q)
-    /// with row stride (y1 - y0) Q: the source itself when pointwise, else
+    /// The columns of output rows `y0..y1` of the source's im2col matrix, a
+    /// (K, (y1 - y0) Q) matrix: a view of the source when pointwise, else
     /// written into `scratch`.
     fn columns<'a, T: Real>(&self, src: &'a [T], y0: usize, y1: usize, scratch: &'a mut Vec<T>) -> MatRef<'a, T> {
         let width = (y1 - y0) * self.q;
