@@ -14,13 +14,7 @@ batch=${1:-32}
 iters=${2:-5}
 python=${3:-$HOME/.venvs/fx/bin/python}
 rounds=${ROUNDS:-1}
-threads=$(nproc)
-cd "$(dirname "$0")/.."
-bin=${VITDET_BIN:-}
-if [ -z "$bin" ]; then
-    cargo build --release --quiet
-    bin=target/release/vitdet
-fi
+source "$(dirname "$0")/common.sh"
 results=()
 for round in $(seq "$rounds"); do
     ours=$(RAYON_NUM_THREADS=$threads "$bin" bench vit --batch "$batch" --iters "$iters")

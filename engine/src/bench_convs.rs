@@ -14,8 +14,10 @@
 //! timed alone; the totals add the cells. The 2x2 max pool of a 64x64 map is
 //! timed as well but kept out of the totals (it is not a convolution).
 //!
-//! Forward + backward is `sum(op(x) * g)` with a fixed random `g`, then
-//! candle's `backward()`: the gradients of the input, the weight and the bias.
+//! Forward + backward is `sum(op(x))`, then candle's `backward()`: the
+//! gradients of the input, the weight and the bias. (A plain sum keeps the
+//! loss's own elementwise work, which is not what is measured, to one op on
+//! each side; a dY of ones costs the GEMMs what any other dY does.)
 //! Each cell runs once untimed, then `iters` times; a cell's time is the
 //! median of its runs (robust to the load spikes of a shared machine).
 
@@ -143,8 +145,8 @@ pub fn bench_convs(opts: &BenchConvsOptions, device: &Device) -> Result<BenchCon
     })
 }
 
-/// Inputs of one cell: the input map, the weight and the bias (when the op
-/// has them), and the output weighting `g` of the loss.
+/// Inputs of one cell: the input map, and the weight and the bias when the
+/// op has them.
 struct CellInputs {
     x: Tensor,
     weight: Option<Tensor>,
@@ -196,10 +198,8 @@ fn time_cell(cell: Cell, side: usize, opts: &BenchConvsOptions, device: &Device,
     let vars = [Some(x), weight, bias].into_iter().flatten().map(Var::from_tensor).collect::<Result<Vec<_>>>()?;
     let tensors: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
     let (xv, wv, bv) = (tensors[0], tensors.get(1).copied(), tensors.get(2).copied());
-    let g = random(apply(cell, opts.composed, x, weight, bias)?.dims(), 1000 + seed, 1.0, device)?;
     let train = median_ms(opts.iters, || {
-        let y = apply(cell, opts.composed, xv, wv, bv)?;
-        let grads = (y * &g)?.sum_all()?.backward()?;
+        let grads = apply(cell, opts.composed, xv, wv, bv)?.sum_all()?.backward()?;
         for v in &vars {
             let grad = grads.get(v.as_tensor()).ok_or_else(|| candle_core::Error::Msg("bench convs: a variable got no gradient".into()))?;
             sync(grad)?;

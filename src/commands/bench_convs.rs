@@ -9,7 +9,7 @@ use engine::bench_convs::{bench_convs, BenchConvsOptions};
 /// backward, in total and per op and map size. Prints one JSON line.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  vitdet bench convs --iters 5\n  vitdet bench convs --composed   # candle's primitives, the \"before\"\n  \
-    ROUNDS=3 bench/vs_torch.sh convs   # side by side with PyTorch (BENCHMARKS.md)")]
+    bench/convs_vs_torch.sh   # side by side with PyTorch (BENCHMARKS.md)")]
 pub struct BenchConvsArgs {
     /// Images per map.
     #[arg(long, default_value_t = 2)]

@@ -1,8 +1,8 @@
 //! Fused stride-1 `conv2d` (any kernel size, zero padding, optional bias):
-//! im2col and one GEMM per image, with a backward computing the input
-//! gradient as the correlation of dY with the flipped kernel (im2col + GEMM
-//! again) and the weight and bias gradients in one pass (dW = Σ dY im2col(X)^T,
-//! db = Σ dY).
+//! im2col and GEMM per image and block of output rows, with a backward
+//! computing the input gradient as the correlation of dY with the flipped
+//! kernel (im2col + GEMM again) and the weight and bias gradients in one
+//! pass (dW = Σ dY im2col(X)^T, db = Σ dY).
 //!
 //! Why: candle 0.11.1's CPU conv2d backward runs the input gradient through
 //! its `conv_transpose2d` loop and the weight gradient through a conv2d with
@@ -24,6 +24,13 @@ use super::{contiguous_slice, gemm, threads, MatRef, Real};
 /// bias-gradient rows: below this, scheduling a task costs more than the copy.
 const MIN_ELEMS_PER_TASK: usize = 16 * 1024;
 
+/// Most elements of one im2col block (8 MiB in f32): the GEMM reads the
+/// block while it is still in the cache the im2col wrote it to, and the
+/// scratch stays below the 32 MiB mmap threshold `src/main.rs` sets, so it
+/// is reused instead of page-faulted in again. A whole 3x3, 256-channel,
+/// 64x64 map would be 37 MiB.
+const COLS_BLOCK_ELEMS: usize = 1 << 21;
+
 /// `F.conv2d(x, weight, bias, stride=1, padding=padding)` for contiguous
 /// `x` (N, C, H, W), `weight` (O, C, kh, kw) and `bias` (O).
 pub(crate) fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, padding: usize) -> Result<Tensor> {
@@ -39,25 +46,25 @@ pub(crate) fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, padding
 /// kh x kw window into a (P, Q) output. The forward is one; so is the input
 /// gradient, with the flipped kernel and padding k - 1 - pad.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Correlation {
+struct Correlation {
     /// Source channels.
-    pub c: usize,
+    c: usize,
     /// Source height.
-    pub h: usize,
+    h: usize,
     /// Source width.
-    pub w: usize,
+    w: usize,
     /// Kernel height.
-    pub kh: usize,
+    kh: usize,
     /// Kernel width.
-    pub kw: usize,
+    kw: usize,
     /// Rows of zeros added above and below (negative: rows dropped).
-    pub pad_h: isize,
+    pad_h: isize,
     /// Columns of zeros added left and right (negative: columns dropped).
-    pub pad_w: isize,
+    pad_w: isize,
     /// Output height.
-    pub p: usize,
+    p: usize,
     /// Output width.
-    pub q: usize,
+    q: usize,
 }
 
 impl Correlation {
@@ -66,7 +73,7 @@ impl Correlation {
     ///
     /// # Errors
     /// The padded map is smaller than the kernel.
-    pub fn new(c: usize, h: usize, w: usize, kh: usize, kw: usize, pad_h: isize, pad_w: isize) -> Result<Self> {
+    fn new(c: usize, h: usize, w: usize, kh: usize, kw: usize, pad_h: isize, pad_w: isize) -> Result<Self> {
         let out = |len: usize, k: usize, pad: isize| -> Option<usize> {
             let padded = isize::try_from(len).ok()? + 2 * pad;
             let k = isize::try_from(k).ok()?;
@@ -82,7 +89,7 @@ impl Correlation {
     }
 
     /// Rows of the im2col matrix: C kh kw.
-    pub fn k(&self) -> usize {
+    fn k(&self) -> usize {
         self.c * self.kh * self.kw
     }
 
@@ -91,24 +98,36 @@ impl Correlation {
         self.kh == 1 && self.kw == 1 && self.pad_h == 0 && self.pad_w == 0
     }
 
-    /// The source as a matrix for the GEMM: itself when pointwise, else its
-    /// im2col written into `scratch` (resized to K x P Q).
-    fn columns<'a, T: Real>(&self, src: &'a [T], scratch: &'a mut Vec<T>) -> &'a [T] {
+    /// Output rows per im2col block: blocks of at most [`COLS_BLOCK_ELEMS`]
+    /// elements (all rows when pointwise: the source is the matrix).
+    fn rows_per_block(&self) -> usize {
         if self.is_pointwise() {
-            return src;
+            return self.p.max(1);
         }
-        scratch.resize(self.k() * self.p * self.q, T::zero());
-        self.im2col(src, scratch);
-        scratch
+        (COLS_BLOCK_ELEMS / (self.k() * self.q).max(1)).clamp(1, self.p.max(1))
     }
 
-    /// `cols[(c, ky, kx), (y, x)] = src[c, y + ky - pad_h, x + kx - pad_w]`,
+    /// The columns of output rows `y0..y1` of the source's im2col matrix, a
+    /// (K, (y1 - y0) Q) matrix: a view of the source when pointwise, else
+    /// written into `scratch`.
+    fn columns<'a, T: Real>(&self, src: &'a [T], y0: usize, y1: usize, scratch: &'a mut Vec<T>) -> MatRef<'a, T> {
+        let width = (y1 - y0) * self.q;
+        if self.is_pointwise() {
+            return MatRef { data: &src[y0 * self.q..], rs: self.p * self.q, cs: 1 };
+        }
+        scratch.resize(self.k() * width, T::zero());
+        self.im2col(src, y0, y1, scratch);
+        MatRef { data: scratch, rs: width, cs: 1 }
+    }
+
+    /// Output rows `y0..y1` of the im2col matrix:
+    /// `cols[(c, ky, kx), (y - y0, x)] = src[c, y + ky - pad_h, x + kx - pad_w]`,
     /// zero where that falls outside the source.
-    fn im2col<T: Real>(&self, src: &[T], cols: &mut [T]) {
-        let Self { h, w, kh, kw, pad_h, pad_w, p, q, .. } = *self;
-        let plane_out = p * q;
-        let rows_per_task = (MIN_ELEMS_PER_TASK / plane_out.max(1)).max(1);
-        cols.par_chunks_mut(plane_out.max(1)).with_min_len(rows_per_task).enumerate().for_each(|(row, out)| {
+    fn im2col<T: Real>(&self, src: &[T], y0: usize, y1: usize, cols: &mut [T]) {
+        let Self { h, w, kh, kw, pad_h, pad_w, q, .. } = *self;
+        let width = (y1 - y0) * q;
+        let rows_per_task = (MIN_ELEMS_PER_TASK / width.max(1)).max(1);
+        cols.par_chunks_mut(width.max(1)).with_min_len(rows_per_task).enumerate().for_each(|(row, out)| {
             let (ci, ky, kx) = (row / (kh * kw), (row / kw) % kh, row % kw);
             let plane = &src[ci * h * w..(ci + 1) * h * w];
             // Output column x reads source column x + dx; the valid ones are
@@ -116,7 +135,7 @@ impl Correlation {
             let dx = kx as isize - pad_w;
             let lo = (-dx).clamp(0, q as isize) as usize;
             let hi = (w as isize - dx).clamp(lo as isize, q as isize) as usize;
-            for (y, line) in out.chunks_mut(q.max(1)).enumerate() {
+            for (y, line) in (y0..y1).zip(out.chunks_mut(q.max(1))) {
                 let sy = y as isize + ky as isize - pad_h;
                 if sy < 0 || sy >= h as isize {
                     line.fill(T::zero());
@@ -132,25 +151,29 @@ impl Correlation {
 
     /// For each of the `images` sources stacked in `src`, writes
     /// `dst_n (O, P Q) = kernel (O, K) @ im2col(src_n)`, plus `bias` (O) on
-    /// every output pixel when given. Returns the (N, O, P, Q) output.
+    /// every output pixel when given, one block of output rows at a time.
+    /// Returns the (N, O, P, Q) output.
     ///
     /// # Errors
     /// `src` or `kernel` does not hold the matrices the geometry needs.
-    pub fn apply<T: Real>(&self, src: &[T], images: usize, kernel: MatRef<'_, T>, o: usize, bias: Option<&[T]>) -> Result<Vec<T>> {
-        let (src_len, out_len) = (self.c * self.h * self.w, o * self.p * self.q);
+    fn apply<T: Real>(&self, src: &[T], images: usize, kernel: MatRef<'_, T>, o: usize, bias: Option<&[T]>) -> Result<Vec<T>> {
+        let (src_len, pq) = (self.c * self.h * self.w, self.p * self.q);
         if src.len() != images * src_len {
             return Err(candle_core::Error::Msg(format!("conv2d: {} source elements for {images} images of {src_len}", src.len())));
         }
-        let mut dst = vec![T::zero(); images * out_len];
+        let mut dst = vec![T::zero(); images * o * pq];
         if let Some(bias) = bias {
-            let plane = (self.p * self.q).max(1);
-            dst.par_chunks_mut(plane).enumerate().for_each(|(i, out)| out.fill(bias[i % o]));
+            dst.par_chunks_mut(pq.max(1)).enumerate().for_each(|(i, out)| out.fill(bias[i % o]));
         }
         let mut scratch = Vec::new();
-        for (src_n, dst_n) in src.chunks(src_len.max(1)).zip(dst.chunks_mut(out_len.max(1))) {
-            let cols = self.columns(src_n, &mut scratch);
-            let pq = self.p * self.q;
-            gemm(o, pq, self.k(), dst_n, pq, kernel, MatRef { data: cols, rs: pq, cs: 1 }, T::one(), bias.is_some(), threads())?;
+        let block = self.rows_per_block();
+        for (src_n, dst_n) in src.chunks(src_len.max(1)).zip(dst.chunks_mut((o * pq).max(1))) {
+            for y0 in (0..self.p).step_by(block) {
+                let y1 = (y0 + block).min(self.p);
+                let cols = self.columns(src_n, y0, y1, &mut scratch);
+                let width = (y1 - y0) * self.q;
+                gemm(o, width, self.k(), &mut dst_n[y0 * self.q..], pq, kernel, cols, T::one(), bias.is_some(), threads())?;
+            }
         }
         Ok(dst)
     }
@@ -309,10 +332,17 @@ impl Conv2dBwdParams {
         let mut packed = vec![T::zero(); o * k + db_len];
         let (dw, db) = packed.split_at_mut(o * k);
         let mut scratch = Vec::new();
-        for (i, (x_n, g_n)) in xs.chunks((c * h * w).max(1)).zip(gs.chunks((o * pq).max(1))).enumerate() {
-            let cols = corr.columns(x_n, &mut scratch);
-            // (O, P Q) @ (P Q, K): im2col^T's element (j, r) is im2col's (r, j).
-            gemm(o, k, pq, dw, k, MatRef { data: g_n, rs: pq, cs: 1 }, MatRef { data: cols, rs: 1, cs: pq }, T::one(), i > 0, threads())?;
+        let block = corr.rows_per_block();
+        let mut first = true;
+        for (x_n, g_n) in xs.chunks((c * h * w).max(1)).zip(gs.chunks((o * pq).max(1))) {
+            for y0 in (0..p).step_by(block) {
+                let y1 = (y0 + block).min(p);
+                let cols = corr.columns(x_n, y0, y1, &mut scratch);
+                // (O, width) @ (width, K): im2col^T's element (j, r) is im2col's (r, j).
+                let lhs = MatRef { data: &g_n[y0 * q..], rs: pq, cs: 1 };
+                gemm(o, k, (y1 - y0) * q, dw, k, lhs, MatRef { data: cols.data, rs: cols.cs, cs: cols.rs }, T::one(), !first, threads())?;
+                first = false;
+            }
         }
         if self.with_bias {
             sum_planes(gs, o, pq, db);

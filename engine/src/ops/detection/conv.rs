@@ -8,8 +8,9 @@
 //! elsewhere they run `composed`, candle's primitives, whose backwards are
 //! correct for these cases (stride-1 convolutions; transposed convolutions
 //! with kernel = stride; candle-notes.md §1) but slow on the CPU. The tests
-//! below check the fused kernels against `composed`, forward and backward,
-//! and both against central finite differences. The max pool has its own
+//! below check both against PyTorch (`fixtures/make_conv_fixtures.py`), the
+//! fused kernels against `composed` on more shapes, forward and backward, and
+//! both against central finite differences. The max pool has its own
 //! kernel too (`ops/cpu/max_pool2d.rs`) and a composed reference that is not
 //! candle's `max_pool2d`, whose backward is wrong (see `composed::max_pool2d`).
 //!
@@ -109,7 +110,7 @@ pub(crate) mod composed {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use candle_core::Device;
 
     use super::*;
@@ -120,6 +121,60 @@ mod tests {
     /// the other edges of the im2col: no padding, and padding wider than
     /// the kernel's reach (the input gradient then crops).
     const KERNEL_PADDINGS: [(usize, usize); 5] = [(3, 1), (1, 0), (3, 0), (1, 1), (2, 1)];
+
+    /// An input of a PyTorch case as an f64 tensor.
+    fn case_tensor(case: &serde_json::Value, name: &str, shape_key: &str) -> Tensor {
+        let data: Vec<f64> = serde_json::from_value(case[name].clone()).unwrap();
+        let shape: Vec<usize> = serde_json::from_value(case[shape_key].clone()).unwrap();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    /// Asserts max |got - want| <= tol * max |want|.
+    fn assert_close(got: &Tensor, want: &Tensor, tol: f64, what: &str) {
+        assert_eq!(got.dims(), want.dims(), "{what}");
+        let got = got.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let want = want.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let err = got.iter().zip(&want).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err <= tol * scale, "{what}: error {err} > {tol} x {scale}");
+    }
+
+    #[test]
+    fn matches_pytorch() {
+        // Outputs and the gradients of sum(y * g) from F.conv2d,
+        // F.conv_transpose2d and F.max_pool2d (fixtures/make_conv_fixtures.py):
+        // the fused kernels in f32 and f64, the composed references in f64.
+        let fixture: serde_json::Value = serde_json::from_str(include_str!("fixtures/conv_cases.json")).unwrap();
+        let param = |case: &serde_json::Value, key: &str| usize::try_from(case[key].as_u64().unwrap()).unwrap();
+        for case in fixture["cases"].as_array().unwrap() {
+            let op = case["op"].as_str().unwrap();
+            let names: Vec<&str> = ["x", "weight", "bias"].into_iter().filter(|n| case.get(*n).is_some()).collect();
+            let run = |t: &[Tensor], reference: bool| -> Result<Tensor> {
+                match (op, reference) {
+                    ("conv2d", false) => conv2d(&t[0], &t[1], Some(&t[2]), param(case, "padding")),
+                    ("conv2d", true) => composed::conv2d(&t[0], &t[1], Some(&t[2]), param(case, "padding")),
+                    ("conv_transpose2d", false) => conv_transpose2d(&t[0], &t[1], Some(&t[2]), param(case, "stride")),
+                    ("conv_transpose2d", true) => composed::conv_transpose2d(&t[0], &t[1], Some(&t[2]), param(case, "stride")),
+                    ("max_pool2d", false) => max_pool2d(&t[0], param(case, "k")),
+                    ("max_pool2d", true) => composed::max_pool2d(&t[0], param(case, "k")),
+                    _ => panic!("unknown op {op}"),
+                }
+            };
+            for (dtype, tol, reference) in [(candle_core::DType::F32, 1e-5, false), (candle_core::DType::F64, 1e-12, false), (candle_core::DType::F64, 1e-12, true)] {
+                let what = |name: &str| format!("{op} {case_params} {dtype:?} reference={reference} {name}", case_params = case["padding"].as_u64().map_or(String::new(), |p| format!("pad {p}")));
+                let vars: Vec<candle_core::Var> = names.iter().map(|n| candle_core::Var::from_tensor(&case_tensor(case, n, &format!("{n}_shape")).to_dtype(dtype).unwrap()).unwrap()).collect();
+                let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+                let y = run(&tensors, reference).unwrap();
+                assert_close(&y, &case_tensor(case, "y", "y_shape"), tol, &what("y"));
+                let g = case_tensor(case, "g", "y_shape").to_dtype(dtype).unwrap();
+                let grads = (y * g).unwrap().sum_all().unwrap().backward().unwrap();
+                for (name, var) in names.iter().zip(&vars) {
+                    let want = case_tensor(case, &format!("grad_{name}"), &format!("{name}_shape"));
+                    assert_close(grads.get(var.as_tensor()).unwrap(), &want, tol, &what(&format!("grad {name}")));
+                }
+            }
+        }
+    }
 
     #[test]
     fn conv2d_computes_a_hand_worked_case() {
@@ -148,8 +203,9 @@ mod tests {
 
     #[test]
     fn conv2d_fused_matches_composed_on_a_detector_sized_map() {
-        // 3x3 pad 1 at 64 channels: several im2col tasks per image.
-        let inputs = [random_tensor(&[2, 64, 12, 10], 4), random_tensor(&[32, 64, 3, 3], 5), random_tensor(&[32], 6)];
+        // 3x3 pad 1 at 64 channels over 100 x 40: an im2col of 576 x 4000
+        // elements, more than one block of output rows (91 + 9 rows).
+        let inputs = [random_tensor(&[2, 64, 100, 40], 4), random_tensor(&[16, 64, 3, 3], 5), random_tensor(&[16], 6)];
         assert_matches_composed(&inputs, |t| conv2d(&t[0], &t[1], Some(&t[2]), 1), |t| composed::conv2d(&t[0], &t[1], Some(&t[2]), 1), 1e-5, 1e-12);
     }
 

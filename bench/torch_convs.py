@@ -1,0 +1,111 @@
+"""PyTorch side of `vitdet bench convs`: the ViTDet pyramid's convolution work
+in fp32 eager mode on the CPU, cell by cell, with the same workload, timing
+rule and JSON keys as `engine/src/bench_convs.rs`.
+
+    python bench/torch_convs.py --batch 2 --iters 5 --threads 2
+
+Workload: batch B of 256-channel maps at 64x64, 32x32, 16x16 and 8x8 (the
+P2..P5 maps of a 256 px image). On each map: Conv2d 3x3 pad 1 without bias,
+Conv2d 1x1 without bias, and ConvTranspose2d k2 s2 with bias from the
+half-size map; plus MaxPool2d 2x2 on the 64x64 map, kept out of the totals.
+Forward is under torch.no_grad(); forward + backward is y.sum(), then
+backward() into the input, weight and bias. Each cell
+runs once untimed, then `iters` times; its time is the median run.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+CHANNELS = 256
+SIZES = [64, 32, 16, 8]
+CONVS = ["conv3x3", "conv1x1", "deconv2x2"]
+
+
+def uniform(shape, scale):
+    return (torch.rand(shape) * 2 - 1) * scale
+
+
+def cell_inputs(cell, side, batch):
+    c = CHANNELS
+    x_side = side // 2 if cell == "deconv2x2" else side
+    x = uniform((batch, c, x_side, x_side), 1.0)
+    if cell == "conv3x3":
+        return x, uniform((c, c, 3, 3), (9 * c) ** -0.5), None
+    if cell == "conv1x1":
+        return x, uniform((c, c, 1, 1), c ** -0.5), None
+    if cell == "deconv2x2":
+        s = (4 * c) ** -0.5
+        return x, uniform((c, c, 2, 2), s), uniform((c,), s)
+    return x, None, None
+
+
+def apply(cell, x, w, b):
+    if cell == "conv3x3":
+        return F.conv2d(x, w, b, padding=1)
+    if cell == "conv1x1":
+        return F.conv2d(x, w, b)
+    if cell == "deconv2x2":
+        return F.conv_transpose2d(x, w, b, stride=2)
+    return F.max_pool2d(x, 2, 2)
+
+
+def median_ms(iters, step):
+    step()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def time_cell(cell, side, batch, iters):
+    x, w, b = cell_inputs(cell, side, batch)
+
+    def forward():
+        with torch.no_grad():
+            apply(cell, x, w, b)
+
+    fwd = median_ms(iters, forward)
+    leaves = [t.requires_grad_() for t in (x, w, b) if t is not None]
+
+    def train():
+        for t in leaves:
+            t.grad = None
+        apply(cell, x, w, b).sum().backward()
+
+    return fwd, median_ms(iters, train)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    fwd_by_op, train_by_op = {}, {}
+    for side in SIZES:
+        for cell in CONVS:
+            f, t = time_cell(cell, side, a.batch, a.iters)
+            fwd_by_op[f"{cell}@{side}"], train_by_op[f"{cell}@{side}"] = f, t
+    f, t = time_cell("maxpool2x2", SIZES[0], a.batch, a.iters)
+    fwd_by_op[f"maxpool2x2@{SIZES[0]}"], train_by_op[f"maxpool2x2@{SIZES[0]}"] = f, t
+    convs = [k for k in train_by_op if not k.startswith("maxpool")]
+    print(json.dumps({
+        "workload": f"torch pyramid convs: conv3x3 pad 1 + conv1x1 (no bias) + deconv k2 s2 (bias) at {SIZES}, {CHANNELS} channels",
+        "kernels": "torch", "device": "cpu", "threads": a.threads, "batch": a.batch, "channels": CHANNELS,
+        "iters": a.iters,
+        "forward_ms": sum(fwd_by_op[k] for k in convs), "train_ms": sum(train_by_op[k] for k in convs),
+        "forward_ms_by_op": fwd_by_op, "train_ms_by_op": train_by_op,
+        "torch": torch.__version__, "mkldnn": torch.backends.mkldnn.is_available(),
+    }))
+
+
+if __name__ == "__main__":
+    main()
