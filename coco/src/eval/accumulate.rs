@@ -145,28 +145,40 @@ fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryT
             if npig == 0 {
                 continue;
             }
-            // One pass for all thresholds: count FPs, record each TP event.
-            let mut fp = [0u32; 32];
+            // One pass for all thresholds, recording each TP event with the
+            // FPs before it. Every detection is, per threshold, ignored, a TP
+            // or an FP, so fp = seen - ignored - tp; the counters change only
+            // at set bits, and a detection ignored at every threshold (most
+            // area-ignored ones) touches one counter.
+            let (mut seen, mut ignored_all) = (0u32, 0u32);
+            let mut ignored = [0u32; 32];
+            let mut tp = [0u32; 32];
             s.events.iter_mut().for_each(Vec::clear);
             // (tp, fp) after the first detection, for `searchsorted` of r = 0.
             let mut first = [(0u32, 0u32); 32];
             for (pos, &n) in s.selected.iter().enumerate() {
                 let i = n as usize * na + a;
-                let valid = !cat.dt_ignored[i] & all_bits;
-                let tp_bits = valid & cat.dt_matched[i];
-                let fp_bits = valid & !cat.dt_matched[i];
-                for (t, f) in fp.iter_mut().enumerate().take(nt) {
-                    *f += (fp_bits >> t) & 1;
-                }
-                let mut bits = tp_bits;
-                while bits != 0 {
-                    let t = bits.trailing_zeros() as usize;
-                    s.events[t].push((fp[t], pos as u32));
-                    bits &= bits - 1;
+                let ignored_bits = cat.dt_ignored[i] & all_bits;
+                seen += 1;
+                if ignored_bits == all_bits {
+                    ignored_all += 1;
+                } else {
+                    let mut bits = ignored_bits;
+                    while bits != 0 {
+                        ignored[bits.trailing_zeros() as usize] += 1;
+                        bits &= bits - 1;
+                    }
+                    let mut bits = !ignored_bits & cat.dt_matched[i] & all_bits;
+                    while bits != 0 {
+                        let t = bits.trailing_zeros() as usize;
+                        tp[t] += 1;
+                        s.events[t].push((seen - ignored_all - ignored[t] - tp[t], pos as u32));
+                        bits &= bits - 1;
+                    }
                 }
                 if pos == 0 {
                     for (t, slot) in first.iter_mut().enumerate().take(nt) {
-                        *slot = (s.events[t].len() as u32, fp[t]);
+                        *slot = (tp[t], seen - ignored_all - ignored[t] - tp[t]);
                     }
                 }
             }

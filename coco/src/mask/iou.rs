@@ -54,14 +54,71 @@ pub fn iou(dt: &[Rle], gt: &[Rle], iscrowd: &[bool], out: &mut [f64]) -> Result<
     let dt_boxes = boxes(dt, "iou detection")?;
     let gt_boxes = boxes(gt, "iou ground truth")?;
     bbox_iou(&dt_boxes, &gt_boxes, iscrowd, out)?;
+    // Per GT: (no inner zero runs, area as maskApi.c's `uint`), once per call.
+    let gt_simple: Vec<(bool, u32)> = gt.iter().map(|r| (no_inner_zero_runs(&r.counts), r.area() as u32)).collect();
     for (d, row) in out.chunks_exact_mut(gt.len().max(1)).enumerate() {
+        let dt_simple = no_inner_zero_runs(&dt[d].counts);
+        let mut dt_area = None;
         for (g, cell) in row.iter_mut().enumerate() {
             if *cell > 0.0 {
-                *cell = rle_pair_iou(&dt[d], &gt[g], iscrowd[g]);
+                let (gt_ok, gt_area) = gt_simple[g];
+                *cell = if dt_simple && gt_ok {
+                    let area = *dt_area.get_or_insert_with(|| dt[d].area() as u32);
+                    interval_iou(&dt[d].counts, &gt[g].counts, iscrowd[g], area, gt_area)
+                } else {
+                    rle_pair_iou(&dt[d], &gt[g], iscrowd[g])
+                };
             }
         }
     }
     Ok(())
+}
+
+/// True if no run after the first has length 0. The merge walk of `rleIou`
+/// stops early when both masks reach a zero-length run at the same point; with
+/// no such runs it walks both lists to the end, and [`interval_iou`] is exact.
+fn no_inner_zero_runs(counts: &[u32]) -> bool {
+    counts.get(1..).is_none_or(|rest| !rest.contains(&0))
+}
+
+/// The next foreground run `[start, end)` of `counts` from the background run
+/// at index `*j`, which starts at pixel `*pos`.
+#[inline(always)]
+fn next_foreground(counts: &[u32], j: &mut usize, pos: &mut u64) -> Option<(u64, u64)> {
+    let background = u64::from(*counts.get(*j)?);
+    let foreground = u64::from(*counts.get(*j + 1)?);
+    let start = *pos + background;
+    *pos = start + foreground;
+    *j += 2;
+    Some((start, *pos))
+}
+
+/// [`rle_pair_iou`] for masks without inner zero-length runs: the
+/// intersection from the two lists of foreground intervals (half the steps of
+/// the merge walk), the union as `area(dt) + area(gt) - intersection`; all in
+/// `u32` wrapping arithmetic as maskApi.c, so the result is the same `f64`.
+fn interval_iou(a: &[u32], b: &[u32], crowd: bool, dt_area: u32, gt_area: u32) -> f64 {
+    let (mut ja, mut pa, mut jb, mut pb) = (0usize, 0u64, 0usize, 0u64);
+    let mut run_a = next_foreground(a, &mut ja, &mut pa);
+    let mut run_b = next_foreground(b, &mut jb, &mut pb);
+    let mut inter = 0u64;
+    while let (Some((sa, ea)), Some((sb, eb))) = (run_a, run_b) {
+        let (lo, hi) = (sa.max(sb), ea.min(eb));
+        if hi > lo {
+            inter += hi - lo;
+        }
+        if ea <= eb {
+            run_a = next_foreground(a, &mut ja, &mut pa);
+        } else {
+            run_b = next_foreground(b, &mut jb, &mut pb);
+        }
+    }
+    let inter = inter as u32;
+    if inter == 0 {
+        return 0.0;
+    }
+    let denominator = if crowd { dt_area } else { dt_area.wrapping_add(gt_area).wrapping_sub(inter) };
+    f64::from(inter) / f64::from(denominator)
 }
 
 /// Fills `out` (dt-major) with the IoU of `[x, y, w, h]` boxes, as pycocotools

@@ -208,30 +208,21 @@ fn trace_edge((x0, y0): (i32, i32), (x1, y1): (i32, i32), out: &mut Toggler<'_>)
 /// zero-length runs into the previous run as maskApi.c does.
 fn toggles_to_counts(sorted: &[u32]) -> Vec<u32> {
     let mut prev = 0u32;
-    let diffs: Vec<u32> = sorted
-        .iter()
-        .map(|&t| {
-            let d = t.wrapping_sub(prev);
-            prev = t;
-            d
-        })
-        .collect();
-    let mut counts = Vec::with_capacity(diffs.len());
-    let mut j = 0;
-    if let Some(&first) = diffs.first() {
+    let mut diffs = sorted.iter().map(|&t| {
+        let d = t.wrapping_sub(prev);
+        prev = t;
+        d
+    });
+    let mut counts = Vec::with_capacity(sorted.len());
+    if let Some(first) = diffs.next() {
         counts.push(first);
-        j = 1;
     }
-    while j < diffs.len() {
-        if diffs[j] > 0 {
-            counts.push(diffs[j]);
-            j += 1;
-        } else {
-            j += 1;
-            if let (Some(&next), Some(last)) = (diffs.get(j), counts.last_mut()) {
-                *last = last.wrapping_add(next);
-                j += 1;
-            }
+    while let Some(d) = diffs.next() {
+        if d > 0 {
+            counts.push(d);
+        } else if let (Some(next), Some(last)) = (diffs.next(), counts.last_mut()) {
+            // A zero-length run: merge the next run into the previous one.
+            *last = last.wrapping_add(next);
         }
     }
     counts

@@ -57,6 +57,12 @@ impl Rle {
             }
             Some(_) => {}
         }
+        if let [only] = parts {
+            // The union of one mask is that mask; `merge` would only check it.
+            let rle = Rle::from_polygon(only, h, w);
+            rle.check_counts_sum()?;
+            return Ok(rle);
+        }
         let rles: Vec<Rle> = parts.iter().map(|p| Rle::from_polygon(p, h, w)).collect();
         Rle::merge(&rles, MergeOp::Union)
     }
