@@ -92,6 +92,9 @@ fn parse_in_parallel(bytes: &[u8]) -> Option<Vec<DetectionResult>> {
         }
     }
     spans.push((start, body.len()));
+    if let Some(all) = boxes_in_place(body, &spans) {
+        return Some(all);
+    }
     let chunks: Vec<Option<Vec<DetectionResult>>> = spans
         .par_iter()
         .map(|&(from, to)| {
@@ -104,6 +107,62 @@ fn parse_in_parallel(bytes: &[u8]) -> Option<Vec<DetectionResult>> {
         all.extend(chunk?);
     }
     Some(all)
+}
+
+/// Box results straight into one vector, without per-chunk vectors and their
+/// concatenation (a copy of the whole list, and its page faults): a chunk of
+/// box objects has exactly one `{` per object (the fast path accepts no other
+/// object and no string that could hold one), so counting them sizes each
+/// chunk's slice of the output. `None` when the first object is not a box
+/// result or any chunk does not fill its slice exactly; the caller then parses
+/// chunk by chunk.
+fn boxes_in_place(body: &[u8], spans: &[(usize, usize)]) -> Option<Vec<DetectionResult>> {
+    use rayon::prelude::*;
+    let &(from, to) = spans.first()?;
+    BoxParser { bytes: body.get(from..to)?, pos: 0 }.object()?;
+    let counts: Vec<usize> =
+        spans.par_iter().map(|&(from, to)| body.get(from..to).map_or(0, |c| c.iter().filter(|&&b| b == b'{').count())).collect();
+    let total = counts.iter().sum();
+    let blank = DetectionResult::from_box(ImageId(0), CategoryId(0), [0.0; 4], 0.0);
+    let mut all: Vec<DetectionResult> = Vec::with_capacity(total);
+    all.par_extend(rayon::iter::repeat_n(blank, total));
+    let mut slices = Vec::with_capacity(spans.len());
+    let mut rest = all.as_mut_slice();
+    for &n in &counts {
+        let (head, tail) = rest.split_at_mut(n);
+        slices.push(head);
+        rest = tail;
+    }
+    let filled = spans
+        .par_iter()
+        .zip(slices)
+        .all(|(&(from, to), out)| body.get(from..to).is_some_and(|chunk| box_elements_into(chunk, out)));
+    filled.then_some(all)
+}
+
+/// [`box_elements`] into `out`: true if the chunk holds exactly `out.len()`
+/// box objects, all written.
+fn box_elements_into(chunk: &[u8], out: &mut [DetectionResult]) -> bool {
+    let mut p = BoxParser { bytes: chunk, pos: 0 };
+    let mut slots = out.iter_mut();
+    p.skip_ws();
+    while p.pos < chunk.len() {
+        let (Some(slot), Some(object)) = (slots.next(), p.object()) else { return false };
+        *slot = object;
+        p.skip_ws();
+        match p.peek() {
+            None => break,
+            Some(b',') => {
+                p.pos += 1;
+                p.skip_ws();
+                if p.peek().is_none() {
+                    return false; // a trailing comma is not JSON
+                }
+            }
+            Some(_) => return false,
+        }
+    }
+    slots.next().is_none()
 }
 
 /// Parses `elem, elem, ..., elem` (the inside of an array, no brackets) in

@@ -77,6 +77,13 @@ struct CategoryTables {
 struct Scratch {
     keys: Vec<u128>,
     order: Vec<u32>,
+    /// The category's detections in score order: per-image rank, score, and
+    /// (matched, ignored) flags \[N × A\], gathered once so that the passes
+    /// below read memory in order.
+    rank: Vec<u32>,
+    score: Vec<f64>,
+    flags: Vec<(u32, u32)>,
+    /// Positions (in score order) of the detections within the current maxDet.
     selected: Vec<u32>,
     /// Per threshold: for the k-th true positive (tp = k + 1), the false
     /// positives before it and its position in `selected`.
@@ -134,11 +141,20 @@ fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryT
     s.keys.sort_unstable();
     s.order.clear();
     s.order.extend(s.keys.iter().map(|&k| k as u32));
+    s.rank.clear();
+    s.rank.extend(s.order.iter().map(|&n| cat.dt_rank[n as usize]));
+    s.score.clear();
+    s.score.extend(s.order.iter().map(|&n| cat.dt_score[n as usize]));
+    s.flags.clear();
+    for &n in &s.order {
+        let i = n as usize * na;
+        s.flags.extend(cat.dt_matched[i..i + na].iter().copied().zip(cat.dt_ignored[i..i + na].iter().copied()));
+    }
     let all_bits = if nt >= 32 { u32::MAX } else { (1u32 << nt) - 1 };
     s.events.resize_with(nt, Vec::new);
     for (m, &max_det) in p.max_dets.iter().enumerate() {
         s.selected.clear();
-        s.selected.extend(s.order.iter().copied().filter(|&n| (cat.dt_rank[n as usize] as usize) < max_det));
+        s.selected.extend((0..s.rank.len() as u32).filter(|&p| (s.rank[p as usize] as usize) < max_det));
         let nd = s.selected.len();
         for a in 0..na {
             let npig = cat.npig[a];
@@ -157,8 +173,8 @@ fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryT
             // (tp, fp) after the first detection, for `searchsorted` of r = 0.
             let mut first = [(0u32, 0u32); 32];
             for (pos, &n) in s.selected.iter().enumerate() {
-                let i = n as usize * na + a;
-                let ignored_bits = cat.dt_ignored[i] & all_bits;
+                let (matched_bits, ignored_bits) = s.flags[n as usize * na + a];
+                let ignored_bits = ignored_bits & all_bits;
                 seen += 1;
                 if ignored_bits == all_bits {
                     ignored_all += 1;
@@ -168,7 +184,7 @@ fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryT
                         ignored[bits.trailing_zeros() as usize] += 1;
                         bits &= bits - 1;
                     }
-                    let mut bits = !ignored_bits & cat.dt_matched[i] & all_bits;
+                    let mut bits = !ignored_bits & matched_bits & all_bits;
                     while bits != 0 {
                         let t = bits.trailing_zeros() as usize;
                         tp[t] += 1;
@@ -183,7 +199,7 @@ fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryT
                 }
             }
             for (t, &first_t) in first.iter().enumerate().take(nt) {
-                fill_threshold(cat, p, s, t, m, a, npig, nd, first_t, &mut out);
+                fill_threshold(p, s, t, m, a, npig, nd, first_t, &mut out);
             }
         }
     }
@@ -197,7 +213,6 @@ fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryT
 /// maximum of `pr` over the TPs from there on. r = 0 reads position 0.
 #[allow(clippy::too_many_arguments)]
 fn fill_threshold(
-    cat: &CategoryEval,
     p: &Params,
     s: &mut Scratch,
     t: usize,
@@ -227,13 +242,13 @@ fn fill_threshold(
             // rc[0] >= r: the envelope at position 0.
             let at0 = pr(first.0, first.1);
             let best = s.env.first().map_or(at0, |&e| if e > at0 { e } else { at0 });
-            (best, cat.dt_score[s.selected[0] as usize])
+            (best, s.score[s.selected[0] as usize])
         } else {
             while k < events.len() && ((k + 1) as f64 / npig_f) < thr {
                 k += 1;
             }
             match events.get(k) {
-                Some(&(_, pos)) => (s.env[k], cat.dt_score[s.selected[pos as usize] as usize]),
+                Some(&(_, pos)) => (s.env[k], s.score[s.selected[pos as usize] as usize]),
                 None => (0.0, 0.0),
             }
         };

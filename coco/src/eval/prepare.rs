@@ -196,6 +196,9 @@ impl Prepared {
         // Detections: check images, bucket by cell, sort by score, cut at maxDets[-1].
         let mut unknown_image = (0usize, None);
         let mut dropped = (0usize, None);
+        // Scores in a compact array: the per-cell sorts below gather them in
+        // cell order, which is far from file order.
+        let scores: Vec<f64> = dets.iter().map(|d| d.score).collect();
         let dt_cells: Vec<u32> = dets
             .iter()
             .enumerate()
@@ -238,7 +241,7 @@ impl Prepared {
                     let cell = &all_order[all_start[c] as usize..all_start[c + 1] as usize];
                     // Ties keep file order: the key's low bits are the file index.
                     keys.clear();
-                    keys.extend(cell.iter().map(|&j| packed_key(dets[j as usize].score, j)));
+                    keys.extend(cell.iter().map(|&j| packed_key(scores[j as usize], j)));
                     keys.sort_unstable();
                     kept.extend(keys.iter().take(max_det).map(|&key| key as u32));
                     ends.push(kept.len() as u32);
@@ -261,29 +264,22 @@ impl Prepared {
         } else {
             Vec::new()
         };
-        let rows: Vec<(f64, [f64; 4], f64)> = kept
+        let dt_score: Vec<f64> = kept.iter().map(|&j| scores[j as usize]).collect();
+        drop(scores);
+        let dt_bbox: Vec<[f64; 4]> = kept
             .par_iter()
             .enumerate()
-            .map(|(pos, &j)| {
-                let d = &dets[j as usize];
-                let mask = dt_mask.get(pos);
-                let bbox = match (d.bbox, mask) {
-                    (Some(b), _) => b,
-                    (None, Some(mask)) => mask.to_bbox(),
-                    (None, None) => [0.0; 4], // unreachable: checked above / masks decoded
-                };
-                let area = match (branch, mask) {
-                    (Branch::Box, _) => bbox[2] * bbox[3],
-                    (Branch::Mask, Some(mask)) => mask.area() as f64,
-                    (Branch::Mask, None) => 0.0,
-                };
-                (d.score, bbox, area)
+            .map(|(pos, &j)| match (dets[j as usize].bbox, dt_mask.get(pos)) {
+                (Some(b), _) => b,
+                (None, Some(mask)) => mask.to_bbox(),
+                (None, None) => [0.0; 4], // unreachable: checked above / masks decoded
             })
             .collect();
-        let dt_score = rows.iter().map(|r| r.0).collect();
-        let dt_bbox = rows.iter().map(|r| r.1).collect();
-        let dt_area = rows.iter().map(|r| r.2).collect();
-        drop(rows);
+        let dt_area: Vec<f64> = match branch {
+            Branch::Box => dt_bbox.iter().map(|b| b[2] * b[3]).collect(),
+            // Masks are decoded for every kept detection in this branch.
+            Branch::Mask => dt_mask.par_iter().map(|mask| mask.area() as f64).collect(),
+        };
 
         let gt_mask: Vec<Rle> = if iou_type == IouType::Segm {
             (0..n_cells)
