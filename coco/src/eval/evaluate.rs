@@ -89,6 +89,9 @@ struct Scratch {
     area_matched: Vec<u32>,
     area_ignored: Vec<u32>,
     area_valid: Vec<u32>,
+    /// Segm: the cell's masks, decoded per cell into reused buffers.
+    dt_masks: Vec<mask::Rle>,
+    gt_masks: Vec<mask::Rle>,
 }
 
 /// One cell's inputs, GT in file order and detections in score order.
@@ -162,7 +165,8 @@ fn evaluate_category(
                     mask::bbox_iou(&prep.dt_bbox[dt.clone()], &prep.gt_bbox[gt.clone()], &prep.gt_crowd[gt.clone()], &mut scratch.ious)?
                 }
                 IouType::Segm => {
-                    mask::iou(&prep.dt_mask[dt.clone()], &prep.gt_mask[gt.clone()], &prep.gt_crowd[gt.clone()], &mut scratch.ious)?
+                    prep.cell_masks(dt.clone(), gt.clone(), &mut scratch.dt_masks, &mut scratch.gt_masks)?;
+                    mask::iou(&scratch.dt_masks[..n_dt], &scratch.gt_masks[..n_gt], &prep.gt_crowd[gt.clone()], &mut scratch.ious)?
                 }
             }
         }

@@ -31,7 +31,7 @@ use rayon::prelude::*;
 
 use super::params::{IouType, Params};
 use crate::dataset::Dataset;
-use crate::mask::{segmentation_to_rle, Rle};
+use crate::mask::{segmentation_to_rle_into, Rle};
 use crate::results::Results;
 use crate::types::{CategoryId, DetectionResult, ImageId, Segmentation};
 use crate::Error;
@@ -41,7 +41,17 @@ const NO_CELL: u32 = u32::MAX;
 
 /// The evaluation's inputs in cell order (see the module doc).
 #[derive(Debug)]
-pub(crate) struct Prepared {
+pub(crate) struct Prepared<'a> {
+    /// The ground truth (GT masks are rasterised per cell, from here).
+    gt: &'a Dataset,
+    /// The results file (names it in errors).
+    results_path: &'a Path,
+    /// The detections in file order.
+    dets: &'a [DetectionResult],
+    /// File index of each kept detection, cell order.
+    dt_index: Vec<u32>,
+    /// Annotation index of each GT, cell order.
+    gt_index: Vec<u32>,
     /// Sorted GT image ids (`p.imgIds`).
     pub image_ids: Vec<ImageId>,
     /// Sorted GT category ids (`p.catIds`).
@@ -56,8 +66,6 @@ pub(crate) struct Prepared {
     pub gt_crowd: Vec<bool>,
     /// False for GT with id 0, which pycocotools' `dtm` cannot tell from "unmatched".
     pub gt_id_nonzero: Vec<bool>,
-    /// GT masks (segm only); empty 0×0 placeholders in cells without detections.
-    pub gt_mask: Vec<Rle>,
     /// `dt_start[c]..dt_start[c + 1]` are cell c's kept detections in the `dt_*` arrays.
     pub dt_start: Vec<u32>,
     /// Detection scores, cell order, descending within a cell.
@@ -66,8 +74,6 @@ pub(crate) struct Prepared {
     pub dt_bbox: Vec<[f64; 4]>,
     /// Detection areas as `loadRes` sets them.
     pub dt_area: Vec<f64>,
-    /// Detection masks (segm only).
-    pub dt_mask: Vec<Rle>,
     /// Detections dropped for an unknown category: (count, first file index).
     pub dropped: (usize, Option<usize>),
 }
@@ -145,7 +151,7 @@ fn bucket(cells: &[u32], n_cells: usize) -> (Vec<u32>, Vec<u32>) {
     (start, order)
 }
 
-impl Prepared {
+impl<'a> Prepared<'a> {
     /// Lays out GT and detections by cell, applying `loadRes` and `_prepare`.
     ///
     /// # Errors
@@ -153,7 +159,7 @@ impl Prepared {
     /// [`Error::ResultsWithoutMasks`], [`Error::ResultMask`],
     /// [`Error::ResultMaskSize`], [`Error::MissingSegmentation`] and
     /// [`Error::AnnotationMask`] (see the module doc).
-    pub fn new(gt: &Dataset, results: &Results, iou_type: IouType, params: &Params) -> Result<Prepared, Error> {
+    pub fn new(gt: &'a Dataset, results: &'a Results, iou_type: IouType, params: &Params) -> Result<Prepared<'a>, Error> {
         let path = results.path.as_path();
         let dets = &results.detections;
         let first = dets.first().ok_or_else(|| Error::EmptyResults { path: path.to_path_buf() })?;
@@ -259,63 +265,85 @@ impl Prepared {
         }
         drop(per_category);
         let needs_masks = iou_type == IouType::Segm || branch == Branch::Mask;
-        let dt_mask: Vec<Rle> = if needs_masks {
-            kept.par_iter().map(|&j| detection_mask(gt, path, j as usize, &dets[j as usize])).collect::<Result<_, _>>()?
+        // Every kept detection's mask is decoded and checked here, into a
+        // per-job buffer, for its box and area (`loadRes`); a segm evaluation
+        // decodes it again in its cell instead of keeping all masks in memory.
+        let mask_stats: Vec<([f64; 4], u64)> = if needs_masks {
+            kept.par_iter()
+                .map_init(Rle::default, |mask, &j| {
+                    detection_mask_into(gt, path, j as usize, &dets[j as usize], mask)?;
+                    Ok((mask.to_bbox(), mask.area()))
+                })
+                .collect::<Result<_, Error>>()?
         } else {
             Vec::new()
         };
         let dt_score: Vec<f64> = kept.iter().map(|&j| scores[j as usize]).collect();
         drop(scores);
         let dt_bbox: Vec<[f64; 4]> = kept
-            .par_iter()
+            .iter()
             .enumerate()
-            .map(|(pos, &j)| match (dets[j as usize].bbox, dt_mask.get(pos)) {
+            .map(|(pos, &j)| match (dets[j as usize].bbox, mask_stats.get(pos)) {
                 (Some(b), _) => b,
-                (None, Some(mask)) => mask.to_bbox(),
+                (None, Some(stats)) => stats.0,
                 (None, None) => [0.0; 4], // unreachable: checked above / masks decoded
             })
             .collect();
         let dt_area: Vec<f64> = match branch {
             Branch::Box => dt_bbox.iter().map(|b| b[2] * b[3]).collect(),
             // Masks are decoded for every kept detection in this branch.
-            Branch::Mask => dt_mask.par_iter().map(|mask| mask.area() as f64).collect(),
-        };
-
-        let gt_mask: Vec<Rle> = if iou_type == IouType::Segm {
-            (0..n_cells)
-                .into_par_iter()
-                .flat_map_iter(|c| {
-                    let has_dets = dt_start[c + 1] > dt_start[c];
-                    gt_order[gt_start[c] as usize..gt_start[c + 1] as usize].iter().map(move |j| (has_dets, *j))
-                })
-                .map(|(has_dets, j)| {
-                    if has_dets {
-                        annotation_mask(gt, gt_ann(&j))
-                    } else {
-                        Ok(Rle { h: 0, w: 0, counts: Vec::new() })
-                    }
-                })
-                .collect::<Result<_, _>>()?
-        } else {
-            Vec::new()
+            Branch::Mask => mask_stats.iter().map(|stats| stats.1 as f64).collect(),
         };
 
         Ok(Prepared {
+            gt,
+            results_path: path,
+            dets,
             image_ids,
             category_ids,
             gt_bbox: gt_order.iter().map(|j| gt_ann(j).bbox).collect(),
             gt_area: gt_order.iter().map(|j| gt_ann(j).area).collect(),
             gt_crowd: gt_order.iter().map(|j| gt_ann(j).iscrowd).collect(),
             gt_id_nonzero: gt_order.iter().map(|j| gt_ann(j).id.0 != 0).collect(),
+            gt_index: gt_order,
             gt_start,
-            gt_mask,
             dt_start,
             dt_score,
             dt_bbox,
             dt_area,
-            dt_mask,
+            dt_index: kept,
             dropped,
         })
+    }
+
+    /// Decodes the masks of the detections `dt` and the GT `gt` (ranges of
+    /// the cell-order arrays) into the first slots of `dt_masks` and
+    /// `gt_masks`, which grow as needed and keep their buffers across cells.
+    ///
+    /// # Errors
+    /// The mask errors of [`Prepared::new`] ([`Error::ResultMask`],
+    /// [`Error::ResultMaskSize`], [`Error::MissingSegmentation`],
+    /// [`Error::AnnotationMask`]).
+    pub fn cell_masks(
+        &self,
+        dt: std::ops::Range<usize>,
+        gt: std::ops::Range<usize>,
+        dt_masks: &mut Vec<Rle>,
+        gt_masks: &mut Vec<Rle>,
+    ) -> Result<(), Error> {
+        for (pool, n) in [(&mut *dt_masks, dt.len()), (&mut *gt_masks, gt.len())] {
+            if pool.len() < n {
+                pool.resize_with(n, Rle::default);
+            }
+        }
+        for (slot, &j) in dt_masks.iter_mut().zip(&self.dt_index[dt]) {
+            detection_mask_into(self.gt, self.results_path, j as usize, &self.dets[j as usize], slot)?;
+        }
+        let anns = self.gt.annotations();
+        for (slot, &j) in gt_masks.iter_mut().zip(&self.gt_index[gt]) {
+            annotation_mask_into(self.gt, &anns[j as usize], slot)?;
+        }
+        Ok(())
     }
 
     /// Number of images I.
@@ -343,8 +371,9 @@ pub(crate) fn packed_key(score: f64, position: u32) -> u128 {
     (u128::from(score_key(score)) << 32) | u128::from(position)
 }
 
-/// The mask of detection `index` (file order), checked against its image's size.
-fn detection_mask(gt: &Dataset, path: &Path, index: usize, d: &DetectionResult) -> Result<Rle, Error> {
+/// The mask of detection `index` (file order) into `out`, checked against
+/// its image's size.
+fn detection_mask_into(gt: &Dataset, path: &Path, index: usize, d: &DetectionResult, out: &mut Rle) -> Result<(), Error> {
     let seg = d.segmentation.as_ref().ok_or_else(|| Error::ResultMissingField {
         path: path.to_path_buf(),
         index,
@@ -352,26 +381,26 @@ fn detection_mask(gt: &Dataset, path: &Path, index: usize, d: &DetectionResult) 
         why: "segm evaluation, or a results file whose first entry is a mask",
     })?;
     let (h, w) = gt.image(d.image_id).map_or((0, 0), |im| (im.height, im.width));
-    let mask = segmentation_to_rle(seg, h, w)
+    segmentation_to_rle_into(seg, h, w, out)
         .map_err(|e| Error::ResultMask { path: path.to_path_buf(), index, source: Box::new(e) })?;
-    if [mask.h, mask.w] != [h, w] {
+    if [out.h, out.w] != [h, w] {
         return Err(Error::ResultMaskSize {
             path: path.to_path_buf(),
             index,
             image_id: d.image_id,
             expected: [h, w],
-            found: [mask.h, mask.w],
+            found: [out.h, out.w],
         });
     }
-    Ok(mask)
+    Ok(())
 }
 
-/// The mask of a GT annotation (`annToRLE`).
-fn annotation_mask(gt: &Dataset, a: &crate::types::Annotation) -> Result<Rle, Error> {
+/// The mask of a GT annotation (`annToRLE`) into `out`.
+fn annotation_mask_into(gt: &Dataset, a: &crate::types::Annotation, out: &mut Rle) -> Result<(), Error> {
     let seg: &Segmentation =
         a.segmentation.as_ref().ok_or_else(|| Error::MissingSegmentation { path: gt.path().to_path_buf(), ann_id: a.id })?;
     let (h, w) = gt.image(a.image_id).map_or((0, 0), |im| (im.height, im.width));
-    segmentation_to_rle(seg, h, w)
+    segmentation_to_rle_into(seg, h, w, out)
         .map_err(|e| Error::AnnotationMask { path: gt.path().to_path_buf(), ann_id: a.id, source: Box::new(e) })
 }
 

@@ -33,12 +33,9 @@ impl Rle {
     /// than two vertices give an empty mask, and non-finite coordinates behave as
     /// Rust's saturating `as i32` casts (C leaves them undefined).
     pub fn from_polygon(poly: &[f64], h: u32, w: u32) -> Rle {
-        TOGGLES.with(|cell| {
-            let mut toggles = cell.take();
-            let rle = rasterise(poly, h, w, &mut toggles);
-            cell.set(toggles);
-            rle
-        })
+        let mut counts = Vec::new();
+        polygon_counts_into(poly, h, w, &mut counts);
+        Rle { h, w, counts }
     }
 
     /// Rasterises a box `[x, y, width, height]` (pixels) exactly as
@@ -57,13 +54,23 @@ std::thread_local! {
     static TOGGLES: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// The run counts of [`Rle::from_polygon`] into `counts` (cleared first; its
+/// allocation is reused).
+pub(crate) fn polygon_counts_into(poly: &[f64], h: u32, w: u32, counts: &mut Vec<u32>) {
+    TOGGLES.with(|cell| {
+        let mut toggles = cell.take();
+        rasterise(poly, h, w, &mut toggles, counts);
+        cell.set(toggles);
+    })
+}
+
 /// [`Rle::from_polygon`] with a caller-owned scratch buffer.
 ///
 /// The C code stores every DDA point, then scans consecutive pairs; here the
 /// points are streamed through [`Toggler`], which keeps only the previous one.
 /// Its floating-point steps are replaced by exact integer equivalents (see
 /// [`Toggler::point`]); the DDA itself keeps C's double arithmetic.
-fn rasterise(poly: &[f64], h: u32, w: u32, toggles: &mut Vec<u32>) -> Rle {
+fn rasterise(poly: &[f64], h: u32, w: u32, toggles: &mut Vec<u32>, counts: &mut Vec<u32>) {
     let k = poly.len() / 2;
     let round = |v: f64| (UPSAMPLE * v + 0.5) as i32;
     let vertex = |j: usize| (round(poly[2 * j]), round(poly[2 * j + 1]));
@@ -74,7 +81,7 @@ fn rasterise(poly: &[f64], h: u32, w: u32, toggles: &mut Vec<u32>) -> Rle {
     }
     toggles.push(h.wrapping_mul(w));
     toggles.sort_unstable();
-    Rle { h, w, counts: toggles_to_counts(toggles) }
+    toggles_to_counts(toggles, counts);
 }
 
 /// Turns consecutive boundary points (upsampled) into pixel toggles.
@@ -206,14 +213,15 @@ fn trace_edge((x0, y0): (i32, i32), (x1, y1): (i32, i32), out: &mut Toggler<'_>)
 
 /// Sorted toggle indices (last one the `h * w` sentinel) → run counts, folding
 /// zero-length runs into the previous run as maskApi.c does.
-fn toggles_to_counts(sorted: &[u32]) -> Vec<u32> {
+fn toggles_to_counts(sorted: &[u32], counts: &mut Vec<u32>) {
     let mut prev = 0u32;
     let mut diffs = sorted.iter().map(|&t| {
         let d = t.wrapping_sub(prev);
         prev = t;
         d
     });
-    let mut counts = Vec::with_capacity(sorted.len());
+    counts.clear();
+    counts.reserve(sorted.len());
     if let Some(first) = diffs.next() {
         counts.push(first);
     }
@@ -225,7 +233,6 @@ fn toggles_to_counts(sorted: &[u32]) -> Vec<u32> {
             *last = last.wrapping_add(next);
         }
     }
-    counts
 }
 
 #[cfg(test)]
@@ -288,7 +295,9 @@ mod tests {
         }
         toggles.push(h.wrapping_mul(w));
         toggles.sort_unstable();
-        Rle { h, w, counts: toggles_to_counts(&toggles) }
+        let mut counts = Vec::new();
+        toggles_to_counts(&toggles, &mut counts);
+        Rle { h, w, counts }
     }
 
     #[test]

@@ -36,6 +36,31 @@ pub fn segmentation_to_rle(seg: &Segmentation, h: u32, w: u32) -> Result<Rle, Er
     }
 }
 
+/// [`segmentation_to_rle`] into `out`, reusing its counts buffer for the
+/// common forms (a compressed RLE, a single polygon), so that a per-thread
+/// mask decodes without allocating. Same result and errors.
+///
+/// # Errors
+/// As [`segmentation_to_rle`].
+pub fn segmentation_to_rle_into(seg: &Segmentation, h: u32, w: u32, out: &mut Rle) -> Result<(), Error> {
+    match seg {
+        Segmentation::Compressed(c) => {
+            super::string::decode_counts_into(c.counts.as_bytes(), &mut out.counts)?;
+            (out.h, out.w) = (c.size[0], c.size[1]);
+            out.check_counts_sum()
+        }
+        Segmentation::Polygons(parts) if matches!(&parts[..], [only] if only.len() > 4) => {
+            super::polygon::polygon_counts_into(&parts[0], h, w, &mut out.counts);
+            (out.h, out.w) = (h, w);
+            out.check_counts_sum()
+        }
+        _ => {
+            *out = segmentation_to_rle(seg, h, w)?;
+            Ok(())
+        }
+    }
+}
+
 impl Rle {
     /// Rasterises a multi-part polygon and merges the parts by union
     /// (pycocotools `merge(frPyObjects(polygons, h, w))`).
