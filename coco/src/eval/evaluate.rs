@@ -92,6 +92,7 @@ struct Scratch {
     /// Segm: the cell's masks, decoded per cell into reused buffers.
     dt_masks: Vec<mask::Rle>,
     gt_masks: Vec<mask::Rle>,
+    gt_facts: Vec<mask::iou::MaskFacts>,
 }
 
 /// One cell's inputs, GT in file order and detections in score order.
@@ -165,8 +166,15 @@ fn evaluate_category(
                     mask::bbox_iou(&prep.dt_bbox[dt.clone()], &prep.gt_bbox[gt.clone()], &prep.gt_crowd[gt.clone()], &mut scratch.ious)?
                 }
                 IouType::Segm => {
-                    prep.cell_masks(dt.clone(), gt.clone(), &mut scratch.dt_masks, &mut scratch.gt_masks)?;
-                    mask::iou(&scratch.dt_masks[..n_dt], &scratch.gt_masks[..n_gt], &prep.gt_crowd[gt.clone()], &mut scratch.ious)?
+                    prep.cell_masks(dt.clone(), gt.clone(), &mut scratch.dt_masks, &mut scratch.gt_masks, &mut scratch.gt_facts)?;
+                    mask::iou::iou_with_facts(
+                        &scratch.dt_masks[..n_dt],
+                        &prep.dt_mask_facts[dt.clone()],
+                        &scratch.gt_masks[..n_gt],
+                        &scratch.gt_facts,
+                        &prep.gt_crowd[gt.clone()],
+                        &mut scratch.ious,
+                    )?
                 }
             }
         }

@@ -31,6 +31,7 @@ use rayon::prelude::*;
 
 use super::params::{IouType, Params};
 use crate::dataset::Dataset;
+use crate::mask::iou::MaskFacts;
 use crate::mask::{segmentation_to_rle_into, Rle};
 use crate::results::Results;
 use crate::types::{CategoryId, DetectionResult, ImageId, Segmentation};
@@ -50,6 +51,8 @@ pub(crate) struct Prepared<'a> {
     dets: &'a [DetectionResult],
     /// File index of each kept detection, cell order.
     dt_index: Vec<u32>,
+    /// Box, area, ... of each kept detection's mask (when masks are needed).
+    pub dt_mask_facts: Vec<MaskFacts>,
     /// Annotation index of each GT, cell order.
     gt_index: Vec<u32>,
     /// Sorted GT image ids (`p.imgIds`).
@@ -268,11 +271,11 @@ impl<'a> Prepared<'a> {
         // Every kept detection's mask is decoded and checked here, into a
         // per-job buffer, for its box and area (`loadRes`); a segm evaluation
         // decodes it again in its cell instead of keeping all masks in memory.
-        let mask_stats: Vec<([f64; 4], u64)> = if needs_masks {
+        let dt_mask_facts: Vec<MaskFacts> = if needs_masks {
             kept.par_iter()
                 .map_init(Rle::default, |mask, &j| {
                     detection_mask_into(gt, path, j as usize, &dets[j as usize], mask)?;
-                    Ok((mask.to_bbox(), mask.area()))
+                    Ok(MaskFacts::of(mask))
                 })
                 .collect::<Result<_, Error>>()?
         } else {
@@ -283,16 +286,16 @@ impl<'a> Prepared<'a> {
         let dt_bbox: Vec<[f64; 4]> = kept
             .iter()
             .enumerate()
-            .map(|(pos, &j)| match (dets[j as usize].bbox, mask_stats.get(pos)) {
+            .map(|(pos, &j)| match (dets[j as usize].bbox, dt_mask_facts.get(pos)) {
                 (Some(b), _) => b,
-                (None, Some(stats)) => stats.0,
+                (None, Some(facts)) => facts.bbox,
                 (None, None) => [0.0; 4], // unreachable: checked above / masks decoded
             })
             .collect();
         let dt_area: Vec<f64> = match branch {
             Branch::Box => dt_bbox.iter().map(|b| b[2] * b[3]).collect(),
             // Masks are decoded for every kept detection in this branch.
-            Branch::Mask => mask_stats.iter().map(|stats| stats.1 as f64).collect(),
+            Branch::Mask => dt_mask_facts.iter().map(|facts| facts.area as f64).collect(),
         };
 
         Ok(Prepared {
@@ -312,13 +315,15 @@ impl<'a> Prepared<'a> {
             dt_bbox,
             dt_area,
             dt_index: kept,
+            dt_mask_facts,
             dropped,
         })
     }
 
     /// Decodes the masks of the detections `dt` and the GT `gt` (ranges of
     /// the cell-order arrays) into the first slots of `dt_masks` and
-    /// `gt_masks`, which grow as needed and keep their buffers across cells.
+    /// `gt_masks`, which grow as needed and keep their buffers across cells;
+    /// `gt_facts` gets the GT masks' facts.
     ///
     /// # Errors
     /// The mask errors of [`Prepared::new`] ([`Error::ResultMask`],
@@ -330,6 +335,7 @@ impl<'a> Prepared<'a> {
         gt: std::ops::Range<usize>,
         dt_masks: &mut Vec<Rle>,
         gt_masks: &mut Vec<Rle>,
+        gt_facts: &mut Vec<MaskFacts>,
     ) -> Result<(), Error> {
         for (pool, n) in [(&mut *dt_masks, dt.len()), (&mut *gt_masks, gt.len())] {
             if pool.len() < n {
@@ -340,8 +346,10 @@ impl<'a> Prepared<'a> {
             detection_mask_into(self.gt, self.results_path, j as usize, &self.dets[j as usize], slot)?;
         }
         let anns = self.gt.annotations();
+        gt_facts.clear();
         for (slot, &j) in gt_masks.iter_mut().zip(&self.gt_index[gt]) {
             annotation_mask_into(self.gt, &anns[j as usize], slot)?;
+            gt_facts.push(MaskFacts::of(slot));
         }
         Ok(())
     }
