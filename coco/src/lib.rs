@@ -4,6 +4,7 @@ pub mod dataset;
 pub mod error;
 pub mod eval;
 pub mod geometry;
+mod input;
 pub mod mask;
 pub mod plots;
 pub mod results;

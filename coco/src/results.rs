@@ -34,7 +34,7 @@ impl Results {
     /// a field of the wrong type), and [`Error::EmptyResults`] for `[]`, which
     /// `loadRes` cannot read either.
     pub fn load(path: &Path) -> Result<Results, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        let bytes = crate::input::read(path)?;
         Results::from_slice(&bytes, path)
     }
 

@@ -64,12 +64,27 @@ impl Accumulated {
     }
 }
 
-/// One category's slice of the tables: precision and scores \[T × R × A × M\],
-/// recall \[T × A × M\].
-struct CategoryTables {
-    precision: Vec<f64>,
-    recall: Vec<f64>,
-    scores: Vec<f64>,
+/// One category's part of the tables, written in place: its \[A × M\] block
+/// of every (t, r) row of `precision` and `scores` (in (t, r) order) and of
+/// every t row of `recall`.
+struct CategoryTables<'a> {
+    precision: Vec<&'a mut [f64]>,
+    recall: Vec<&'a mut [f64]>,
+    scores: Vec<&'a mut [f64]>,
+}
+
+/// Splits a table whose rows are \[K × A × M\] into each category's blocks,
+/// row by row: `blocks[k][row]` is category k's \[A × M\] block of that row.
+fn category_blocks(table: &mut [f64], nk: usize, block: usize) -> Vec<Vec<&mut [f64]>> {
+    let mut blocks: Vec<Vec<&mut [f64]>> = (0..nk).map(|_| Vec::new()).collect();
+    if nk > 0 && block > 0 {
+        for row in table.chunks_mut(nk * block) {
+            for (k, b) in row.chunks_mut(block).enumerate() {
+                blocks[k].push(b);
+            }
+        }
+    }
+    blocks
 }
 
 /// Per-thread buffers.
@@ -97,23 +112,20 @@ pub fn accumulate(grid: &EvalGrid) -> Accumulated {
     let p = &grid.params;
     let (nt, nr, nk, na, nm) =
         (p.iou_thrs.len(), p.rec_thrs.len(), grid.categories.len(), p.area_rngs.len(), p.max_dets.len());
-    let per_category: Vec<CategoryTables> =
-        grid.categories.par_iter().map_init(Scratch::default, |s, cat| category_tables(cat, p, s)).collect();
     let mut precision = vec![-1.0; nt * nr * nk * na * nm];
     let mut scores = vec![-1.0; nt * nr * nk * na * nm];
     let mut recall = vec![-1.0; nt * nk * na * nm];
-    for (k, tables) in per_category.iter().enumerate() {
-        for t in 0..nt {
-            for r in 0..nr {
-                let src = (t * nr + r) * na * nm;
-                let dst = (((t * nr + r) * nk + k) * na) * nm;
-                precision[dst..dst + na * nm].copy_from_slice(&tables.precision[src..src + na * nm]);
-                scores[dst..dst + na * nm].copy_from_slice(&tables.scores[src..src + na * nm]);
-            }
-            let (src, dst) = (t * na * nm, (t * nk + k) * na * nm);
-            recall[dst..dst + na * nm].copy_from_slice(&tables.recall[src..src + na * nm]);
-        }
-    }
+    // Each category fills its own blocks of the final tables (no per-category
+    // tables to allocate and copy).
+    let tables = category_blocks(&mut precision, nk, na * nm)
+        .into_iter()
+        .zip(category_blocks(&mut recall, nk, na * nm))
+        .zip(category_blocks(&mut scores, nk, na * nm))
+        .map(|((precision, recall), scores)| CategoryTables { precision, recall, scores });
+    grid.categories
+        .par_iter()
+        .zip(tables.collect::<Vec<_>>())
+        .for_each_init(Scratch::default, |s, (cat, mut out)| category_tables(cat, p, s, &mut out));
     Accumulated {
         iou_type: grid.iou_type,
         params: p.clone(),
@@ -124,16 +136,11 @@ pub fn accumulate(grid: &EvalGrid) -> Accumulated {
     }
 }
 
-/// The tables of one category (all -1 if it has no evaluated image).
-fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryTables {
-    let (nt, nr, na, nm) = (p.iou_thrs.len(), p.rec_thrs.len(), p.area_rngs.len(), p.max_dets.len());
-    let mut out = CategoryTables {
-        precision: vec![-1.0; nt * nr * na * nm],
-        recall: vec![-1.0; nt * na * nm],
-        scores: vec![-1.0; nt * nr * na * nm],
-    };
+/// Fills the tables of one category (left at -1 if it has no evaluated image).
+fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch, out: &mut CategoryTables<'_>) {
+    let (nt, na) = (p.iou_thrs.len(), p.area_rngs.len());
     if cat.n_cells == 0 {
-        return out;
+        return;
     }
     // Stable descending sort: ties keep concatenation order (the key's low bits).
     s.keys.clear();
@@ -199,11 +206,10 @@ fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryT
                 }
             }
             for (t, &first_t) in first.iter().enumerate().take(nt) {
-                fill_threshold(p, s, t, m, a, npig, nd, first_t, &mut out);
+                fill_threshold(p, s, t, m, a, npig, nd, first_t, out);
             }
         }
     }
-    out
 }
 
 /// Precision, scores and recall of one (threshold, area, max-dets) cell from
@@ -221,9 +227,9 @@ fn fill_threshold(
     npig: u64,
     nd: usize,
     first: (u32, u32),
-    out: &mut CategoryTables,
+    out: &mut CategoryTables<'_>,
 ) {
-    let (nr, na, nm) = (p.rec_thrs.len(), p.area_rngs.len(), p.max_dets.len());
+    let (nr, nm) = (p.rec_thrs.len(), p.max_dets.len());
     let npig_f = npig as f64;
     let events = &s.events[t];
     let pr = |tp: u32, fp: u32| f64::from(tp) / (f64::from(fp) + f64::from(tp) + SPACING_1);
@@ -234,10 +240,10 @@ fn fill_threshold(
             s.env[k - 1] = s.env[k];
         }
     }
-    out.recall[(t * na + a) * nm + m] = if nd == 0 { 0.0 } else { events.len() as f64 / npig_f };
+    out.recall[t][a * nm + m] = if nd == 0 { 0.0 } else { events.len() as f64 / npig_f };
     let mut k = 0;
     for (r, &thr) in p.rec_thrs.iter().enumerate() {
-        let cell = ((t * nr + r) * na + a) * nm + m;
+        let (row, cell) = (t * nr + r, a * nm + m);
         let (precision, score) = if nd > 0 && 0.0 >= thr {
             // rc[0] >= r: the envelope at position 0.
             let at0 = pr(first.0, first.1);
@@ -252,8 +258,8 @@ fn fill_threshold(
                 None => (0.0, 0.0),
             }
         };
-        out.precision[cell] = precision;
-        out.scores[cell] = score;
+        out.precision[row][cell] = precision;
+        out.scores[row][cell] = score;
     }
 }
 
