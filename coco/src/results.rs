@@ -241,24 +241,24 @@ struct Number<'a> {
 }
 
 /// Cursor of [`box_elements`].
-struct BoxParser<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(crate) struct BoxParser<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl BoxParser<'_> {
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
 
     /// Skips JSON whitespace (space, tab, newline, carriage return).
-    fn skip_ws(&mut self) {
+    pub(crate) fn skip_ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.pos += 1;
         }
     }
 
-    fn expect(&mut self, byte: u8) -> Option<()> {
+    pub(crate) fn expect(&mut self, byte: u8) -> Option<()> {
         self.skip_ws();
         (self.peek()? == byte).then(|| self.pos += 1)
     }
@@ -385,7 +385,7 @@ impl BoxParser<'_> {
 
     /// An `i64` id (serde rejects fractions, exponents and out-of-range ids,
     /// and reads `-0` as the float `-0.0`, which an id rejects too).
-    fn integer(&mut self) -> Option<i64> {
+    pub(crate) fn integer(&mut self) -> Option<i64> {
         match self.number()? {
             Number { token: b"-0", .. } => None,
             Number { integer: true, exact: Some(v), .. } => Some(v),
@@ -396,7 +396,7 @@ impl BoxParser<'_> {
 
     /// A finite `f64` (serde rejects numbers out of range): the exact fast
     /// path when it applies, else `str::parse` (correctly rounded).
-    fn float(&mut self) -> Option<f64> {
+    pub(crate) fn float(&mut self) -> Option<f64> {
         match self.number()? {
             Number { fast: Some(v), .. } => Some(v),
             Number { token, fast: None, .. } => std::str::from_utf8(token).ok()?.parse::<f64>().ok().filter(|v| v.is_finite()),
@@ -406,7 +406,7 @@ impl BoxParser<'_> {
 
 /// The first `}` `,` `{` (whitespace allowed around the comma) at or after
 /// `from`: the comma's offset and the offset of the `{` that starts the next element.
-fn next_element_boundary(body: &[u8], from: usize) -> Option<(usize, usize)> {
+pub(crate) fn next_element_boundary(body: &[u8], from: usize) -> Option<(usize, usize)> {
     let mut i = from;
     while i < body.len() {
         let close = i + body.get(i..)?.iter().position(|&b| b == b'}')?;
