@@ -35,7 +35,7 @@ fn parse_any_size(bytes: &[u8]) -> Option<InstancesFile> {
     let mut p = BoxParser { bytes, pos: 0 };
     p.expect(b'{')?;
     loop {
-        let key = key(&mut p)?;
+        let key = p.key()?;
         p.expect(b':')?;
         p.skip_ws();
         let slot = KEYS.iter().position(|k| *k == key).and_then(|i| spans.get_mut(i))?;
@@ -78,17 +78,6 @@ fn parse_any_size(bytes: &[u8]) -> Option<InstancesFile> {
         None => Vec::new(),
     };
     Some(InstancesFile { info: info?, licenses: licenses?, images: images?, annotations, categories: categories? })
-}
-
-/// A `"key"` without escapes; the cursor ends after the closing quote.
-fn key<'a>(p: &mut BoxParser<'a>) -> Option<&'a [u8]> {
-    p.expect(b'"')?;
-    let bytes: &'a [u8] = p.bytes;
-    let start = p.pos;
-    let len = bytes.get(start..)?.iter().position(|&b| b == b'"' || b == b'\\')?;
-    p.pos = start + len;
-    p.expect(b'"')?;
-    bytes.get(start..start + len)
 }
 
 /// Moves past one JSON value (string, number, literal, array or object),
@@ -205,7 +194,7 @@ fn annotation(p: &mut BoxParser<'_>) -> Option<Annotation> {
     let (mut id, mut image_id, mut category_id, mut area, mut bbox) = (None, None, None, None, None);
     let (mut segmentation, mut iscrowd, mut ignore) = (None, None, None);
     loop {
-        let key = key(p)?;
+        let key = p.key()?;
         p.expect(b':')?;
         p.skip_ws();
         match key {

@@ -119,7 +119,10 @@ fn parse_in_parallel(bytes: &[u8]) -> Option<Vec<DetectionResult>> {
 fn boxes_in_place(body: &[u8], spans: &[(usize, usize)]) -> Option<Vec<DetectionResult>> {
     use rayon::prelude::*;
     let &(from, to) = spans.first()?;
-    BoxParser { bytes: body.get(from..to)?, pos: 0 }.object()?;
+    let first = BoxParser { bytes: body.get(from..to)?, pos: 0 }.object()?;
+    if first.segmentation.is_some() {
+        return None; // mask objects hold more than one `{`
+    }
     let counts: Vec<usize> =
         spans.par_iter().map(|&(from, to)| body.get(from..to).map_or(0, |c| c.iter().filter(|&&b| b == b'{').count())).collect();
     let total = counts.iter().sum();
@@ -193,11 +196,13 @@ fn parse_elements(chunk: &[u8]) -> Option<Vec<DetectionResult>> {
     Some(out)
 }
 
-/// Fast path for the common box-result shape: objects whose keys are only
-/// `image_id`, `category_id`, `bbox` (4 numbers) and `score`, each at most
-/// once, unescaped, with JSON-valid numbers. Anything else (a `segmentation`,
-/// another key, `null`, an escape, a number out of range) returns `None`, and
-/// the chunk is parsed by serde instead, so the result is always serde's.
+/// Fast path for the common result shapes: objects whose keys are only
+/// `image_id`, `category_id`, `bbox` (4 numbers), `score` and `segmentation`
+/// (a compressed RLE, see [`BoxParser::compressed_rle`]), each at most once,
+/// unescaped, with JSON-valid numbers. Anything else (an uncompressed or
+/// polygon mask, another key, `null`, an escape, a number out of range)
+/// returns `None`, and the chunk is parsed by serde instead, so the result
+/// is always serde's.
 ///
 /// Values equal serde_json's (`float_roundtrip`): a JSON number token parsed
 /// by `str::parse::<f64>` is correctly rounded, as serde's is, including
@@ -246,7 +251,7 @@ pub(crate) struct BoxParser<'a> {
     pub(crate) pos: usize,
 }
 
-impl BoxParser<'_> {
+impl<'a> BoxParser<'a> {
     pub(crate) fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
@@ -264,22 +269,30 @@ impl BoxParser<'_> {
     }
 
     /// One `{...}` detection with box-result keys only.
+    /// A `"key"` without escapes; the cursor ends after the closing quote.
+    pub(crate) fn key(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let bytes: &'a [u8] = self.bytes;
+        let start = self.pos;
+        let len = bytes.get(start..)?.iter().position(|&b| b == b'"' || b == b'\\')?;
+        self.pos = start + len;
+        self.expect(b'"')?;
+        bytes.get(start..start + len)
+    }
+
     fn object(&mut self) -> Option<DetectionResult> {
         self.expect(b'{')?;
         let (mut image_id, mut category_id, mut bbox, mut score) = (None, None, None, None);
+        let mut segmentation = None;
         loop {
-            self.expect(b'"')?;
-            let start = self.pos;
-            let len = self.bytes.get(start..)?.iter().position(|&b| b == b'"' || b == b'\\')?;
-            self.pos = start + len;
-            self.expect(b'"')?;
-            let key = self.bytes.get(start..start + len)?;
+            let key = self.key()?;
             self.expect(b':')?;
             self.skip_ws();
             match key {
                 b"image_id" if image_id.is_none() => image_id = Some(self.integer()?),
                 b"category_id" if category_id.is_none() => category_id = Some(self.integer()?),
                 b"score" if score.is_none() => score = Some(self.float()?),
+                b"segmentation" if segmentation.is_none() => segmentation = Some(self.compressed_rle()?),
                 b"bbox" if bbox.is_none() => {
                     self.expect(b'[')?;
                     let mut b = [0.0; 4];
@@ -310,8 +323,53 @@ impl BoxParser<'_> {
             category_id: CategoryId(category_id?),
             bbox,
             score: score?,
-            segmentation: None,
+            segmentation,
         })
+    }
+
+    /// `{"size": [h, w], "counts": "..."}` with exactly these keys, `h` and
+    /// `w` integers in `u32`, and `counts` printable ASCII without escapes
+    /// (every RLE string is): a compressed RLE as serde reads it.
+    fn compressed_rle(&mut self) -> Option<Segmentation> {
+        self.expect(b'{')?;
+        let (mut size, mut counts) = (None, None);
+        loop {
+            let key = self.key()?;
+            self.expect(b':')?;
+            self.skip_ws();
+            match key {
+                b"size" if size.is_none() => {
+                    self.expect(b'[')?;
+                    self.skip_ws();
+                    let h = u32::try_from(self.integer()?).ok()?;
+                    self.expect(b',')?;
+                    self.skip_ws();
+                    let w = u32::try_from(self.integer()?).ok()?;
+                    self.expect(b']')?;
+                    size = Some([h, w]);
+                }
+                b"counts" if counts.is_none() => {
+                    self.expect(b'"')?;
+                    let start = self.pos;
+                    let len = self.bytes.get(start..)?.iter().position(|&b| !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\')?;
+                    self.pos = start + len;
+                    self.expect(b'"')?;
+                    let text = std::str::from_utf8(self.bytes.get(start..start + len)?).ok()?;
+                    counts = Some(text.to_owned());
+                }
+                _ => return None,
+            }
+            self.skip_ws();
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        Some(Segmentation::Compressed(crate::types::CompressedRle { size: size?, counts: counts? }))
     }
 
     /// A JSON number token `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`:
@@ -604,6 +662,41 @@ mod tests {
             assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{token}");
             assert_eq!(p.pos, token.len(), "{token}");
         }
+    }
+
+    #[test]
+    fn mask_fast_path_equals_serde_or_defers_to_it() {
+        let segs = [
+            r#"{"size": [4, 5], "counts": "52"}"#,
+            r#"{"counts":"0`0<>?@ ~!", "size":[0, 4294967295]}"#,
+            r#"{ "size" : [ 4 , 5 ] , "counts" : "" }"#,
+            r#"{"size": [4, 5], "counts": "5\"2"}"#,
+            r#"{"size": [4, 5], "counts": "5\u00322"}"#,
+            r#"{"size": [4, 5], "counts": [3, 17]}"#,
+            r#"{"size": [4, 5], "counts": "52", "extra": 1}"#,
+            r#"{"size": [4, 5], "counts": "52", "counts": "1"}"#,
+            r#"{"size": [-1, 5], "counts": "52"}"#,
+            r#"{"size": [4294967296, 5], "counts": "52"}"#,
+            r#"{"size": [4, 5, 6], "counts": "52"}"#,
+            r#"{"size": [4, 5]}"#,
+            "{\"size\": [4, 5], \"counts\": \"5\u{e9}2\"}",
+            r#"[[1, 2, 3, 4, 5, 6]]"#,
+            r#"null"#,
+        ];
+        let mut checked_fast = 0;
+        for seg in segs {
+            for text in [
+                format!(r#"{{"image_id":1,"category_id":3,"segmentation":{seg},"score":0.5}}"#),
+                format!(r#"{{"segmentation":{seg},"score":0.5,"bbox":[1,2,3,4],"image_id":1,"category_id":3}}"#),
+            ] {
+                let serde = serde_json::from_str::<Vec<DetectionResult>>(&format!("[{text}]")).ok();
+                if let Some(fast) = box_elements(text.as_bytes()) {
+                    checked_fast += 1;
+                    assert_eq!(Some(fast), serde, "{text}");
+                }
+            }
+        }
+        assert_eq!(checked_fast, 6);
     }
 
     #[test]

@@ -32,7 +32,8 @@ use rayon::prelude::*;
 use super::params::{IouType, Params};
 use crate::dataset::Dataset;
 use crate::mask::iou::MaskFacts;
-use crate::mask::{segmentation_to_rle_into, Rle};
+use crate::mask::segmentation::decode_into;
+use crate::mask::Rle;
 use crate::results::Results;
 use crate::types::{CategoryId, DetectionResult, ImageId, Segmentation};
 use crate::Error;
@@ -274,8 +275,7 @@ impl<'a> Prepared<'a> {
         let dt_mask_facts: Vec<MaskFacts> = if needs_masks {
             kept.par_iter()
                 .map_init(Rle::default, |mask, &j| {
-                    detection_mask_into(gt, path, j as usize, &dets[j as usize], mask)?;
-                    Ok(MaskFacts::of(mask))
+                    detection_mask_into(gt, path, j as usize, &dets[j as usize], mask)
                 })
                 .collect::<Result<_, Error>>()?
         } else {
@@ -343,13 +343,13 @@ impl<'a> Prepared<'a> {
             }
         }
         for (slot, &j) in dt_masks.iter_mut().zip(&self.dt_index[dt]) {
-            detection_mask_into(self.gt, self.results_path, j as usize, &self.dets[j as usize], slot)?;
+            // Checked by `Prepared::new` (same input, same decoding).
+            detection_decode(self.gt, self.results_path, j as usize, &self.dets[j as usize], slot)?;
         }
         let anns = self.gt.annotations();
         gt_facts.clear();
         for (slot, &j) in gt_masks.iter_mut().zip(&self.gt_index[gt]) {
-            annotation_mask_into(self.gt, &anns[j as usize], slot)?;
-            gt_facts.push(MaskFacts::of(slot));
+            gt_facts.push(annotation_mask_into(self.gt, &anns[j as usize], slot)?);
         }
         Ok(())
     }
@@ -379,9 +379,9 @@ pub(crate) fn packed_key(score: f64, position: u32) -> u128 {
     (u128::from(score_key(score)) << 32) | u128::from(position)
 }
 
-/// The mask of detection `index` (file order) into `out`, checked against
-/// its image's size.
-fn detection_mask_into(gt: &Dataset, path: &Path, index: usize, d: &DetectionResult, out: &mut Rle) -> Result<(), Error> {
+/// Decodes the mask of detection `index` (file order) into `out`, without the
+/// checks [`detection_mask_into`] makes (for a mask it already checked).
+fn detection_decode(gt: &Dataset, path: &Path, index: usize, d: &DetectionResult, out: &mut Rle) -> Result<bool, Error> {
     let seg = d.segmentation.as_ref().ok_or_else(|| Error::ResultMissingField {
         path: path.to_path_buf(),
         index,
@@ -389,8 +389,19 @@ fn detection_mask_into(gt: &Dataset, path: &Path, index: usize, d: &DetectionRes
         why: "segm evaluation, or a results file whose first entry is a mask",
     })?;
     let (h, w) = gt.image(d.image_id).map_or((0, 0), |im| (im.height, im.width));
-    segmentation_to_rle_into(seg, h, w, out)
-        .map_err(|e| Error::ResultMask { path: path.to_path_buf(), index, source: Box::new(e) })?;
+    decode_into(seg, h, w, out).map_err(|e| Error::ResultMask { path: path.to_path_buf(), index, source: Box::new(e) })
+}
+
+/// The mask of detection `index` (file order) into `out`, checked (counts
+/// sum, then size against its image's), and its facts.
+fn detection_mask_into(gt: &Dataset, path: &Path, index: usize, d: &DetectionResult, out: &mut Rle) -> Result<MaskFacts, Error> {
+    let check_sum = detection_decode(gt, path, index, d, out)?;
+    let facts = MaskFacts::of(out);
+    if check_sum && facts.sum != out.pixel_count() {
+        let source = Box::new(Error::RleCountsSum { h: out.h, w: out.w, sum: facts.sum });
+        return Err(Error::ResultMask { path: path.to_path_buf(), index, source });
+    }
+    let (h, w) = gt.image(d.image_id).map_or((0, 0), |im| (im.height, im.width));
     if [out.h, out.w] != [h, w] {
         return Err(Error::ResultMaskSize {
             path: path.to_path_buf(),
@@ -400,16 +411,21 @@ fn detection_mask_into(gt: &Dataset, path: &Path, index: usize, d: &DetectionRes
             found: [out.h, out.w],
         });
     }
-    Ok(())
+    Ok(facts)
 }
 
-/// The mask of a GT annotation (`annToRLE`) into `out`.
-fn annotation_mask_into(gt: &Dataset, a: &crate::types::Annotation, out: &mut Rle) -> Result<(), Error> {
+/// The mask of a GT annotation (`annToRLE`) into `out`, and its facts.
+fn annotation_mask_into(gt: &Dataset, a: &crate::types::Annotation, out: &mut Rle) -> Result<MaskFacts, Error> {
     let seg: &Segmentation =
         a.segmentation.as_ref().ok_or_else(|| Error::MissingSegmentation { path: gt.path().to_path_buf(), ann_id: a.id })?;
     let (h, w) = gt.image(a.image_id).map_or((0, 0), |im| (im.height, im.width));
-    segmentation_to_rle_into(seg, h, w, out)
-        .map_err(|e| Error::AnnotationMask { path: gt.path().to_path_buf(), ann_id: a.id, source: Box::new(e) })
+    let fail = |source: Error| Error::AnnotationMask { path: gt.path().to_path_buf(), ann_id: a.id, source: Box::new(source) };
+    let check_sum = decode_into(seg, h, w, out).map_err(fail)?;
+    let facts = MaskFacts::of(out);
+    if check_sum && facts.sum != out.pixel_count() {
+        return Err(fail(Error::RleCountsSum { h: out.h, w: out.w, sum: facts.sum }));
+    }
+    Ok(facts)
 }
 
 #[cfg(test)]

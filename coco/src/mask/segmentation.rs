@@ -43,20 +43,35 @@ pub fn segmentation_to_rle(seg: &Segmentation, h: u32, w: u32) -> Result<Rle, Er
 /// # Errors
 /// As [`segmentation_to_rle`].
 pub fn segmentation_to_rle_into(seg: &Segmentation, h: u32, w: u32, out: &mut Rle) -> Result<(), Error> {
+    if decode_into(seg, h, w, out)? {
+        out.check_counts_sum()?;
+    }
+    Ok(())
+}
+
+/// The work of [`segmentation_to_rle_into`] less the counts-sum check of the
+/// common forms: returns whether the caller still has to check the sum
+/// (`false` when the conversion checked it). Callers that compute
+/// [`MaskFacts`](super::iou::MaskFacts) check it from `facts.sum` instead of
+/// a second pass.
+///
+/// # Errors
+/// As [`segmentation_to_rle`], less [`Error::RleCountsSum`] when `true`.
+pub(crate) fn decode_into(seg: &Segmentation, h: u32, w: u32, out: &mut Rle) -> Result<bool, Error> {
     match seg {
         Segmentation::Compressed(c) => {
             super::string::decode_counts_into(c.counts.as_bytes(), &mut out.counts)?;
             (out.h, out.w) = (c.size[0], c.size[1]);
-            out.check_counts_sum()
+            Ok(true)
         }
         Segmentation::Polygons(parts) if matches!(&parts[..], [only] if only.len() > 4) => {
             super::polygon::polygon_counts_into(&parts[0], h, w, &mut out.counts);
             (out.h, out.w) = (h, w);
-            out.check_counts_sum()
+            Ok(true)
         }
         _ => {
             *out = segmentation_to_rle(seg, h, w)?;
-            Ok(())
+            Ok(false)
         }
     }
 }
