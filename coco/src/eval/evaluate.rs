@@ -261,7 +261,8 @@ fn find_candidates(cell: &Cell<'_>, iou_thrs: &[f64], scratch: &mut Scratch) {
     for (d, row) in cell.ious.chunks_exact(n_gt).enumerate().take(n_dt) {
         let best = row.iter().fold(f64::NEG_INFINITY, |m, &v| if v.is_nan() { f64::INFINITY } else { m.max(v) });
         scratch.row_max.push(best);
-        if !(best < lowest) {
+        // Neither side is NaN (NaN IoUs read as +inf; `f64::min` skips NaN thresholds).
+        if best >= lowest {
             scratch.candidates.push(d as u32);
         }
     }
