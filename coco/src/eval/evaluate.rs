@@ -19,8 +19,13 @@
 //!   while the GT is still taken (`gtMatches` holds the detection's id, >= 1).
 //!
 //! Each cell's IoU matrix is computed once (`self.ious[imgId, catId]`) with
-//! [`crate::mask::bbox_iou`] or [`crate::mask::iou()`] into a per-thread buffer;
-//! cells are evaluated in parallel by category.
+//! [`crate::mask::bbox_iou`] or the mask IoU of [`crate::mask::iou()`] into a
+//! per-thread buffer; for segm the cell's masks are decoded (detections) and
+//! rasterised (GT) into per-thread buffers right there, so no mask outlives
+//! its cell. Cells are evaluated in parallel by category. The greedy scan
+//! visits only detections whose best IoU reaches a threshold, and an area
+//! range whose GT ignore flags equal an earlier range's reuses its result
+//! (the matching depends on the range only through them).
 
 use rayon::prelude::*;
 

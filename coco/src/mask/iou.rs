@@ -24,8 +24,9 @@ use crate::Error;
 /// (detection, ground truth) pair, bit-identical to pycocotools
 /// `maskUtils.iou(dt, gt, iscrowd)`.
 ///
-/// Allocates only the two box lists (once per call); each pair is a box test
-/// and, if the boxes overlap, one merge-walk over both run lists.
+/// Allocates only the two lists of per-mask facts (box, area, counts sum,
+/// one pass per mask); each pair is a box test and, if the boxes overlap, one
+/// walk over both masks' foreground runs.
 ///
 /// # Errors
 /// - [`Error::IouShape`] if `iscrowd.len() != gt.len()` or
