@@ -98,6 +98,9 @@ struct Scratch {
     dt_masks: Vec<mask::Rle>,
     gt_masks: Vec<mask::Rle>,
     gt_facts: Vec<mask::iou::MaskFacts>,
+    dt_facts: Vec<mask::iou::MaskFacts>,
+    /// The cell's detection areas.
+    dt_area: Vec<f64>,
 }
 
 /// One cell's inputs, GT in file order and detections in score order.
@@ -165,16 +168,21 @@ fn evaluate_category(
         let (n_dt, n_gt) = (dt.len(), gt.len());
         scratch.ious.clear();
         scratch.ious.resize(n_dt * n_gt, 0.0);
+        if iou_type == IouType::Segm && n_dt > 0 {
+            // Every kept detection's mask is decoded and checked, also in
+            // cells without GT (its area is needed there).
+            prep.cell_dt_masks(dt.clone(), &mut scratch.dt_masks, &mut scratch.dt_facts)?;
+        }
         if n_dt > 0 && n_gt > 0 {
             match iou_type {
                 IouType::Bbox => {
                     mask::bbox_iou(&prep.dt_bbox[dt.clone()], &prep.gt_bbox[gt.clone()], &prep.gt_crowd[gt.clone()], &mut scratch.ious)?
                 }
                 IouType::Segm => {
-                    prep.cell_masks(dt.clone(), gt.clone(), &mut scratch.dt_masks, &mut scratch.gt_masks, &mut scratch.gt_facts)?;
+                    prep.cell_gt_masks(gt.clone(), &mut scratch.gt_masks, &mut scratch.gt_facts)?;
                     mask::iou::iou_with_facts(
                         &scratch.dt_masks[..n_dt],
-                        &prep.dt_mask_facts[dt.clone()],
+                        &scratch.dt_facts,
                         &scratch.gt_masks[..n_gt],
                         &scratch.gt_facts,
                         &prep.gt_crowd[gt.clone()],
@@ -184,12 +192,19 @@ fn evaluate_category(
             }
         }
         let ious = std::mem::take(&mut scratch.ious);
+        let mut dt_area = std::mem::take(&mut scratch.dt_area);
+        dt_area.clear();
+        if prep.dt_area_in_cells {
+            dt_area.extend(scratch.dt_facts.iter().take(n_dt).map(|f| f.area as f64));
+        } else {
+            dt_area.extend_from_slice(&prep.dt_area[dt.clone()]);
+        }
         let cell = Cell {
             ious: &ious,
             gt_area: &prep.gt_area[gt.clone()],
             gt_crowd: &prep.gt_crowd[gt.clone()],
             gt_id_nonzero: &prep.gt_id_nonzero[gt.clone()],
-            dt_area: &prep.dt_area[dt.clone()],
+            dt_area: &dt_area,
         };
         let base = dt.start - d0;
         find_candidates(&cell, &params.iou_thrs, scratch);
@@ -230,6 +245,7 @@ fn evaluate_category(
             }
         }
         scratch.ious = ious;
+        scratch.dt_area = dt_area;
     }
     Ok(out)
 }

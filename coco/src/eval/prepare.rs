@@ -52,8 +52,9 @@ pub(crate) struct Prepared<'a> {
     dets: &'a [DetectionResult],
     /// File index of each kept detection, cell order.
     dt_index: Vec<u32>,
-    /// Box, area, ... of each kept detection's mask (when masks are needed).
-    pub dt_mask_facts: Vec<MaskFacts>,
+    /// Segm of mask results: `dt_area` is empty and the areas come from
+    /// [`Prepared::cell_dt_masks`] (the mask areas, as `loadRes` sets them).
+    pub dt_area_in_cells: bool,
     /// Annotation index of each GT, cell order.
     gt_index: Vec<u32>,
     /// Sorted GT image ids (`p.imgIds`).
@@ -74,9 +75,10 @@ pub(crate) struct Prepared<'a> {
     pub dt_start: Vec<u32>,
     /// Detection scores, cell order, descending within a cell.
     pub dt_score: Vec<f64>,
-    /// Detection boxes as `loadRes` leaves them.
+    /// Detection boxes as `loadRes` leaves them (zeros for mask results
+    /// without boxes in a segm evaluation, which does not read them).
     pub dt_bbox: Vec<[f64; 4]>,
-    /// Detection areas as `loadRes` sets them.
+    /// Detection areas as `loadRes` sets them (empty if `dt_area_in_cells`).
     pub dt_area: Vec<f64>,
     /// Detections dropped for an unknown category: (count, first file index).
     pub dropped: (usize, Option<usize>),
@@ -268,11 +270,13 @@ impl<'a> Prepared<'a> {
             kept.extend_from_slice(cat_kept);
         }
         drop(per_category);
-        let needs_masks = iou_type == IouType::Segm || branch == Branch::Mask;
-        // Every kept detection's mask is decoded and checked here, into a
-        // per-job buffer, for its box and area (`loadRes`); a segm evaluation
-        // decodes it again in its cell instead of keeping all masks in memory.
-        let dt_mask_facts: Vec<MaskFacts> = if needs_masks {
+        // A bbox evaluation of mask results decodes and checks every kept
+        // detection's mask here, into a per-job buffer, for its box and area
+        // (`loadRes`). A segm evaluation does that in the detection's cell
+        // (`cell_dt_masks`), where it needs the mask anyway: the masks are
+        // decoded once and never all held in memory.
+        let dt_area_in_cells = iou_type == IouType::Segm && branch == Branch::Mask;
+        let dt_mask_facts: Vec<MaskFacts> = if iou_type == IouType::Bbox && branch == Branch::Mask {
             kept.par_iter()
                 .map_init(Rle::default, |mask, &j| {
                     detection_mask_into(gt, path, j as usize, &dets[j as usize], mask)
@@ -295,6 +299,7 @@ impl<'a> Prepared<'a> {
         let dt_area: Vec<f64> = match branch {
             Branch::Box => dt_bbox.iter().map(|b| b[2] * b[3]).collect(),
             // Masks are decoded for every kept detection in this branch.
+            Branch::Mask if dt_area_in_cells => Vec::new(),
             Branch::Mask => dt_mask_facts.iter().map(|facts| facts.area as f64).collect(),
         };
 
@@ -315,41 +320,41 @@ impl<'a> Prepared<'a> {
             dt_bbox,
             dt_area,
             dt_index: kept,
-            dt_mask_facts,
+            dt_area_in_cells,
             dropped,
         })
     }
 
-    /// Decodes the masks of the detections `dt` and the GT `gt` (ranges of
-    /// the cell-order arrays) into the first slots of `dt_masks` and
-    /// `gt_masks`, which grow as needed and keep their buffers across cells;
-    /// `gt_facts` gets the GT masks' facts.
+    /// Decodes and checks the masks of the detections `dt` (a range of the
+    /// cell-order arrays) into the first slots of `masks`, which grows as
+    /// needed and keeps its buffers across cells, and sets `facts` to theirs.
     ///
     /// # Errors
-    /// The mask errors of [`Prepared::new`] ([`Error::ResultMask`],
-    /// [`Error::ResultMaskSize`], [`Error::MissingSegmentation`],
-    /// [`Error::AnnotationMask`]).
-    pub fn cell_masks(
-        &self,
-        dt: std::ops::Range<usize>,
-        gt: std::ops::Range<usize>,
-        dt_masks: &mut Vec<Rle>,
-        gt_masks: &mut Vec<Rle>,
-        gt_facts: &mut Vec<MaskFacts>,
-    ) -> Result<(), Error> {
-        for (pool, n) in [(&mut *dt_masks, dt.len()), (&mut *gt_masks, gt.len())] {
-            if pool.len() < n {
-                pool.resize_with(n, Rle::default);
-            }
+    /// [`Error::ResultMissingField`], [`Error::ResultMask`] and
+    /// [`Error::ResultMaskSize`], as in `loadRes` (see [`Prepared::new`]).
+    pub fn cell_dt_masks(&self, dt: std::ops::Range<usize>, masks: &mut Vec<Rle>, facts: &mut Vec<MaskFacts>) -> Result<(), Error> {
+        if masks.len() < dt.len() {
+            masks.resize_with(dt.len(), Rle::default);
         }
-        for (slot, &j) in dt_masks.iter_mut().zip(&self.dt_index[dt]) {
-            // Checked by `Prepared::new` (same input, same decoding).
-            detection_decode(self.gt, self.results_path, j as usize, &self.dets[j as usize], slot)?;
+        facts.clear();
+        for (slot, &j) in masks.iter_mut().zip(&self.dt_index[dt]) {
+            facts.push(detection_mask_into(self.gt, self.results_path, j as usize, &self.dets[j as usize], slot)?);
         }
+        Ok(())
+    }
+
+    /// [`Prepared::cell_dt_masks`] for the GT `gt`.
+    ///
+    /// # Errors
+    /// [`Error::MissingSegmentation`], [`Error::AnnotationMask`].
+    pub fn cell_gt_masks(&self, gt: std::ops::Range<usize>, masks: &mut Vec<Rle>, facts: &mut Vec<MaskFacts>) -> Result<(), Error> {
+        if masks.len() < gt.len() {
+            masks.resize_with(gt.len(), Rle::default);
+        }
+        facts.clear();
         let anns = self.gt.annotations();
-        gt_facts.clear();
-        for (slot, &j) in gt_masks.iter_mut().zip(&self.gt_index[gt]) {
-            gt_facts.push(annotation_mask_into(self.gt, &anns[j as usize], slot)?);
+        for (slot, &j) in masks.iter_mut().zip(&self.gt_index[gt]) {
+            facts.push(annotation_mask_into(self.gt, &anns[j as usize], slot)?);
         }
         Ok(())
     }
