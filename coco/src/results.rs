@@ -327,9 +327,38 @@ impl<'a> BoxParser<'a> {
         })
     }
 
+    /// A string of printable ASCII whose only escapes are `\\`, `\"` and
+    /// `\/` (an RLE string's alphabet `'0'..='o'` holds a backslash, which
+    /// JSON writers escape); anything else returns `None`.
+    fn ascii_string(&mut self) -> Option<String> {
+        self.expect(b'"')?;
+        let mut out = String::new();
+        loop {
+            let rest = self.bytes.get(self.pos..)?;
+            let run = rest.iter().position(|&b| !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\')?;
+            out.push_str(std::str::from_utf8(rest.get(..run)?).ok()?);
+            self.pos += run;
+            match self.peek()? {
+                b'"' => {
+                    self.pos += 1;
+                    return Some(out);
+                }
+                b'\\' => {
+                    let escaped = *self.bytes.get(self.pos + 1)?;
+                    if !matches!(escaped, b'\\' | b'"' | b'/') {
+                        return None;
+                    }
+                    out.push(char::from(escaped));
+                    self.pos += 2;
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// `{"size": [h, w], "counts": "..."}` with exactly these keys, `h` and
-    /// `w` integers in `u32`, and `counts` printable ASCII without escapes
-    /// (every RLE string is): a compressed RLE as serde reads it.
+    /// `w` integers in `u32`, and `counts` as [`BoxParser::ascii_string`]
+    /// reads it (every RLE string is): a compressed RLE as serde reads it.
     fn compressed_rle(&mut self) -> Option<Segmentation> {
         self.expect(b'{')?;
         let (mut size, mut counts) = (None, None);
@@ -348,15 +377,7 @@ impl<'a> BoxParser<'a> {
                     self.expect(b']')?;
                     size = Some([h, w]);
                 }
-                b"counts" if counts.is_none() => {
-                    self.expect(b'"')?;
-                    let start = self.pos;
-                    let len = self.bytes.get(start..)?.iter().position(|&b| !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\')?;
-                    self.pos = start + len;
-                    self.expect(b'"')?;
-                    let text = std::str::from_utf8(self.bytes.get(start..start + len)?).ok()?;
-                    counts = Some(text.to_owned());
-                }
+                b"counts" if counts.is_none() => counts = Some(self.ascii_string()?),
                 _ => return None,
             }
             self.skip_ws();
@@ -671,7 +692,9 @@ mod tests {
             r#"{"counts":"0`0<>?@ ~!", "size":[0, 4294967295]}"#,
             r#"{ "size" : [ 4 , 5 ] , "counts" : "" }"#,
             r#"{"size": [4, 5], "counts": "5\"2"}"#,
+            r#"{"size": [4, 5], "counts": "5\\2\/\\"}"#,
             r#"{"size": [4, 5], "counts": "5\u00322"}"#,
+            r#"{"size": [4, 5], "counts": "5\n2"}"#,
             r#"{"size": [4, 5], "counts": [3, 17]}"#,
             r#"{"size": [4, 5], "counts": "52", "extra": 1}"#,
             r#"{"size": [4, 5], "counts": "52", "counts": "1"}"#,
@@ -696,7 +719,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked_fast, 6);
+        assert_eq!(checked_fast, 10);
     }
 
     #[test]
