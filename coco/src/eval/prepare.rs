@@ -162,9 +162,10 @@ impl<'a> Prepared<'a> {
     ///
     /// # Errors
     /// [`Error::ResultUnknownImage`], [`Error::ResultMissingField`],
-    /// [`Error::ResultsWithoutMasks`], [`Error::ResultMask`],
-    /// [`Error::ResultMaskSize`], [`Error::MissingSegmentation`] and
-    /// [`Error::AnnotationMask`] (see the module doc).
+    /// [`Error::ResultsWithoutMasks`]; for a bbox evaluation of mask results
+    /// also [`Error::ResultMask`] and [`Error::ResultMaskSize`] (a segm
+    /// evaluation reports mask errors from [`Prepared::cell_dt_masks`] and
+    /// [`Prepared::cell_gt_masks`]; see the module doc).
     pub fn new(gt: &'a Dataset, results: &'a Results, iou_type: IouType, params: &Params) -> Result<Prepared<'a>, Error> {
         let path = results.path.as_path();
         let dets = &results.detections;
