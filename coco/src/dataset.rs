@@ -186,9 +186,12 @@ impl Dataset {
     /// [`Error::Read`], [`Error::Json`] (with line and column), and the fatal
     /// problems of the module table, each naming the file and the first entry.
     pub fn load(annotations: &Path, image_dir: Option<&Path>) -> Result<(Dataset, LoadReport), Error> {
-        let bytes = std::fs::read(annotations)
-            .map_err(|source| Error::Read { path: annotations.to_path_buf(), source })?;
-        let file: InstancesFile = serde_json::from_slice(&bytes).map_err(|e| Error::json(annotations, &e))?;
+        let bytes = crate::input::read(annotations)?;
+        let file: InstancesFile = match crate::instances_json::parse(&bytes) {
+            Some(file) => file,
+            // One serde pass over the whole file: its value, or its error with line and column.
+            None => serde_json::from_slice(&bytes).map_err(|e| Error::json(annotations, &e))?,
+        };
         drop(bytes);
         Dataset::from_instances(file, annotations, image_dir)
     }

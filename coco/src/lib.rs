@@ -4,6 +4,8 @@ pub mod dataset;
 pub mod error;
 pub mod eval;
 pub mod geometry;
+mod input;
+mod instances_json;
 pub mod mask;
 pub mod plots;
 pub mod results;

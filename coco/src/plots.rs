@@ -185,7 +185,7 @@ pub fn plot_per_category_ap(aps: &[CategoryAp], names: &[String], title: &str, p
         }))
         .map_err(|e| err(e.to_string()))?;
     chart
-        .draw_series(rows.iter().enumerate().filter_map(|(i, &(_, ap))| {
+        .draw_series(rows.iter().enumerate().map(|(i, &(_, ap))| {
             let y = (n - 1 - i) as f64;
             // Categories without ground truth have no AP (pycocotools' -1): say so
             // instead of leaving an empty row that reads like AP 0.
@@ -193,7 +193,7 @@ pub fn plot_per_category_ap(aps: &[CategoryAp], names: &[String], title: &str, p
                 Some(ap) => (format!("{ap:.3}"), ap + 0.005),
                 None => ("n/a (no ground truth)".to_string(), 0.005),
             };
-            Some(Text::new(text, (x, y + 0.3), (FAMILY, 12)))
+            Text::new(text, (x, y + 0.3), (FAMILY, 12))
         }))
         .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))

@@ -34,7 +34,7 @@ impl Results {
     /// a field of the wrong type), and [`Error::EmptyResults`] for `[]`, which
     /// `loadRes` cannot read either.
     pub fn load(path: &Path) -> Result<Results, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        let bytes = crate::input::read(path)?;
         Results::from_slice(&bytes, path)
     }
 
@@ -92,6 +92,9 @@ fn parse_in_parallel(bytes: &[u8]) -> Option<Vec<DetectionResult>> {
         }
     }
     spans.push((start, body.len()));
+    if let Some(all) = boxes_in_place(body, &spans) {
+        return Some(all);
+    }
     let chunks: Vec<Option<Vec<DetectionResult>>> = spans
         .par_iter()
         .map(|&(from, to)| {
@@ -104,6 +107,65 @@ fn parse_in_parallel(bytes: &[u8]) -> Option<Vec<DetectionResult>> {
         all.extend(chunk?);
     }
     Some(all)
+}
+
+/// Box results straight into one vector, without per-chunk vectors and their
+/// concatenation (a copy of the whole list, and its page faults): a chunk of
+/// box objects has exactly one `{` per object (the fast path accepts no other
+/// object and no string that could hold one), so counting them sizes each
+/// chunk's slice of the output. `None` when the first object is not a box
+/// result or any chunk does not fill its slice exactly; the caller then parses
+/// chunk by chunk.
+fn boxes_in_place(body: &[u8], spans: &[(usize, usize)]) -> Option<Vec<DetectionResult>> {
+    use rayon::prelude::*;
+    let &(from, to) = spans.first()?;
+    let first = BoxParser { bytes: body.get(from..to)?, pos: 0 }.object()?;
+    if first.segmentation.is_some() {
+        return None; // mask objects hold more than one `{`
+    }
+    let counts: Vec<usize> =
+        spans.par_iter().map(|&(from, to)| body.get(from..to).map_or(0, |c| c.iter().filter(|&&b| b == b'{').count())).collect();
+    let total = counts.iter().sum();
+    let blank = DetectionResult::from_box(ImageId(0), CategoryId(0), [0.0; 4], 0.0);
+    let mut all: Vec<DetectionResult> = Vec::with_capacity(total);
+    all.par_extend(rayon::iter::repeat_n(blank, total));
+    let mut slices = Vec::with_capacity(spans.len());
+    let mut rest = all.as_mut_slice();
+    for &n in &counts {
+        let (head, tail) = rest.split_at_mut(n);
+        slices.push(head);
+        rest = tail;
+    }
+    let filled = spans
+        .par_iter()
+        .zip(slices)
+        .all(|(&(from, to), out)| body.get(from..to).is_some_and(|chunk| box_elements_into(chunk, out)));
+    filled.then_some(all)
+}
+
+/// [`box_elements`] into `out`: true if the chunk holds exactly `out.len()`
+/// box objects, all written.
+fn box_elements_into(chunk: &[u8], out: &mut [DetectionResult]) -> bool {
+    let mut p = BoxParser { bytes: chunk, pos: 0 };
+    let mut slots = out.iter_mut();
+    p.skip_ws();
+    while p.pos < chunk.len() {
+        let (Some(slot), Some(object)) = (slots.next(), p.object()) else { return false };
+        *slot = object;
+        p.skip_ws();
+        match p.peek() {
+            None => break,
+            Some(b',') => {
+                p.pos += 1;
+                p.skip_ws();
+                if p.peek().is_none() {
+                    return false; // a trailing comma is not JSON
+                }
+            }
+            Some(_) => return false,
+        }
+    }
+    slots.next().is_none()
 }
 
 /// Parses `elem, elem, ..., elem` (the inside of an array, no brackets) in
@@ -134,11 +196,13 @@ fn parse_elements(chunk: &[u8]) -> Option<Vec<DetectionResult>> {
     Some(out)
 }
 
-/// Fast path for the common box-result shape: objects whose keys are only
-/// `image_id`, `category_id`, `bbox` (4 numbers) and `score`, each at most
-/// once, unescaped, with JSON-valid numbers. Anything else (a `segmentation`,
-/// another key, `null`, an escape, a number out of range) returns `None`, and
-/// the chunk is parsed by serde instead, so the result is always serde's.
+/// Fast path for the common result shapes: objects whose keys are only
+/// `image_id`, `category_id`, `bbox` (4 numbers), `score` and `segmentation`
+/// (a compressed RLE, see [`BoxParser::compressed_rle`]), each at most once,
+/// unescaped, with JSON-valid numbers. Anything else (an uncompressed or
+/// polygon mask, another key, `null`, an escape, a number out of range)
+/// returns `None`, and the chunk is parsed by serde instead, so the result
+/// is always serde's.
 ///
 /// Values equal serde_json's (`float_roundtrip`): a JSON number token parsed
 /// by `str::parse::<f64>` is correctly rounded, as serde's is, including
@@ -182,45 +246,53 @@ struct Number<'a> {
 }
 
 /// Cursor of [`box_elements`].
-struct BoxParser<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(crate) struct BoxParser<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
-impl BoxParser<'_> {
-    fn peek(&self) -> Option<u8> {
+impl<'a> BoxParser<'a> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
 
     /// Skips JSON whitespace (space, tab, newline, carriage return).
-    fn skip_ws(&mut self) {
+    pub(crate) fn skip_ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.pos += 1;
         }
     }
 
-    fn expect(&mut self, byte: u8) -> Option<()> {
+    pub(crate) fn expect(&mut self, byte: u8) -> Option<()> {
         self.skip_ws();
         (self.peek()? == byte).then(|| self.pos += 1)
     }
 
     /// One `{...}` detection with box-result keys only.
+    /// A `"key"` without escapes; the cursor ends after the closing quote.
+    pub(crate) fn key(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let bytes: &'a [u8] = self.bytes;
+        let start = self.pos;
+        let len = bytes.get(start..)?.iter().position(|&b| b == b'"' || b == b'\\')?;
+        self.pos = start + len;
+        self.expect(b'"')?;
+        bytes.get(start..start + len)
+    }
+
     fn object(&mut self) -> Option<DetectionResult> {
         self.expect(b'{')?;
         let (mut image_id, mut category_id, mut bbox, mut score) = (None, None, None, None);
+        let mut segmentation = None;
         loop {
-            self.expect(b'"')?;
-            let start = self.pos;
-            let len = self.bytes.get(start..)?.iter().position(|&b| b == b'"' || b == b'\\')?;
-            self.pos = start + len;
-            self.expect(b'"')?;
-            let key = self.bytes.get(start..start + len)?;
+            let key = self.key()?;
             self.expect(b':')?;
             self.skip_ws();
             match key {
                 b"image_id" if image_id.is_none() => image_id = Some(self.integer()?),
                 b"category_id" if category_id.is_none() => category_id = Some(self.integer()?),
                 b"score" if score.is_none() => score = Some(self.float()?),
+                b"segmentation" if segmentation.is_none() => segmentation = Some(self.compressed_rle()?),
                 b"bbox" if bbox.is_none() => {
                     self.expect(b'[')?;
                     let mut b = [0.0; 4];
@@ -251,8 +323,74 @@ impl BoxParser<'_> {
             category_id: CategoryId(category_id?),
             bbox,
             score: score?,
-            segmentation: None,
+            segmentation,
         })
+    }
+
+    /// A string of printable ASCII whose only escapes are `\\`, `\"` and
+    /// `\/` (an RLE string's alphabet `'0'..='o'` holds a backslash, which
+    /// JSON writers escape); anything else returns `None`.
+    fn ascii_string(&mut self) -> Option<String> {
+        self.expect(b'"')?;
+        let mut out = String::new();
+        loop {
+            let rest = self.bytes.get(self.pos..)?;
+            let run = rest.iter().position(|&b| !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\')?;
+            out.push_str(std::str::from_utf8(rest.get(..run)?).ok()?);
+            self.pos += run;
+            match self.peek()? {
+                b'"' => {
+                    self.pos += 1;
+                    return Some(out);
+                }
+                b'\\' => {
+                    let escaped = *self.bytes.get(self.pos + 1)?;
+                    if !matches!(escaped, b'\\' | b'"' | b'/') {
+                        return None;
+                    }
+                    out.push(char::from(escaped));
+                    self.pos += 2;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// `{"size": [h, w], "counts": "..."}` with exactly these keys, `h` and
+    /// `w` integers in `u32`, and `counts` as [`BoxParser::ascii_string`]
+    /// reads it (every RLE string is): a compressed RLE as serde reads it.
+    fn compressed_rle(&mut self) -> Option<Segmentation> {
+        self.expect(b'{')?;
+        let (mut size, mut counts) = (None, None);
+        loop {
+            let key = self.key()?;
+            self.expect(b':')?;
+            self.skip_ws();
+            match key {
+                b"size" if size.is_none() => {
+                    self.expect(b'[')?;
+                    self.skip_ws();
+                    let h = u32::try_from(self.integer()?).ok()?;
+                    self.expect(b',')?;
+                    self.skip_ws();
+                    let w = u32::try_from(self.integer()?).ok()?;
+                    self.expect(b']')?;
+                    size = Some([h, w]);
+                }
+                b"counts" if counts.is_none() => counts = Some(self.ascii_string()?),
+                _ => return None,
+            }
+            self.skip_ws();
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        Some(Segmentation::Compressed(crate::types::CompressedRle { size: size?, counts: counts? }))
     }
 
     /// A JSON number token `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`:
@@ -326,7 +464,7 @@ impl BoxParser<'_> {
 
     /// An `i64` id (serde rejects fractions, exponents and out-of-range ids,
     /// and reads `-0` as the float `-0.0`, which an id rejects too).
-    fn integer(&mut self) -> Option<i64> {
+    pub(crate) fn integer(&mut self) -> Option<i64> {
         match self.number()? {
             Number { token: b"-0", .. } => None,
             Number { integer: true, exact: Some(v), .. } => Some(v),
@@ -337,7 +475,7 @@ impl BoxParser<'_> {
 
     /// A finite `f64` (serde rejects numbers out of range): the exact fast
     /// path when it applies, else `str::parse` (correctly rounded).
-    fn float(&mut self) -> Option<f64> {
+    pub(crate) fn float(&mut self) -> Option<f64> {
         match self.number()? {
             Number { fast: Some(v), .. } => Some(v),
             Number { token, fast: None, .. } => std::str::from_utf8(token).ok()?.parse::<f64>().ok().filter(|v| v.is_finite()),
@@ -347,7 +485,7 @@ impl BoxParser<'_> {
 
 /// The first `}` `,` `{` (whitespace allowed around the comma) at or after
 /// `from`: the comma's offset and the offset of the `{` that starts the next element.
-fn next_element_boundary(body: &[u8], from: usize) -> Option<(usize, usize)> {
+pub(crate) fn next_element_boundary(body: &[u8], from: usize) -> Option<(usize, usize)> {
     let mut i = from;
     while i < body.len() {
         let close = i + body.get(i..)?.iter().position(|&b| b == b'}')?;
@@ -545,6 +683,43 @@ mod tests {
             assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{token}");
             assert_eq!(p.pos, token.len(), "{token}");
         }
+    }
+
+    #[test]
+    fn mask_fast_path_equals_serde_or_defers_to_it() {
+        let segs = [
+            r#"{"size": [4, 5], "counts": "52"}"#,
+            r#"{"counts":"0`0<>?@ ~!", "size":[0, 4294967295]}"#,
+            r#"{ "size" : [ 4 , 5 ] , "counts" : "" }"#,
+            r#"{"size": [4, 5], "counts": "5\"2"}"#,
+            r#"{"size": [4, 5], "counts": "5\\2\/\\"}"#,
+            r#"{"size": [4, 5], "counts": "5\u00322"}"#,
+            r#"{"size": [4, 5], "counts": "5\n2"}"#,
+            r#"{"size": [4, 5], "counts": [3, 17]}"#,
+            r#"{"size": [4, 5], "counts": "52", "extra": 1}"#,
+            r#"{"size": [4, 5], "counts": "52", "counts": "1"}"#,
+            r#"{"size": [-1, 5], "counts": "52"}"#,
+            r#"{"size": [4294967296, 5], "counts": "52"}"#,
+            r#"{"size": [4, 5, 6], "counts": "52"}"#,
+            r#"{"size": [4, 5]}"#,
+            "{\"size\": [4, 5], \"counts\": \"5\u{e9}2\"}",
+            r#"[[1, 2, 3, 4, 5, 6]]"#,
+            r#"null"#,
+        ];
+        let mut checked_fast = 0;
+        for seg in segs {
+            for text in [
+                format!(r#"{{"image_id":1,"category_id":3,"segmentation":{seg},"score":0.5}}"#),
+                format!(r#"{{"segmentation":{seg},"score":0.5,"bbox":[1,2,3,4],"image_id":1,"category_id":3}}"#),
+            ] {
+                let serde = serde_json::from_str::<Vec<DetectionResult>>(&format!("[{text}]")).ok();
+                if let Some(fast) = box_elements(text.as_bytes()) {
+                    checked_fast += 1;
+                    assert_eq!(Some(fast), serde, "{text}");
+                }
+            }
+        }
+        assert_eq!(checked_fast, 10);
     }
 
     #[test]

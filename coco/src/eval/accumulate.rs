@@ -64,12 +64,27 @@ impl Accumulated {
     }
 }
 
-/// One category's slice of the tables: precision and scores \[T × R × A × M\],
-/// recall \[T × A × M\].
-struct CategoryTables {
-    precision: Vec<f64>,
-    recall: Vec<f64>,
-    scores: Vec<f64>,
+/// One category's part of the tables, written in place: its \[A × M\] block
+/// of every (t, r) row of `precision` and `scores` (in (t, r) order) and of
+/// every t row of `recall`.
+struct CategoryTables<'a> {
+    precision: Vec<&'a mut [f64]>,
+    recall: Vec<&'a mut [f64]>,
+    scores: Vec<&'a mut [f64]>,
+}
+
+/// Splits a table whose rows are \[K × A × M\] into each category's blocks,
+/// row by row: `blocks[k][row]` is category k's \[A × M\] block of that row.
+fn category_blocks(table: &mut [f64], nk: usize, block: usize) -> Vec<Vec<&mut [f64]>> {
+    let mut blocks: Vec<Vec<&mut [f64]>> = (0..nk).map(|_| Vec::new()).collect();
+    if nk > 0 && block > 0 {
+        for row in table.chunks_mut(nk * block) {
+            for (k, b) in row.chunks_mut(block).enumerate() {
+                blocks[k].push(b);
+            }
+        }
+    }
+    blocks
 }
 
 /// Per-thread buffers.
@@ -77,6 +92,13 @@ struct CategoryTables {
 struct Scratch {
     keys: Vec<u128>,
     order: Vec<u32>,
+    /// The category's detections in score order: per-image rank, score, and
+    /// (matched, ignored) flags \[N × A\], gathered once so that the passes
+    /// below read memory in order.
+    rank: Vec<u32>,
+    score: Vec<f64>,
+    flags: Vec<(u32, u32)>,
+    /// Positions (in score order) of the detections within the current maxDet.
     selected: Vec<u32>,
     /// Per threshold: for the k-th true positive (tp = k + 1), the false
     /// positives before it and its position in `selected`.
@@ -90,23 +112,20 @@ pub fn accumulate(grid: &EvalGrid) -> Accumulated {
     let p = &grid.params;
     let (nt, nr, nk, na, nm) =
         (p.iou_thrs.len(), p.rec_thrs.len(), grid.categories.len(), p.area_rngs.len(), p.max_dets.len());
-    let per_category: Vec<CategoryTables> =
-        grid.categories.par_iter().map_init(Scratch::default, |s, cat| category_tables(cat, p, s)).collect();
     let mut precision = vec![-1.0; nt * nr * nk * na * nm];
     let mut scores = vec![-1.0; nt * nr * nk * na * nm];
     let mut recall = vec![-1.0; nt * nk * na * nm];
-    for (k, tables) in per_category.iter().enumerate() {
-        for t in 0..nt {
-            for r in 0..nr {
-                let src = (t * nr + r) * na * nm;
-                let dst = (((t * nr + r) * nk + k) * na) * nm;
-                precision[dst..dst + na * nm].copy_from_slice(&tables.precision[src..src + na * nm]);
-                scores[dst..dst + na * nm].copy_from_slice(&tables.scores[src..src + na * nm]);
-            }
-            let (src, dst) = (t * na * nm, (t * nk + k) * na * nm);
-            recall[dst..dst + na * nm].copy_from_slice(&tables.recall[src..src + na * nm]);
-        }
-    }
+    // Each category fills its own blocks of the final tables (no per-category
+    // tables to allocate and copy).
+    let tables = category_blocks(&mut precision, nk, na * nm)
+        .into_iter()
+        .zip(category_blocks(&mut recall, nk, na * nm))
+        .zip(category_blocks(&mut scores, nk, na * nm))
+        .map(|((precision, recall), scores)| CategoryTables { precision, recall, scores });
+    grid.categories
+        .par_iter()
+        .zip(tables.collect::<Vec<_>>())
+        .for_each_init(Scratch::default, |s, (cat, mut out)| category_tables(cat, p, s, &mut out));
     Accumulated {
         iou_type: grid.iou_type,
         params: p.clone(),
@@ -117,16 +136,11 @@ pub fn accumulate(grid: &EvalGrid) -> Accumulated {
     }
 }
 
-/// The tables of one category (all -1 if it has no evaluated image).
-fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryTables {
-    let (nt, nr, na, nm) = (p.iou_thrs.len(), p.rec_thrs.len(), p.area_rngs.len(), p.max_dets.len());
-    let mut out = CategoryTables {
-        precision: vec![-1.0; nt * nr * na * nm],
-        recall: vec![-1.0; nt * na * nm],
-        scores: vec![-1.0; nt * nr * na * nm],
-    };
+/// Fills the tables of one category (left at -1 if it has no evaluated image).
+fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch, out: &mut CategoryTables<'_>) {
+    let (nt, na) = (p.iou_thrs.len(), p.area_rngs.len());
     if cat.n_cells == 0 {
-        return out;
+        return;
     }
     // Stable descending sort: ties keep concatenation order (the key's low bits).
     s.keys.clear();
@@ -134,48 +148,68 @@ fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryT
     s.keys.sort_unstable();
     s.order.clear();
     s.order.extend(s.keys.iter().map(|&k| k as u32));
+    s.rank.clear();
+    s.rank.extend(s.order.iter().map(|&n| cat.dt_rank[n as usize]));
+    s.score.clear();
+    s.score.extend(s.order.iter().map(|&n| cat.dt_score[n as usize]));
+    s.flags.clear();
+    for &n in &s.order {
+        let i = n as usize * na;
+        s.flags.extend(cat.dt_matched[i..i + na].iter().copied().zip(cat.dt_ignored[i..i + na].iter().copied()));
+    }
     let all_bits = if nt >= 32 { u32::MAX } else { (1u32 << nt) - 1 };
     s.events.resize_with(nt, Vec::new);
     for (m, &max_det) in p.max_dets.iter().enumerate() {
         s.selected.clear();
-        s.selected.extend(s.order.iter().copied().filter(|&n| (cat.dt_rank[n as usize] as usize) < max_det));
+        s.selected.extend((0..s.rank.len() as u32).filter(|&p| (s.rank[p as usize] as usize) < max_det));
         let nd = s.selected.len();
         for a in 0..na {
             let npig = cat.npig[a];
             if npig == 0 {
                 continue;
             }
-            // One pass for all thresholds: count FPs, record each TP event.
-            let mut fp = [0u32; 32];
+            // One pass for all thresholds, recording each TP event with the
+            // FPs before it. Every detection is, per threshold, ignored, a TP
+            // or an FP, so fp = seen - ignored - tp; the counters change only
+            // at set bits, and a detection ignored at every threshold (most
+            // area-ignored ones) touches one counter.
+            let (mut seen, mut ignored_all) = (0u32, 0u32);
+            let mut ignored = [0u32; 32];
+            let mut tp = [0u32; 32];
             s.events.iter_mut().for_each(Vec::clear);
             // (tp, fp) after the first detection, for `searchsorted` of r = 0.
             let mut first = [(0u32, 0u32); 32];
             for (pos, &n) in s.selected.iter().enumerate() {
-                let i = n as usize * na + a;
-                let valid = !cat.dt_ignored[i] & all_bits;
-                let tp_bits = valid & cat.dt_matched[i];
-                let fp_bits = valid & !cat.dt_matched[i];
-                for (t, f) in fp.iter_mut().enumerate().take(nt) {
-                    *f += (fp_bits >> t) & 1;
-                }
-                let mut bits = tp_bits;
-                while bits != 0 {
-                    let t = bits.trailing_zeros() as usize;
-                    s.events[t].push((fp[t], pos as u32));
-                    bits &= bits - 1;
+                let (matched_bits, ignored_bits) = s.flags[n as usize * na + a];
+                let ignored_bits = ignored_bits & all_bits;
+                seen += 1;
+                if ignored_bits == all_bits {
+                    ignored_all += 1;
+                } else {
+                    let mut bits = ignored_bits;
+                    while bits != 0 {
+                        ignored[bits.trailing_zeros() as usize] += 1;
+                        bits &= bits - 1;
+                    }
+                    let mut bits = !ignored_bits & matched_bits & all_bits;
+                    while bits != 0 {
+                        let t = bits.trailing_zeros() as usize;
+                        tp[t] += 1;
+                        s.events[t].push((seen - ignored_all - ignored[t] - tp[t], pos as u32));
+                        bits &= bits - 1;
+                    }
                 }
                 if pos == 0 {
                     for (t, slot) in first.iter_mut().enumerate().take(nt) {
-                        *slot = (s.events[t].len() as u32, fp[t]);
+                        *slot = (tp[t], seen - ignored_all - ignored[t] - tp[t]);
                     }
                 }
             }
             for (t, &first_t) in first.iter().enumerate().take(nt) {
-                fill_threshold(cat, p, s, t, m, a, npig, nd, first_t, &mut out);
+                fill_threshold(p, s, t, m, a, npig, nd, first_t, out);
             }
         }
     }
-    out
 }
 
 /// Precision, scores and recall of one (threshold, area, max-dets) cell from
@@ -185,7 +219,6 @@ fn category_tables(cat: &CategoryEval, p: &Params, s: &mut Scratch) -> CategoryT
 /// maximum of `pr` over the TPs from there on. r = 0 reads position 0.
 #[allow(clippy::too_many_arguments)]
 fn fill_threshold(
-    cat: &CategoryEval,
     p: &Params,
     s: &mut Scratch,
     t: usize,
@@ -194,9 +227,9 @@ fn fill_threshold(
     npig: u64,
     nd: usize,
     first: (u32, u32),
-    out: &mut CategoryTables,
+    out: &mut CategoryTables<'_>,
 ) {
-    let (nr, na, nm) = (p.rec_thrs.len(), p.area_rngs.len(), p.max_dets.len());
+    let (nr, nm) = (p.rec_thrs.len(), p.max_dets.len());
     let npig_f = npig as f64;
     let events = &s.events[t];
     let pr = |tp: u32, fp: u32| f64::from(tp) / (f64::from(fp) + f64::from(tp) + SPACING_1);
@@ -207,26 +240,26 @@ fn fill_threshold(
             s.env[k - 1] = s.env[k];
         }
     }
-    out.recall[(t * na + a) * nm + m] = if nd == 0 { 0.0 } else { events.len() as f64 / npig_f };
+    out.recall[t][a * nm + m] = if nd == 0 { 0.0 } else { events.len() as f64 / npig_f };
     let mut k = 0;
     for (r, &thr) in p.rec_thrs.iter().enumerate() {
-        let cell = ((t * nr + r) * na + a) * nm + m;
+        let (row, cell) = (t * nr + r, a * nm + m);
         let (precision, score) = if nd > 0 && 0.0 >= thr {
             // rc[0] >= r: the envelope at position 0.
             let at0 = pr(first.0, first.1);
             let best = s.env.first().map_or(at0, |&e| if e > at0 { e } else { at0 });
-            (best, cat.dt_score[s.selected[0] as usize])
+            (best, s.score[s.selected[0] as usize])
         } else {
             while k < events.len() && ((k + 1) as f64 / npig_f) < thr {
                 k += 1;
             }
             match events.get(k) {
-                Some(&(_, pos)) => (s.env[k], cat.dt_score[s.selected[pos as usize] as usize]),
+                Some(&(_, pos)) => (s.env[k], s.score[s.selected[pos as usize] as usize]),
                 None => (0.0, 0.0),
             }
         };
-        out.precision[cell] = precision;
-        out.scores[cell] = score;
+        out.precision[row][cell] = precision;
+        out.scores[row][cell] = score;
     }
 }
 

@@ -19,8 +19,13 @@
 //!   while the GT is still taken (`gtMatches` holds the detection's id, >= 1).
 //!
 //! Each cell's IoU matrix is computed once (`self.ious[imgId, catId]`) with
-//! [`crate::mask::bbox_iou`] or [`crate::mask::iou()`] into a per-thread buffer;
-//! cells are evaluated in parallel by category.
+//! [`crate::mask::bbox_iou`] or the mask IoU of [`crate::mask::iou()`] into a
+//! per-thread buffer; for segm the cell's masks are decoded (detections) and
+//! rasterised (GT) into per-thread buffers right there, so no mask outlives
+//! its cell. Cells are evaluated in parallel by category. The greedy scan
+//! visits only detections whose best IoU reaches a threshold, and an area
+//! range whose GT ignore flags equal an earlier range's reuses its result
+//! (the matching depends on the range only through them).
 
 use rayon::prelude::*;
 
@@ -78,6 +83,24 @@ struct Scratch {
     gt_taken: Vec<bool>,
     matched: Vec<u32>,
     ignored: Vec<u32>,
+    /// Best IoU of each detection over all GT of the cell (NaN read as +inf).
+    row_max: Vec<f64>,
+    /// Detections whose best IoU reaches the lowest threshold: the only ones
+    /// the greedy scan has to visit.
+    candidates: Vec<u32>,
+    /// Per area range: the greedy result before the detection-area rule
+    /// \[A × D\], so a range whose GT ignore flags equal an earlier range's
+    /// reuses it.
+    area_matched: Vec<u32>,
+    area_ignored: Vec<u32>,
+    area_valid: Vec<u32>,
+    /// Segm: the cell's masks, decoded per cell into reused buffers.
+    dt_masks: Vec<mask::Rle>,
+    gt_masks: Vec<mask::Rle>,
+    gt_facts: Vec<mask::iou::MaskFacts>,
+    dt_facts: Vec<mask::iou::MaskFacts>,
+    /// The cell's detection areas.
+    dt_area: Vec<f64>,
 }
 
 /// One cell's inputs, GT in file order and detections in score order.
@@ -145,41 +168,148 @@ fn evaluate_category(
         let (n_dt, n_gt) = (dt.len(), gt.len());
         scratch.ious.clear();
         scratch.ious.resize(n_dt * n_gt, 0.0);
+        if iou_type == IouType::Segm && n_dt > 0 {
+            // Every kept detection's mask is decoded and checked, also in
+            // cells without GT (its area is needed there).
+            prep.cell_dt_masks(dt.clone(), &mut scratch.dt_masks, &mut scratch.dt_facts)?;
+        }
         if n_dt > 0 && n_gt > 0 {
             match iou_type {
                 IouType::Bbox => {
                     mask::bbox_iou(&prep.dt_bbox[dt.clone()], &prep.gt_bbox[gt.clone()], &prep.gt_crowd[gt.clone()], &mut scratch.ious)?
                 }
                 IouType::Segm => {
-                    mask::iou(&prep.dt_mask[dt.clone()], &prep.gt_mask[gt.clone()], &prep.gt_crowd[gt.clone()], &mut scratch.ious)?
+                    prep.cell_gt_masks(gt.clone(), &mut scratch.gt_masks, &mut scratch.gt_facts)?;
+                    mask::iou::iou_with_facts(
+                        &scratch.dt_masks[..n_dt],
+                        &scratch.dt_facts,
+                        &scratch.gt_masks[..n_gt],
+                        &scratch.gt_facts,
+                        &prep.gt_crowd[gt.clone()],
+                        &mut scratch.ious,
+                    )?
                 }
             }
         }
         let ious = std::mem::take(&mut scratch.ious);
+        let mut dt_area = std::mem::take(&mut scratch.dt_area);
+        dt_area.clear();
+        if prep.dt_area_in_cells {
+            dt_area.extend(scratch.dt_facts.iter().take(n_dt).map(|f| f.area as f64));
+        } else {
+            dt_area.extend_from_slice(&prep.dt_area[dt.clone()]);
+        }
         let cell = Cell {
             ious: &ious,
             gt_area: &prep.gt_area[gt.clone()],
             gt_crowd: &prep.gt_crowd[gt.clone()],
             gt_id_nonzero: &prep.gt_id_nonzero[gt.clone()],
-            dt_area: &prep.dt_area[dt.clone()],
+            dt_area: &dt_area,
         };
         let base = dt.start - d0;
+        find_candidates(&cell, &params.iou_thrs, scratch);
+        scratch.area_matched.clear();
+        scratch.area_matched.resize(n_areas * n_dt, 0);
+        scratch.area_ignored.clear();
+        scratch.area_ignored.resize(n_areas * n_dt, 0);
+        scratch.area_valid.clear();
         for (a, area) in params.area_rngs.iter().enumerate() {
-            out.npig[a] += u64::from(match_cell(&cell, area, &params.iou_thrs, scratch));
+            // The greedy matching depends on the area range only through the GT
+            // ignore flags: reuse an earlier range's result when they agree.
+            let same = (0..a).find(|&b| same_gt_ignored(&cell, area, &params.area_rngs[b]));
+            let n_valid = match same {
+                Some(b) => {
+                    scratch.area_matched.copy_within(b * n_dt..(b + 1) * n_dt, a * n_dt);
+                    scratch.area_ignored.copy_within(b * n_dt..(b + 1) * n_dt, a * n_dt);
+                    scratch.area_valid[b]
+                }
+                None => {
+                    let n_valid = greedy_match(&cell, area, &params.iou_thrs, scratch);
+                    scratch.area_matched[a * n_dt..(a + 1) * n_dt].copy_from_slice(&scratch.matched);
+                    scratch.area_ignored[a * n_dt..(a + 1) * n_dt].copy_from_slice(&scratch.ignored);
+                    n_valid
+                }
+            };
+            scratch.area_valid.push(n_valid);
+            out.npig[a] += u64::from(n_valid);
+            let all_bits = threshold_bits(params.iou_thrs.len());
             for d in 0..n_dt {
-                out.dt_matched[(base + d) * n_areas + a] = scratch.matched[d];
-                out.dt_ignored[(base + d) * n_areas + a] = scratch.ignored[d];
+                let matched = scratch.area_matched[a * n_dt + d];
+                let mut ignored = scratch.area_ignored[a * n_dt + d];
+                if area.excludes(cell.dt_area[d]) {
+                    // Unmatched (dtm == 0) and outside the range: ignored.
+                    ignored |= all_bits & !matched;
+                }
+                out.dt_matched[(base + d) * n_areas + a] = matched;
+                out.dt_ignored[(base + d) * n_areas + a] = ignored;
             }
         }
         scratch.ious = ious;
+        scratch.dt_area = dt_area;
     }
     Ok(out)
+}
+
+/// A mask with bit t set for each of `n` thresholds.
+fn threshold_bits(n: usize) -> u32 {
+    if n >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << n) - 1
+    }
+}
+
+/// True if every GT of the cell is ignored under range `a` exactly when it is
+/// under range `b` (then the greedy matching is the same for both).
+fn same_gt_ignored(cell: &Cell<'_>, a: &AreaRange, b: &AreaRange) -> bool {
+    cell.gt_crowd.iter().zip(cell.gt_area).all(|(&crowd, &area)| crowd || a.excludes(area) == b.excludes(area))
+}
+
+/// Fills `scratch.row_max` (each detection's best IoU, NaN as +inf since
+/// `row[g] < best` is false for NaN) and `scratch.candidates` (detections
+/// whose best IoU reaches the lowest effective threshold). A detection whose
+/// best IoU is below a threshold's `min(t, 1 - 1e-10)` passes no GT in the
+/// greedy scan at that threshold, so skipping it changes nothing.
+fn find_candidates(cell: &Cell<'_>, iou_thrs: &[f64], scratch: &mut Scratch) {
+    let (n_gt, n_dt) = (cell.gt_area.len(), cell.dt_area.len());
+    let lowest = iou_thrs.iter().map(|&t| t.min(1.0 - 1e-10)).fold(f64::INFINITY, f64::min);
+    scratch.row_max.clear();
+    scratch.candidates.clear();
+    if n_gt == 0 {
+        scratch.row_max.resize(n_dt, f64::NEG_INFINITY);
+        return;
+    }
+    for (d, row) in cell.ious.chunks_exact(n_gt).enumerate().take(n_dt) {
+        let best = row.iter().fold(f64::NEG_INFINITY, |m, &v| if v.is_nan() { f64::INFINITY } else { m.max(v) });
+        scratch.row_max.push(best);
+        // Neither side is NaN (NaN IoUs read as +inf; `f64::min` skips NaN thresholds).
+        if best >= lowest {
+            scratch.candidates.push(d as u32);
+        }
+    }
 }
 
 /// `evaluateImg` for one cell and one area range: fills `scratch.matched[d]`
 /// and `scratch.ignored[d]` (bit t per threshold) and returns the number of
 /// non-ignored GT.
+#[cfg(test)]
 fn match_cell(cell: &Cell<'_>, area: &AreaRange, iou_thrs: &[f64], scratch: &mut Scratch) -> u32 {
+    find_candidates(cell, iou_thrs, scratch);
+    let n_valid = greedy_match(cell, area, iou_thrs, scratch);
+    let all_bits = threshold_bits(iou_thrs.len());
+    for d in 0..cell.dt_area.len() {
+        if area.excludes(cell.dt_area[d]) {
+            scratch.ignored[d] |= all_bits & !scratch.matched[d];
+        }
+    }
+    n_valid
+}
+
+/// The greedy matching of `evaluateImg` for one cell and one area range,
+/// before the detection-area rule: fills `scratch.matched[d]` and
+/// `scratch.ignored[d]` (bit t per threshold) and returns the number of
+/// non-ignored GT. Needs [`find_candidates`] first.
+fn greedy_match(cell: &Cell<'_>, area: &AreaRange, iou_thrs: &[f64], scratch: &mut Scratch) -> u32 {
     let (n_gt, n_dt) = (cell.gt_area.len(), cell.dt_area.len());
     scratch.gt_ignored.clear();
     scratch.gt_ignored.extend(cell.gt_crowd.iter().zip(cell.gt_area).map(|(&crowd, &a)| crowd || area.excludes(a)));
@@ -192,14 +322,19 @@ fn match_cell(cell: &Cell<'_>, area: &AreaRange, iou_thrs: &[f64], scratch: &mut
     scratch.matched.resize(n_dt, 0);
     scratch.ignored.clear();
     scratch.ignored.resize(n_dt, 0);
-    if n_gt > 0 && n_dt > 0 {
+    if n_gt > 0 && n_dt > 0 && !scratch.candidates.is_empty() {
         for (t, &thr) in iou_thrs.iter().enumerate() {
             let bit = 1u32 << t;
+            let floor = thr.min(1.0 - 1e-10);
             scratch.gt_taken.clear();
             scratch.gt_taken.resize(n_gt, false);
-            for d in 0..n_dt {
+            for &d in &scratch.candidates {
+                let d = d as usize;
+                if scratch.row_max[d] < floor {
+                    continue;
+                }
                 let row = &cell.ious[d * n_gt..(d + 1) * n_gt];
-                let mut best = thr.min(1.0 - 1e-10);
+                let mut best = floor;
                 let mut m: Option<usize> = None;
                 for (j, &g) in scratch.gt_order.iter().enumerate() {
                     let g = g as usize;
@@ -227,13 +362,6 @@ fn match_cell(cell: &Cell<'_>, area: &AreaRange, iou_thrs: &[f64], scratch: &mut
                     scratch.gt_taken[mj] = true;
                 }
             }
-        }
-    }
-    let all_bits = if iou_thrs.len() >= 32 { u32::MAX } else { (1u32 << iou_thrs.len()) - 1 };
-    for d in 0..n_dt {
-        if area.excludes(cell.dt_area[d]) {
-            // Unmatched (dtm == 0) and outside the range: ignored.
-            scratch.ignored[d] |= all_bits & !scratch.matched[d];
         }
     }
     n_valid as u32

@@ -31,7 +31,9 @@ use rayon::prelude::*;
 
 use super::params::{IouType, Params};
 use crate::dataset::Dataset;
-use crate::mask::{segmentation_to_rle, Rle};
+use crate::mask::iou::MaskFacts;
+use crate::mask::segmentation::decode_into;
+use crate::mask::Rle;
 use crate::results::Results;
 use crate::types::{CategoryId, DetectionResult, ImageId, Segmentation};
 use crate::Error;
@@ -41,7 +43,20 @@ const NO_CELL: u32 = u32::MAX;
 
 /// The evaluation's inputs in cell order (see the module doc).
 #[derive(Debug)]
-pub(crate) struct Prepared {
+pub(crate) struct Prepared<'a> {
+    /// The ground truth (GT masks are rasterised per cell, from here).
+    gt: &'a Dataset,
+    /// The results file (names it in errors).
+    results_path: &'a Path,
+    /// The detections in file order.
+    dets: &'a [DetectionResult],
+    /// File index of each kept detection, cell order.
+    dt_index: Vec<u32>,
+    /// Segm of mask results: `dt_area` is empty and the areas come from
+    /// [`Prepared::cell_dt_masks`] (the mask areas, as `loadRes` sets them).
+    pub dt_area_in_cells: bool,
+    /// Annotation index of each GT, cell order.
+    gt_index: Vec<u32>,
     /// Sorted GT image ids (`p.imgIds`).
     pub image_ids: Vec<ImageId>,
     /// Sorted GT category ids (`p.catIds`).
@@ -56,18 +71,15 @@ pub(crate) struct Prepared {
     pub gt_crowd: Vec<bool>,
     /// False for GT with id 0, which pycocotools' `dtm` cannot tell from "unmatched".
     pub gt_id_nonzero: Vec<bool>,
-    /// GT masks (segm only); empty 0×0 placeholders in cells without detections.
-    pub gt_mask: Vec<Rle>,
     /// `dt_start[c]..dt_start[c + 1]` are cell c's kept detections in the `dt_*` arrays.
     pub dt_start: Vec<u32>,
     /// Detection scores, cell order, descending within a cell.
     pub dt_score: Vec<f64>,
-    /// Detection boxes as `loadRes` leaves them.
+    /// Detection boxes as `loadRes` leaves them (zeros for mask results
+    /// without boxes in a segm evaluation, which does not read them).
     pub dt_bbox: Vec<[f64; 4]>,
-    /// Detection areas as `loadRes` sets them.
+    /// Detection areas as `loadRes` sets them (empty if `dt_area_in_cells`).
     pub dt_area: Vec<f64>,
-    /// Detection masks (segm only).
-    pub dt_mask: Vec<Rle>,
     /// Detections dropped for an unknown category: (count, first file index).
     pub dropped: (usize, Option<usize>),
 }
@@ -145,15 +157,16 @@ fn bucket(cells: &[u32], n_cells: usize) -> (Vec<u32>, Vec<u32>) {
     (start, order)
 }
 
-impl Prepared {
+impl<'a> Prepared<'a> {
     /// Lays out GT and detections by cell, applying `loadRes` and `_prepare`.
     ///
     /// # Errors
     /// [`Error::ResultUnknownImage`], [`Error::ResultMissingField`],
-    /// [`Error::ResultsWithoutMasks`], [`Error::ResultMask`],
-    /// [`Error::ResultMaskSize`], [`Error::MissingSegmentation`] and
-    /// [`Error::AnnotationMask`] (see the module doc).
-    pub fn new(gt: &Dataset, results: &Results, iou_type: IouType, params: &Params) -> Result<Prepared, Error> {
+    /// [`Error::ResultsWithoutMasks`]; for a bbox evaluation of mask results
+    /// also [`Error::ResultMask`] and [`Error::ResultMaskSize`] (a segm
+    /// evaluation reports mask errors from [`Prepared::cell_dt_masks`] and
+    /// [`Prepared::cell_gt_masks`]; see the module doc).
+    pub fn new(gt: &'a Dataset, results: &'a Results, iou_type: IouType, params: &Params) -> Result<Prepared<'a>, Error> {
         let path = results.path.as_path();
         let dets = &results.detections;
         let first = dets.first().ok_or_else(|| Error::EmptyResults { path: path.to_path_buf() })?;
@@ -196,6 +209,9 @@ impl Prepared {
         // Detections: check images, bucket by cell, sort by score, cut at maxDets[-1].
         let mut unknown_image = (0usize, None);
         let mut dropped = (0usize, None);
+        // Scores in a compact array: the per-cell sorts below gather them in
+        // cell order, which is far from file order.
+        let scores: Vec<f64> = dets.iter().map(|d| d.score).collect();
         let dt_cells: Vec<u32> = dets
             .iter()
             .enumerate()
@@ -238,7 +254,7 @@ impl Prepared {
                     let cell = &all_order[all_start[c] as usize..all_start[c + 1] as usize];
                     // Ties keep file order: the key's low bits are the file index.
                     keys.clear();
-                    keys.extend(cell.iter().map(|&j| packed_key(dets[j as usize].score, j)));
+                    keys.extend(cell.iter().map(|&j| packed_key(scores[j as usize], j)));
                     keys.sort_unstable();
                     kept.extend(keys.iter().take(max_det).map(|&key| key as u32));
                     ends.push(kept.len() as u32);
@@ -255,71 +271,93 @@ impl Prepared {
             kept.extend_from_slice(cat_kept);
         }
         drop(per_category);
-        let needs_masks = iou_type == IouType::Segm || branch == Branch::Mask;
-        let dt_mask: Vec<Rle> = if needs_masks {
-            kept.par_iter().map(|&j| detection_mask(gt, path, j as usize, &dets[j as usize])).collect::<Result<_, _>>()?
+        // A bbox evaluation of mask results decodes and checks every kept
+        // detection's mask here, into a per-job buffer, for its box and area
+        // (`loadRes`). A segm evaluation does that in the detection's cell
+        // (`cell_dt_masks`), where it needs the mask anyway: the masks are
+        // decoded once and never all held in memory.
+        let dt_area_in_cells = iou_type == IouType::Segm && branch == Branch::Mask;
+        let dt_mask_facts: Vec<MaskFacts> = if iou_type == IouType::Bbox && branch == Branch::Mask {
+            kept.par_iter()
+                .map_init(Rle::default, |mask, &j| {
+                    detection_mask_into(gt, path, j as usize, &dets[j as usize], mask)
+                })
+                .collect::<Result<_, Error>>()?
         } else {
             Vec::new()
         };
-        let rows: Vec<(f64, [f64; 4], f64)> = kept
-            .par_iter()
+        let dt_score: Vec<f64> = kept.iter().map(|&j| scores[j as usize]).collect();
+        drop(scores);
+        let dt_bbox: Vec<[f64; 4]> = kept
+            .iter()
             .enumerate()
-            .map(|(pos, &j)| {
-                let d = &dets[j as usize];
-                let mask = dt_mask.get(pos);
-                let bbox = match (d.bbox, mask) {
-                    (Some(b), _) => b,
-                    (None, Some(mask)) => mask.to_bbox(),
-                    (None, None) => [0.0; 4], // unreachable: checked above / masks decoded
-                };
-                let area = match (branch, mask) {
-                    (Branch::Box, _) => bbox[2] * bbox[3],
-                    (Branch::Mask, Some(mask)) => mask.area() as f64,
-                    (Branch::Mask, None) => 0.0,
-                };
-                (d.score, bbox, area)
+            .map(|(pos, &j)| match (dets[j as usize].bbox, dt_mask_facts.get(pos)) {
+                (Some(b), _) => b,
+                (None, Some(facts)) => facts.bbox,
+                (None, None) => [0.0; 4], // unreachable: checked above / masks decoded
             })
             .collect();
-        let dt_score = rows.iter().map(|r| r.0).collect();
-        let dt_bbox = rows.iter().map(|r| r.1).collect();
-        let dt_area = rows.iter().map(|r| r.2).collect();
-        drop(rows);
-
-        let gt_mask: Vec<Rle> = if iou_type == IouType::Segm {
-            (0..n_cells)
-                .into_par_iter()
-                .flat_map_iter(|c| {
-                    let has_dets = dt_start[c + 1] > dt_start[c];
-                    gt_order[gt_start[c] as usize..gt_start[c + 1] as usize].iter().map(move |j| (has_dets, *j))
-                })
-                .map(|(has_dets, j)| {
-                    if has_dets {
-                        annotation_mask(gt, gt_ann(&j))
-                    } else {
-                        Ok(Rle { h: 0, w: 0, counts: Vec::new() })
-                    }
-                })
-                .collect::<Result<_, _>>()?
-        } else {
-            Vec::new()
+        let dt_area: Vec<f64> = match branch {
+            Branch::Box => dt_bbox.iter().map(|b| b[2] * b[3]).collect(),
+            // Masks are decoded for every kept detection in this branch.
+            Branch::Mask if dt_area_in_cells => Vec::new(),
+            Branch::Mask => dt_mask_facts.iter().map(|facts| facts.area as f64).collect(),
         };
 
         Ok(Prepared {
+            gt,
+            results_path: path,
+            dets,
             image_ids,
             category_ids,
             gt_bbox: gt_order.iter().map(|j| gt_ann(j).bbox).collect(),
             gt_area: gt_order.iter().map(|j| gt_ann(j).area).collect(),
             gt_crowd: gt_order.iter().map(|j| gt_ann(j).iscrowd).collect(),
             gt_id_nonzero: gt_order.iter().map(|j| gt_ann(j).id.0 != 0).collect(),
+            gt_index: gt_order,
             gt_start,
-            gt_mask,
             dt_start,
             dt_score,
             dt_bbox,
             dt_area,
-            dt_mask,
+            dt_index: kept,
+            dt_area_in_cells,
             dropped,
         })
+    }
+
+    /// Decodes and checks the masks of the detections `dt` (a range of the
+    /// cell-order arrays) into the first slots of `masks`, which grows as
+    /// needed and keeps its buffers across cells, and sets `facts` to theirs.
+    ///
+    /// # Errors
+    /// [`Error::ResultMissingField`], [`Error::ResultMask`] and
+    /// [`Error::ResultMaskSize`], as in `loadRes` (see [`Prepared::new`]).
+    pub fn cell_dt_masks(&self, dt: std::ops::Range<usize>, masks: &mut Vec<Rle>, facts: &mut Vec<MaskFacts>) -> Result<(), Error> {
+        if masks.len() < dt.len() {
+            masks.resize_with(dt.len(), Rle::default);
+        }
+        facts.clear();
+        for (slot, &j) in masks.iter_mut().zip(&self.dt_index[dt]) {
+            facts.push(detection_mask_into(self.gt, self.results_path, j as usize, &self.dets[j as usize], slot)?);
+        }
+        Ok(())
+    }
+
+    /// [`Prepared::cell_dt_masks`] for the GT `gt`.
+    ///
+    /// # Errors
+    /// [`Error::MissingSegmentation`], [`Error::AnnotationMask`].
+    pub fn cell_gt_masks(&self, gt: std::ops::Range<usize>, masks: &mut Vec<Rle>, facts: &mut Vec<MaskFacts>) -> Result<(), Error> {
+        if masks.len() < gt.len() {
+            masks.resize_with(gt.len(), Rle::default);
+        }
+        facts.clear();
+        let anns = self.gt.annotations();
+        for (slot, &j) in masks.iter_mut().zip(&self.gt_index[gt]) {
+            facts.push(annotation_mask_into(self.gt, &anns[j as usize], slot)?);
+        }
+        Ok(())
     }
 
     /// Number of images I.
@@ -347,8 +385,9 @@ pub(crate) fn packed_key(score: f64, position: u32) -> u128 {
     (u128::from(score_key(score)) << 32) | u128::from(position)
 }
 
-/// The mask of detection `index` (file order), checked against its image's size.
-fn detection_mask(gt: &Dataset, path: &Path, index: usize, d: &DetectionResult) -> Result<Rle, Error> {
+/// Decodes the mask of detection `index` (file order) into `out`, without the
+/// checks [`detection_mask_into`] makes (for a mask it already checked).
+fn detection_decode(gt: &Dataset, path: &Path, index: usize, d: &DetectionResult, out: &mut Rle) -> Result<bool, Error> {
     let seg = d.segmentation.as_ref().ok_or_else(|| Error::ResultMissingField {
         path: path.to_path_buf(),
         index,
@@ -356,27 +395,43 @@ fn detection_mask(gt: &Dataset, path: &Path, index: usize, d: &DetectionResult) 
         why: "segm evaluation, or a results file whose first entry is a mask",
     })?;
     let (h, w) = gt.image(d.image_id).map_or((0, 0), |im| (im.height, im.width));
-    let mask = segmentation_to_rle(seg, h, w)
-        .map_err(|e| Error::ResultMask { path: path.to_path_buf(), index, source: Box::new(e) })?;
-    if [mask.h, mask.w] != [h, w] {
+    decode_into(seg, h, w, out).map_err(|e| Error::ResultMask { path: path.to_path_buf(), index, source: Box::new(e) })
+}
+
+/// The mask of detection `index` (file order) into `out`, checked (counts
+/// sum, then size against its image's), and its facts.
+fn detection_mask_into(gt: &Dataset, path: &Path, index: usize, d: &DetectionResult, out: &mut Rle) -> Result<MaskFacts, Error> {
+    let check_sum = detection_decode(gt, path, index, d, out)?;
+    let facts = MaskFacts::of(out);
+    if check_sum && facts.sum != out.pixel_count() {
+        let source = Box::new(Error::RleCountsSum { h: out.h, w: out.w, sum: facts.sum });
+        return Err(Error::ResultMask { path: path.to_path_buf(), index, source });
+    }
+    let (h, w) = gt.image(d.image_id).map_or((0, 0), |im| (im.height, im.width));
+    if [out.h, out.w] != [h, w] {
         return Err(Error::ResultMaskSize {
             path: path.to_path_buf(),
             index,
             image_id: d.image_id,
             expected: [h, w],
-            found: [mask.h, mask.w],
+            found: [out.h, out.w],
         });
     }
-    Ok(mask)
+    Ok(facts)
 }
 
-/// The mask of a GT annotation (`annToRLE`).
-fn annotation_mask(gt: &Dataset, a: &crate::types::Annotation) -> Result<Rle, Error> {
+/// The mask of a GT annotation (`annToRLE`) into `out`, and its facts.
+fn annotation_mask_into(gt: &Dataset, a: &crate::types::Annotation, out: &mut Rle) -> Result<MaskFacts, Error> {
     let seg: &Segmentation =
         a.segmentation.as_ref().ok_or_else(|| Error::MissingSegmentation { path: gt.path().to_path_buf(), ann_id: a.id })?;
     let (h, w) = gt.image(a.image_id).map_or((0, 0), |im| (im.height, im.width));
-    segmentation_to_rle(seg, h, w)
-        .map_err(|e| Error::AnnotationMask { path: gt.path().to_path_buf(), ann_id: a.id, source: Box::new(e) })
+    let fail = |source: Error| Error::AnnotationMask { path: gt.path().to_path_buf(), ann_id: a.id, source: Box::new(source) };
+    let check_sum = decode_into(seg, h, w, out).map_err(fail)?;
+    let facts = MaskFacts::of(out);
+    if check_sum && facts.sum != out.pixel_count() {
+        return Err(fail(Error::RleCountsSum { h: out.h, w: out.w, sum: facts.sum }));
+    }
+    Ok(facts)
 }
 
 #[cfg(test)]

@@ -28,4 +28,4 @@ pub mod string;
 
 pub use iou::{bbox_iou, iou};
 pub use rle::{MergeOp, Rle};
-pub use segmentation::segmentation_to_rle;
+pub use segmentation::{segmentation_to_rle, segmentation_to_rle_into};

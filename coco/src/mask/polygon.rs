@@ -33,12 +33,9 @@ impl Rle {
     /// than two vertices give an empty mask, and non-finite coordinates behave as
     /// Rust's saturating `as i32` casts (C leaves them undefined).
     pub fn from_polygon(poly: &[f64], h: u32, w: u32) -> Rle {
-        TOGGLES.with(|cell| {
-            let mut toggles = cell.take();
-            let rle = rasterise(poly, h, w, &mut toggles);
-            cell.set(toggles);
-            rle
-        })
+        let mut counts = Vec::new();
+        polygon_counts_into(poly, h, w, &mut counts);
+        Rle { h, w, counts }
     }
 
     /// Rasterises a box `[x, y, width, height]` (pixels) exactly as
@@ -51,10 +48,32 @@ impl Rle {
     }
 }
 
+/// Buffers of one rasterisation, reused across polygons.
+#[derive(Default)]
+struct Scratch {
+    /// Flat toggle indices `x * h + y`.
+    toggles: Vec<u32>,
+    /// The column `x` of each toggle.
+    cols: Vec<u32>,
+    /// Counting-sort bucket starts, one per column.
+    starts: Vec<u32>,
+    /// The toggles bucketed by column.
+    sorted: Vec<u32>,
+}
+
 std::thread_local! {
-    /// Per-thread toggle buffer, reused across polygons (no allocation per call
-    /// beyond the returned counts).
-    static TOGGLES: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+    /// Per-thread buffers (no allocation per call beyond the returned counts).
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+}
+
+/// The run counts of [`Rle::from_polygon`] into `counts` (cleared first; its
+/// allocation is reused).
+pub(crate) fn polygon_counts_into(poly: &[f64], h: u32, w: u32, counts: &mut Vec<u32>) {
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.take();
+        rasterise(poly, h, w, &mut scratch, counts);
+        cell.set(scratch);
+    })
 }
 
 /// [`Rle::from_polygon`] with a caller-owned scratch buffer.
@@ -63,18 +82,81 @@ std::thread_local! {
 /// points are streamed through [`Toggler`], which keeps only the previous one.
 /// Its floating-point steps are replaced by exact integer equivalents (see
 /// [`Toggler::point`]); the DDA itself keeps C's double arithmetic.
-fn rasterise(poly: &[f64], h: u32, w: u32, toggles: &mut Vec<u32>) -> Rle {
+fn rasterise(poly: &[f64], h: u32, w: u32, scratch: &mut Scratch, counts: &mut Vec<u32>) {
     let k = poly.len() / 2;
     let round = |v: f64| (UPSAMPLE * v + 0.5) as i32;
     let vertex = |j: usize| (round(poly[2 * j]), round(poly[2 * j + 1]));
-    toggles.clear();
-    let mut toggler = Toggler { prev: None, h, x_max: u64::from(w).wrapping_sub(1), out: toggles };
+    scratch.toggles.clear();
+    scratch.cols.clear();
+    let mut toggler =
+        Toggler { prev: None, h, x_max: u64::from(w).wrapping_sub(1), out: &mut scratch.toggles, cols: &mut scratch.cols };
     for j in 0..k {
         trace_edge(vertex(j), vertex((j + 1) % k), &mut toggler);
     }
-    toggles.push(h.wrapping_mul(w));
-    toggles.sort_unstable();
-    Rle { h, w, counts: toggles_to_counts(toggles) }
+    if u64::from(h) * u64::from(w) <= u64::from(u32::MAX) && sort_by_columns(scratch) {
+        scratch.sorted.push(h * w);
+        toggles_to_counts(&scratch.sorted, counts);
+    } else {
+        // `x * h + y` may wrap: sort the values as C does.
+        scratch.toggles.push(h.wrapping_mul(w));
+        scratch.toggles.sort_unstable();
+        toggles_to_counts(&scratch.toggles, counts);
+    }
+}
+
+/// Sorts `scratch.toggles` into `scratch.sorted` by a counting sort on their
+/// columns, then an insertion sort that only reorders within a column (a
+/// column holds a few toggles; a crowded one is sorted): about linear time where a comparison sort is
+/// `n log n`. Without wrapping (`h * w` fits `u32`), a toggle of column x
+/// is at most `x * h + h`, which no toggle of a later column is below, so the
+/// result is the sorted order. False (nothing written) when the columns span
+/// far more than the toggles (the caller sorts instead).
+fn sort_by_columns(scratch: &mut Scratch) -> bool {
+    let Scratch { toggles, cols, starts, sorted } = scratch;
+    let n = toggles.len();
+    let (Some(&lo), Some(&hi)) = (cols.iter().min(), cols.iter().max()) else {
+        sorted.clear();
+        return true;
+    };
+    let span = (hi - lo) as usize + 1;
+    if span > 2 * n + 64 {
+        return false;
+    }
+    starts.clear();
+    starts.resize(span + 1, 0);
+    for &x in cols.iter() {
+        starts[(x - lo) as usize + 1] += 1;
+    }
+    for i in 0..span {
+        starts[i + 1] += starts[i];
+    }
+    sorted.clear();
+    sorted.resize(n, 0);
+    for (&t, &x) in toggles.iter().zip(cols.iter()) {
+        let slot = &mut starts[(x - lo) as usize];
+        sorted[*slot as usize] = t;
+        *slot += 1;
+    }
+    // `starts[c]` is now the end of column c's bucket.
+    let mut begin = 0;
+    for &end in &starts[..span] {
+        let bucket = &mut sorted[begin..end as usize];
+        if bucket.len() > 16 {
+            bucket.sort_unstable();
+        } else {
+            for i in 1..bucket.len() {
+                let v = bucket[i];
+                let mut j = i;
+                while j > 0 && bucket[j - 1] > v {
+                    bucket[j] = bucket[j - 1];
+                    j -= 1;
+                }
+                bucket[j] = v;
+            }
+        }
+        begin = end as usize;
+    }
+    true
 }
 
 /// Turns consecutive boundary points (upsampled) into pixel toggles.
@@ -87,6 +169,8 @@ struct Toggler<'a> {
     x_max: u64,
     /// Flat toggle indices `x * h + y` (wrapping, as C's unsigned arithmetic).
     out: &'a mut Vec<u32>,
+    /// The column of each toggle in `out`.
+    cols: &'a mut Vec<u32>,
 }
 
 impl Toggler<'_> {
@@ -119,6 +203,7 @@ impl Toggler<'_> {
         // C's `(int)` of the row saturates (as Rust's `as`) for `h > i32::MAX`.
         let y = i32::try_from(y).unwrap_or(i32::MAX);
         self.out.push((x as i32).wrapping_mul(self.h as i32).wrapping_add(y) as u32);
+        self.cols.push(x as u32);
     }
 
     /// Takes the next boundary point (after the previous one, if any).
@@ -206,35 +291,26 @@ fn trace_edge((x0, y0): (i32, i32), (x1, y1): (i32, i32), out: &mut Toggler<'_>)
 
 /// Sorted toggle indices (last one the `h * w` sentinel) → run counts, folding
 /// zero-length runs into the previous run as maskApi.c does.
-fn toggles_to_counts(sorted: &[u32]) -> Vec<u32> {
+fn toggles_to_counts(sorted: &[u32], counts: &mut Vec<u32>) {
     let mut prev = 0u32;
-    let diffs: Vec<u32> = sorted
-        .iter()
-        .map(|&t| {
-            let d = t.wrapping_sub(prev);
-            prev = t;
-            d
-        })
-        .collect();
-    let mut counts = Vec::with_capacity(diffs.len());
-    let mut j = 0;
-    if let Some(&first) = diffs.first() {
+    let mut diffs = sorted.iter().map(|&t| {
+        let d = t.wrapping_sub(prev);
+        prev = t;
+        d
+    });
+    counts.clear();
+    counts.reserve(sorted.len());
+    if let Some(first) = diffs.next() {
         counts.push(first);
-        j = 1;
     }
-    while j < diffs.len() {
-        if diffs[j] > 0 {
-            counts.push(diffs[j]);
-            j += 1;
-        } else {
-            j += 1;
-            if let (Some(&next), Some(last)) = (diffs.get(j), counts.last_mut()) {
-                *last = last.wrapping_add(next);
-                j += 1;
-            }
+    while let Some(d) = diffs.next() {
+        if d > 0 {
+            counts.push(d);
+        } else if let (Some(next), Some(last)) = (diffs.next(), counts.last_mut()) {
+            // A zero-length run: merge the next run into the previous one.
+            *last = last.wrapping_add(next);
         }
     }
-    counts
 }
 
 #[cfg(test)]
@@ -297,7 +373,9 @@ mod tests {
         }
         toggles.push(h.wrapping_mul(w));
         toggles.sort_unstable();
-        Rle { h, w, counts: toggles_to_counts(&toggles) }
+        let mut counts = Vec::new();
+        toggles_to_counts(&toggles, &mut counts);
+        Rle { h, w, counts }
     }
 
     #[test]

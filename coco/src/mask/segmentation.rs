@@ -36,6 +36,46 @@ pub fn segmentation_to_rle(seg: &Segmentation, h: u32, w: u32) -> Result<Rle, Er
     }
 }
 
+/// [`segmentation_to_rle`] into `out`, reusing its counts buffer for the
+/// common forms (a compressed RLE, a single polygon), so that a per-thread
+/// mask decodes without allocating. Same result and errors.
+///
+/// # Errors
+/// As [`segmentation_to_rle`].
+pub fn segmentation_to_rle_into(seg: &Segmentation, h: u32, w: u32, out: &mut Rle) -> Result<(), Error> {
+    if decode_into(seg, h, w, out)? {
+        out.check_counts_sum()?;
+    }
+    Ok(())
+}
+
+/// The work of [`segmentation_to_rle_into`] less the counts-sum check of the
+/// common forms: returns whether the caller still has to check the sum
+/// (`false` when the conversion checked it). Callers that compute
+/// [`MaskFacts`](super::iou::MaskFacts) check it from `facts.sum` instead of
+/// a second pass.
+///
+/// # Errors
+/// As [`segmentation_to_rle`], less [`Error::RleCountsSum`] when `true`.
+pub(crate) fn decode_into(seg: &Segmentation, h: u32, w: u32, out: &mut Rle) -> Result<bool, Error> {
+    match seg {
+        Segmentation::Compressed(c) => {
+            super::string::decode_counts_into(c.counts.as_bytes(), &mut out.counts)?;
+            (out.h, out.w) = (c.size[0], c.size[1]);
+            Ok(true)
+        }
+        Segmentation::Polygons(parts) if matches!(&parts[..], [only] if only.len() > 4) => {
+            super::polygon::polygon_counts_into(&parts[0], h, w, &mut out.counts);
+            (out.h, out.w) = (h, w);
+            Ok(true)
+        }
+        _ => {
+            *out = segmentation_to_rle(seg, h, w)?;
+            Ok(false)
+        }
+    }
+}
+
 impl Rle {
     /// Rasterises a multi-part polygon and merges the parts by union
     /// (pycocotools `merge(frPyObjects(polygons, h, w))`).
@@ -56,6 +96,12 @@ impl Rle {
                 })
             }
             Some(_) => {}
+        }
+        if let [only] = parts {
+            // The union of one mask is that mask; `merge` would only check it.
+            let rle = Rle::from_polygon(only, h, w);
+            rle.check_counts_sum()?;
+            return Ok(rle);
         }
         let rles: Vec<Rle> = parts.iter().map(|p| Rle::from_polygon(p, h, w)).collect();
         Rle::merge(&rles, MergeOp::Union)

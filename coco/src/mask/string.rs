@@ -60,36 +60,61 @@ impl Rle {
     /// [`Error::RleString`] with the byte offset for a character outside
     /// `'0'..='o'` or a string that ends in the middle of a value.
     pub fn from_compressed(s: &str, h: u32, w: u32) -> Result<Self, Error> {
-        let bytes = s.as_bytes();
-        let mut counts: Vec<u32> = Vec::with_capacity(bytes.len());
-        let mut p = 0usize;
-        while p < bytes.len() {
-            let (mut x, mut k) = (0i64, 0u32);
-            loop {
-                let Some(&ch) = bytes.get(p) else {
-                    return Err(Error::RleString { offset: p, reason: "string ends inside a value" });
-                };
-                if !(BASE..BASE + 64).contains(&ch) {
-                    return Err(Error::RleString { offset: p, reason: "character outside '0'..='o'" });
-                }
-                let c = ch - BASE;
-                x |= i64::from(c & DATA).wrapping_shl(5 * k);
-                p += 1;
-                k += 1;
-                if c & MORE == 0 {
-                    if c & SIGN != 0 {
-                        x |= (-1i64).wrapping_shl(5 * k);
-                    }
-                    break;
-                }
-            }
-            let m = counts.len();
-            if m > 2 {
-                x = x.wrapping_add(i64::from(counts[m - 2]));
-            }
-            counts.push(x as u32);
-        }
+        let mut counts: Vec<u32> = Vec::with_capacity(s.len());
+        decode_counts_into(s.as_bytes(), &mut counts)?;
         Ok(Self { h, w, counts })
+    }
+}
+
+/// Decodes a compressed counts string (see [`Rle::from_compressed`]) into
+/// `counts`, which is cleared first and keeps its allocation, so a reused
+/// buffer decodes without allocating.
+///
+/// # Errors
+/// As [`Rle::from_compressed`].
+pub(crate) fn decode_counts_into(bytes: &[u8], counts: &mut Vec<u32>) -> Result<(), Error> {
+    counts.clear();
+    counts.reserve(bytes.len());
+    let mut p = 0usize;
+    while let Some(&ch) = bytes.get(p) {
+        let c = ch.wrapping_sub(BASE);
+        let mut x = if c < MORE {
+            // A one-character value (most are): 5 bits, sign-extended.
+            p += 1;
+            i64::from(c) - if c & SIGN != 0 { 32 } else { 0 }
+        } else {
+            long_value(bytes, &mut p)?
+        };
+        let m = counts.len();
+        if m > 2 {
+            x = x.wrapping_add(i64::from(counts[m - 2]));
+        }
+        counts.push(x as u32);
+    }
+    Ok(())
+}
+
+/// Decodes the value starting at `*p` (5 bits a character, low bits first,
+/// sign-extended from the last character) and moves `*p` past it.
+fn long_value(bytes: &[u8], p: &mut usize) -> Result<i64, Error> {
+    let (mut x, mut k) = (0i64, 0u32);
+    loop {
+        let Some(&ch) = bytes.get(*p) else {
+            return Err(Error::RleString { offset: *p, reason: "string ends inside a value" });
+        };
+        if !(BASE..BASE + 64).contains(&ch) {
+            return Err(Error::RleString { offset: *p, reason: "character outside '0'..='o'" });
+        }
+        let c = ch - BASE;
+        x |= i64::from(c & DATA).wrapping_shl(5 * k);
+        *p += 1;
+        k += 1;
+        if c & MORE == 0 {
+            if c & SIGN != 0 {
+                x |= (-1i64).wrapping_shl(5 * k);
+            }
+            return Ok(x);
+        }
     }
 }
 
