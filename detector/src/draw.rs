@@ -23,6 +23,11 @@ pub struct DrawnDetection {
     pub mask: Option<Rle>,
 }
 
+/// Pictures smaller than this (longer side, pixels) are enlarged by an
+/// integer factor with nearest-neighbour sampling before boxes and labels are
+/// drawn, so a 128 px image still gets readable labels.
+const MIN_PICTURE_SIDE: u32 = 512;
+
 /// A palette of distinguishable colours (one per class, cycling).
 const PALETTE: [(u8, u8, u8); 10] = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128)];
 
@@ -32,22 +37,26 @@ const PALETTE: [(u8, u8, u8); 10] = [(230, 25, 75), (60, 180, 75), (255, 225, 25
 /// [`Error::Draw`] naming the file when drawing or writing fails.
 pub fn draw_detections(image: &RgbImage, detections: &[DrawnDetection], path: &Path) -> Result<()> {
     let err = |msg: String| Error::Draw { path: path.to_path_buf(), msg };
-    let (w, h) = image.dimensions();
     let mut pixels = image.clone();
     for d in detections {
         if let Some(mask) = &d.mask {
             blend_mask(&mut pixels, mask, PALETTE[d.class % PALETTE.len()]).map_err(|e| err(e.to_string()))?;
         }
     }
+    let zoom = (MIN_PICTURE_SIDE / pixels.width().max(pixels.height()).max(1)).max(1);
+    if zoom > 1 {
+        pixels = image::imageops::resize(&pixels, pixels.width() * zoom, pixels.height() * zoom, image::imageops::FilterType::Nearest);
+    }
+    let (w, h) = pixels.dimensions();
     let mut buffer = pixels.into_raw();
     {
         coco::plots::ensure_font().map_err(err)?;
         let root = BitMapBackend::with_buffer(&mut buffer, (w, h)).into_drawing_area();
-        let font_px = (h.min(w) as f64 / 22.0).clamp(10.0, 24.0);
+        let font_px = (h.min(w) as f64 / 32.0).clamp(12.0, 24.0);
         for d in detections {
             let (r, g, b) = PALETTE[d.class % PALETTE.len()];
             let colour = RGBColor(r, g, b);
-            let [x, y, bw, bh] = d.bbox;
+            let [x, y, bw, bh] = d.bbox.map(|v| v * f64::from(zoom));
             let (x0, y0, x1, y1) = (x.round() as i32, y.round() as i32, (x + bw).round() as i32, (y + bh).round() as i32);
             root.draw(&Rectangle::new([(x0, y0), (x1, y1)], colour.stroke_width(2))).map_err(|e| err(e.to_string()))?;
             let style = TextStyle::from((coco::plots::FAMILY, font_px).into_font()).color(&WHITE);
