@@ -52,7 +52,12 @@ fn every_command_has_help_with_an_example() {
         vec!["features"],
         vec!["classify"],
         vec!["bench", "vit"],
+        vec!["bench", "vitdet"],
+        vec!["bench", "convs"],
         vec!["bench", "coco"],
+        vec!["train"],
+        vec!["predict"],
+        vec!["demo"],
         vec!["eval", "coco"],
         vec!["data", "shapes"],
     ] {
