@@ -73,7 +73,7 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         let vit = self.vit_config()?;
         self.backbone.validate(&vit).map_err(|e| Error::Config { key: "model.backbone", msg: e.to_string() })?;
-        if self.input_size() % 64 != 0 {
+        if !self.input_size().is_multiple_of(64) {
             return Err(Error::Config { key: "model.backbone.img_size", msg: format!("{} must be a multiple of 64 (P6 has stride 64)", self.input_size()) });
         }
         self.anchors.validate()

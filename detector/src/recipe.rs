@@ -78,7 +78,7 @@ impl TrainConfig {
     /// [`Error::Config`] naming the key that breaks a rule.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &'static str, msg: String| Err(Error::Config { key, msg });
-        if self.batch_size == 0 || self.grad_accum == 0 || self.batch_size % self.grad_accum != 0 {
+        if self.batch_size == 0 || self.grad_accum == 0 || !self.batch_size.is_multiple_of(self.grad_accum) {
             return bad("train.grad_accum", format!("{} must be >= 1 and divide train.batch_size = {}", self.grad_accum, self.batch_size));
         }
         if self.max_iter == 0 {
@@ -189,7 +189,7 @@ fn key_hint(e: &toml::de::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     #[test]

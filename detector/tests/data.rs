@@ -88,7 +88,7 @@ fn test_resize_matches_get_output_shape() {
 fn normalisation_matches_torch_and_pads_with_zeros() {
     let data = fixture("data_fixtures.json");
     let want: Vec<Vec<f32>> =
-        data["normalize"].as_array().unwrap().iter().map(|r| common::f32s(r)).collect();
+        data["normalize"].as_array().unwrap().iter().map(common::f32s).collect();
     // A 1 x 256 image whose pixel x has value x in every channel, padded to 256.
     let img = RgbImage { height: 1, width: 256, data: (0..=255u8).flat_map(|v| [v, v, v]).collect() };
     let out = normalize_and_pad(&img, 256);
