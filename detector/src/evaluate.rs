@@ -16,7 +16,7 @@ use crate::data::{eval_stream, DetectionDataset, DetectionSample, LoaderConfig, 
 use crate::masks::paste_masks_in_image;
 use crate::model::{ModelInputs, ViTDet};
 use crate::structures::instances::Detections;
-use crate::Result;
+use crate::{Boxes, Result};
 
 /// A split to evaluate on: its images for the network and its ground truth
 /// (crowds included) for the evaluator.
@@ -74,14 +74,11 @@ pub fn to_coco_results(sample: &DetectionSample, det: &Detections, category_ids:
     // detectron2 `detector_postprocess`: scale by output / input size per axis.
     let (fx, fy) = sample.input_to_original();
     let (sx, sy) = (fx as f32, fy as f32);
-    let mut boxes: Vec<[f32; 4]> = det.boxes.as_slice().iter().map(|b| [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]).collect();
-    for b in &mut boxes {
-        b[0] = b[0].clamp(0.0, ow as f32);
-        b[2] = b[2].clamp(0.0, ow as f32);
-        b[1] = b[1].clamp(0.0, oh as f32);
-        b[3] = b[3].clamp(0.0, oh as f32);
-    }
-    let keep: Vec<usize> = (0..boxes.len()).filter(|&i| boxes[i][2] > boxes[i][0] && boxes[i][3] > boxes[i][1]).collect();
+    let mut boxes = Boxes::new(det.boxes.as_slice().iter().map(|b| [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]).collect());
+    boxes.clip((oh, ow));
+    let nonempty = boxes.nonempty(0.0);
+    let keep: Vec<usize> = (0..boxes.len()).filter(|&i| nonempty[i]).collect();
+    let boxes = boxes.into_inner();
     let kept_boxes: Vec<[f32; 4]> = keep.iter().map(|&i| boxes[i]).collect();
     let masks: Vec<f32> = keep.iter().flat_map(|&i| det.mask(i).unwrap_or(&[]).iter().copied()).collect();
     let rles = if masks.len() == keep.len() * det.mask_size * det.mask_size && !keep.is_empty() {

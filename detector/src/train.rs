@@ -60,6 +60,8 @@ pub struct TrainSummary {
     pub train_img_s: f64,
     /// Iterations run by this process (fewer than `max_iter` after a resume).
     pub iterations: usize,
+    /// How many training images could not be read (skipped), if any.
+    pub skipped_images: Option<String>,
 }
 
 /// The detector's optimizer facts: the backbone follows the timm ViT
@@ -91,6 +93,9 @@ impl ParamRules for DetectorRules {
         is_backbone_param(name) && name.split('.').any(|p| p.starts_with("norm"))
     }
 }
+
+/// Consecutive empty batches (every image unreadable) before training gives up.
+const MAX_EMPTY_BATCHES: usize = 100;
 
 /// Trains a detector as `run` says and writes `OUT/model.safetensors`.
 ///
@@ -148,7 +153,12 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary> {
         let mut terms = vec![0.0f64; 5];
         let mut term_names = Vec::new();
         for _ in 0..cfg.grad_accum {
-            let batch = stream.next().ok_or(Error::Config { key: "data", msg: "the training stream ended".into() })?;
+            // A batch whose every image failed to decode (counted by the loader) is skipped.
+            let batch = stream
+                .by_ref()
+                .take(MAX_EMPTY_BATCHES)
+                .find(|b| !b.samples.is_empty())
+                .ok_or(Error::Config { key: "data", msg: format!("{MAX_EMPTY_BATCHES} training batches in a row had no readable image") })?;
             let inputs = ModelInputs::from_samples(&batch.samples, &run.device)?;
             let losses = model.losses(&inputs.images, &inputs.image_hw, &inputs.targets, &mut rng)?;
             let total = (losses.total()? / cfg.grad_accum as f64)?;
@@ -205,7 +215,14 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary> {
     if iterations == 0 {
         weights::save(&dir.model_path(), &varmap, &recipe.model, &classes)?;
     }
-    Ok(TrainSummary { backbone_init: loaded.init, model_path: dir.model_path(), eval: last_eval, train_img_s: (iterations * cfg.batch_size) as f64 / train_seconds.max(1e-9), iterations })
+    Ok(TrainSummary {
+        backbone_init: loaded.init,
+        model_path: dir.model_path(),
+        eval: last_eval,
+        train_img_s: (iterations * cfg.batch_size) as f64 / train_seconds.max(1e-9),
+        iterations,
+        skipped_images: stream.stats().summary(),
+    })
 }
 
 /// A pre-trained backbone must be the recipe's architecture: the pyramid

@@ -132,6 +132,9 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
     };
     let summary = train(&run)?;
     eprintln!("backbone: {}", summary.backbone_init);
+    if let Some(skipped) = &summary.skipped_images {
+        eprintln!("warning: training data: {skipped}");
+    }
     if let Some(report) = &summary.eval {
         println!("{}", super::eval_coco::format_report(report));
         println!("inference: {:.2} images/s on {} validation images", report.img_s, report.images);
