@@ -120,7 +120,7 @@ fn axis_taps(lo: i64, hi: i64, b0: f32, b1: f32, m: usize) -> Vec<Option<Tap>> {
             let g = ((i as f32 + 0.5) - b0) / extent * 2.0 - 1.0;
             let at = (g + 1.0) * half - 0.5;
             let floor = at.floor();
-            floor.is_finite().then(|| Tap { index: floor as i64, frac: at - floor })
+            floor.is_finite().then_some(Tap { index: floor as i64, frac: at - floor })
         })
         .collect()
 }

@@ -88,7 +88,7 @@ fn test_resize_matches_get_output_shape() {
 fn normalisation_matches_torch_and_pads_with_zeros() {
     let data = fixture("data_fixtures.json");
     let want: Vec<Vec<f32>> =
-        data["normalize"].as_array().unwrap().iter().map(|r| common::f32s(r)).collect();
+        data["normalize"].as_array().unwrap().iter().map(common::f32s).collect();
     // A 1 x 256 image whose pixel x has value x in every channel, padded to 256.
     let img = RgbImage { height: 1, width: 256, data: (0..=255u8).flat_map(|v| [v, v, v]).collect() };
     let out = normalize_and_pad(&img, 256);
@@ -252,6 +252,27 @@ fn layout_discovery_tells_the_layouts_apart_and_names_what_is_missing() {
     let files = SplitFiles::explicit(&shapes.join("annotations/instances_train.json"), &shapes.join("train")).unwrap();
     let err = DetectionDataset::load(&files, Purpose::Train).unwrap_err();
     assert!(err.is_user_error() && err.to_string().contains("instances_train.json"), "{err}");
+}
+
+#[test]
+fn training_needs_an_image_with_annotations() {
+    use coco::types::{CategoryId, ImageId, ImageInfo, InstancesFile};
+    let file = InstancesFile {
+        images: vec![ImageInfo { id: ImageId(1), file_name: "a.png".into(), width: 4, height: 4 }],
+        categories: vec![coco::types::Category { id: CategoryId(3), name: "x".into(), supercategory: None }],
+        ..InstancesFile::default()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.png"), b"").unwrap();
+    let (coco_ds, _) = coco::dataset::Dataset::from_instances(file, Path::new("mem.json"), None).unwrap();
+    let train = DetectionDataset::from_coco(&coco_ds, tmp.path(), Purpose::Train).unwrap();
+    assert!(train.is_empty());
+    assert_eq!(train.report().images_without_instances, 1);
+    let err = train_stream(Arc::new(train), loader_cfg(1), 0).err().unwrap();
+    assert!(err.to_string().contains("no image with a usable annotation"), "{err}");
+    let eval = DetectionDataset::from_coco(&coco_ds, tmp.path(), Purpose::Eval).unwrap();
+    assert_eq!(eval.len(), 1, "evaluation keeps images without annotations");
+    assert_eq!((eval.category_id(0), eval.class_index(3), eval.class_index(4)), (Some(3), Some(0), None));
 }
 
 fn shapes_dataset(dir: &Path) -> coco::shapes::ShapesSummary {
