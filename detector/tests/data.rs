@@ -254,6 +254,27 @@ fn layout_discovery_tells_the_layouts_apart_and_names_what_is_missing() {
     assert!(err.is_user_error() && err.to_string().contains("instances_train.json"), "{err}");
 }
 
+#[test]
+fn training_needs_an_image_with_annotations() {
+    use coco::types::{CategoryId, ImageId, ImageInfo, InstancesFile};
+    let file = InstancesFile {
+        images: vec![ImageInfo { id: ImageId(1), file_name: "a.png".into(), width: 4, height: 4 }],
+        categories: vec![coco::types::Category { id: CategoryId(3), name: "x".into(), supercategory: None }],
+        ..InstancesFile::default()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.png"), b"").unwrap();
+    let (coco_ds, _) = coco::dataset::Dataset::from_instances(file, Path::new("mem.json"), None).unwrap();
+    let train = DetectionDataset::from_coco(&coco_ds, tmp.path(), Purpose::Train).unwrap();
+    assert!(train.is_empty());
+    assert_eq!(train.report().images_without_instances, 1);
+    let err = train_stream(Arc::new(train), loader_cfg(1), 0).err().unwrap();
+    assert!(err.to_string().contains("no image with a usable annotation"), "{err}");
+    let eval = DetectionDataset::from_coco(&coco_ds, tmp.path(), Purpose::Eval).unwrap();
+    assert_eq!(eval.len(), 1, "evaluation keeps images without annotations");
+    assert_eq!((eval.category_id(0), eval.class_index(3), eval.class_index(4)), (Some(3), Some(0), None));
+}
+
 fn shapes_dataset(dir: &Path) -> coco::shapes::ShapesSummary {
     let cfg = ShapesConfig { train: 10, val: 5, size: 64, seed: 11, task: ShapesTask::Detection };
     coco::shapes::generate(&cfg, dir).unwrap()

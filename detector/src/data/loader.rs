@@ -311,8 +311,12 @@ fn validate(cfg: &LoaderConfig) -> Result<()> {
 /// The infinite training stream from iteration `start` on (`--resume`).
 ///
 /// # Errors
-/// [`Error::Config`] for invalid settings or if the threads cannot start.
+/// [`Error::Config`] for invalid settings, for a dataset without images (the
+/// stream would never yield a sample), or if the threads cannot start.
 pub fn train_stream(dataset: Arc<DetectionDataset>, cfg: LoaderConfig, start: u64) -> Result<BatchStream> {
+    if dataset.is_empty() {
+        return Err(Error::Config { key: "data", msg: "the training split has no image with a usable annotation".into() });
+    }
     let mut iteration = start;
     let mut order = EpochOrder::new(cfg.seed, dataset.len());
     BatchStream::spawn(&cfg, Arc::new(LoaderStats::default()), move |stats| {

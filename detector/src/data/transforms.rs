@@ -25,8 +25,8 @@
 //! `int(x + 0.5)`), normalise, pad. Random draws are made in detectron2's
 //! order (flip, scale, crop) from a caller-supplied RNG.
 //!
-//! Deviation: detectron2 gates `Boxes.nonempty` on width and height; the
-//! threshold 1e-5 is applied to each, as there, not to the area.
+//! As in detectron2's `Boxes.nonempty`, the 1e-5 threshold applies to the
+//! width and to the height of a box, not to its area.
 
 use coco::geometry::clip_polygon;
 use rand::Rng;
