@@ -135,6 +135,18 @@ mod tests {
     }
 
     #[test]
+    fn fused_matches_composed_over_several_query_blocks() {
+        // 150 queries: two full blocks of 64 and a partial one, so dK and dV
+        // sum over blocks; d = 16 as in ViT-Tiny, dv = 7.
+        let q = (random_tensor(&[1, 2, 150, 16], 47) * 2.0).unwrap();
+        let k = (random_tensor(&[1, 2, 70, 16], 48) * 2.0).unwrap();
+        let v = random_tensor(&[1, 2, 70, 7], 49);
+        assert_matches_composed(&[q, k, v], |t| cpu::attention::attention(&t[0], &t[1], &t[2], 0.3), |t| Ok(composed(&t[0], &t[1], &t[2], None, 0.3, false)?.out), 1e-5, 1e-12);
+        let qkv = (random_tensor(&[2, 130, 3 * 2 * 16], 50) * 2.0).unwrap();
+        assert_matches_composed(&[qkv], |t| cpu::qkv_attention::self_attention(&t[0], 2, 0.25), |t| self_attention_composed(&t[0], 2, 0.25), 1e-5, 1e-12);
+    }
+
+    #[test]
     fn fused_reads_strided_heads() {
         // As the ViT slices q, k, v out of one (B, N, 3, H, d) projection.
         let qkv = random_tensor(&[2, 11, 3, 4, 6], 43);

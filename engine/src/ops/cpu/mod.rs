@@ -63,6 +63,21 @@ pub(crate) struct MatRef<'a, T> {
     pub cs: usize,
 }
 
+impl<'a, T> MatRef<'a, T> {
+    /// The view, if a (rows, cols) matrix at these strides fits in its
+    /// slice: what makes indexing it inside the kernels safe from panics.
+    ///
+    /// # Errors
+    /// The last element lies outside the slice.
+    pub fn checked(self, rows: usize, cols: usize) -> Result<Self> {
+        if rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len() {
+            Ok(self)
+        } else {
+            Err(candle_core::Error::Msg(format!("fused cpu kernel: a ({rows}, {cols}) view does not fit its buffer")))
+        }
+    }
+}
+
 /// `dst = beta * lhs @ rhs`, plus the old `dst` when `accumulate`: `lhs` is
 /// (m, k), `rhs` (k, n), `dst` (m, n) row-major with row stride `dst_rs`.
 /// Runs on `par` threads (1: on the calling thread).

@@ -12,8 +12,8 @@ use candle_core::backend::BackendStorage as _;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::attention::{probabilities, score_grads, t};
-use super::{contiguous_slice, gemm, MatRef, Real};
+use super::attention::{head_backward, head_forward, unpack, HeadDims};
+use super::{contiguous_slice, MatRef, Real};
 
 /// `softmax(q k^T * scale) v` per head for contiguous `qkv` (B, N, 3D),
 /// D = `heads` * d; returns (B, N, D).
@@ -37,10 +37,10 @@ fn sizes(l: &Layout, heads: usize) -> Result<(usize, usize, usize, usize)> {
     Ok((b, n, dim, dim / heads))
 }
 
-/// The (N, d) matrix at column `col` of one image's (N, 3D) rows.
-fn cols<T>(image: &[T], col: usize, rs: usize) -> Result<MatRef<'_, T>> {
+/// The (`rows`, d) matrix at column `col` of one image's rows `rs` apart.
+fn cols<T>(image: &[T], col: usize, rs: usize, (rows, d): (usize, usize)) -> Result<MatRef<'_, T>> {
     let data = image.get(col..).ok_or_else(|| candle_core::Error::Msg("self attention: out of bounds".into()))?;
-    Ok(MatRef { data, rs, cs: 1 })
+    MatRef { data, rs, cs: 1 }.checked(rows, d)
 }
 
 fn forward<T: Real>(op: QkvAttention, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
@@ -49,12 +49,10 @@ fn forward<T: Real>(op: QkvAttention, s: &CpuStorage, l: &Layout) -> Result<(Cpu
     let scale = T::from_f64(op.scale);
     let mut out = vec![T::zero(); b * n * dim];
     out.par_chunks_mut(n * dim).zip(xs.par_chunks(n * 3 * dim)).try_for_each(|(o, image)| -> Result<()> {
-        let mut p = vec![T::zero(); n * n];
         for h in 0..op.heads {
-            let (q, k, v) = (cols(image, h * d, 3 * dim)?, cols(image, dim + h * d, 3 * dim)?, cols(image, 2 * dim + h * d, 3 * dim)?);
-            probabilities(q, k, (n, n, d), scale, &mut p)?;
+            let (q, k, v) = (cols(image, h * d, 3 * dim, (n, d))?, cols(image, dim + h * d, 3 * dim, (n, d))?, cols(image, 2 * dim + h * d, 3 * dim, (n, d))?);
             let dst = o.get_mut(h * d..).ok_or_else(|| candle_core::Error::Msg("self attention: out of bounds".into()))?;
-            gemm(n, d, n, dst, dim, MatRef { data: &p, rs: n, cs: 1 }, v, T::one(), false, 1)?;
+            head_forward(q, k, v, HeadDims { n, m: n, d, dv: d }, scale, dst, dim)?;
         }
         Ok(())
     })?;
@@ -95,15 +93,14 @@ fn backward<T: Real>(op: QkvAttention, s: &CpuStorage, l: &Layout, g: &CpuStorag
     let mut dqkv = vec![T::zero(); xs.len()];
     dqkv.par_chunks_mut(n * 3 * dim).zip(xs.par_chunks(n * 3 * dim)).zip(gs.par_chunks(n * dim)).try_for_each(|((dst, image), go)| -> Result<()> {
         for h in 0..op.heads {
-            let (q, k, v) = (cols(image, h * d, 3 * dim)?, cols(image, dim + h * d, 3 * dim)?, cols(image, 2 * dim + h * d, 3 * dim)?);
-            let gm = cols(go, h * d, dim)?;
-            let (p, ds) = score_grads(q, k, v, gm, (n, n, d, d), scale)?;
-            let (pm, dsm) = (MatRef { data: &p, rs: n, cs: 1 }, MatRef { data: &ds, rs: n, cs: 1 });
-            // dV = P^T dO, dQ = scale dS K, dK = scale dS^T Q, each into its
-            // columns of the image's (N, 3D) rows.
-            gemm(n, d, n, dst.get_mut(2 * dim + h * d..).ok_or_else(oob)?, 3 * dim, t(pm), gm, T::one(), false, 1)?;
-            gemm(n, d, n, dst.get_mut(h * d..).ok_or_else(oob)?, 3 * dim, dsm, k, scale, false, 1)?;
-            gemm(n, d, n, dst.get_mut(dim + h * d..).ok_or_else(oob)?, 3 * dim, t(dsm), q, scale, false, 1)?;
+            let (q, k, v) = (cols(image, h * d, 3 * dim, (n, d))?, cols(image, dim + h * d, 3 * dim, (n, d))?, cols(image, 2 * dim + h * d, 3 * dim, (n, d))?);
+            let gm = cols(go, h * d, dim, (n, d))?;
+            let dims = HeadDims { n, m: n, d, dv: d };
+            // dQ, dK, dV into their columns of the image's (N, 3D) rows.
+            let grads = head_backward(q, k, v, gm, dims, scale)?;
+            for (part, col) in grads.parts(dims).into_iter().zip([h * d, dim + h * d, 2 * dim + h * d]) {
+                unpack(part, dst.get_mut(col..).ok_or_else(oob)?, 3 * dim)?;
+            }
         }
         Ok(())
     })?;
