@@ -33,28 +33,16 @@ fn parse_any_size(bytes: &[u8]) -> Option<InstancesFile> {
     const KEYS: [&[u8]; 5] = [b"info", b"licenses", b"images", b"annotations", b"categories"];
     let mut spans: [Option<&[u8]>; 5] = [None; 5];
     let mut p = BoxParser { bytes, pos: 0 };
-    p.expect(b'{')?;
-    loop {
-        let key = p.key()?;
-        p.expect(b':')?;
-        p.skip_ws();
+    p.members(|p, key| {
         let slot = KEYS.iter().position(|k| *k == key).and_then(|i| spans.get_mut(i))?;
         if slot.is_some() {
             return None; // serde: duplicate field
         }
         let start = p.pos;
-        skip_value(&mut p)?;
+        skip_value(p)?;
         *slot = Some(bytes.get(start..p.pos)?);
-        p.skip_ws();
-        match p.peek()? {
-            b',' => p.pos += 1,
-            b'}' => {
-                p.pos += 1;
-                break;
-            }
-            _ => return None,
-        }
-    }
+        Some(())
+    })?;
     p.skip_ws();
     if p.pos != bytes.len() {
         return None;
@@ -161,63 +149,37 @@ fn annotation_list(span: &[u8]) -> Option<Vec<Annotation>> {
 /// `elem, elem, ..., elem`: each annotation by the fast scanner, or by serde
 /// when the scanner declines it; `None` if serde rejects one too.
 fn annotation_elements(chunk: &[u8]) -> Option<Vec<Annotation>> {
-    let mut p = BoxParser { bytes: chunk, pos: 0 };
     let mut out = Vec::with_capacity(chunk.len() / 256 + 1);
-    p.skip_ws();
-    while p.pos < chunk.len() {
+    BoxParser { bytes: chunk, pos: 0 }.elements(|p| {
         let start = p.pos;
-        match annotation(&mut p) {
-            Some(a) => out.push(a),
-            None => {
-                let mut stream = serde_json::Deserializer::from_slice(chunk.get(start..)?).into_iter::<Annotation>();
-                out.push(stream.next()?.ok()?);
-                p.pos = start + stream.byte_offset();
-            }
-        }
-        p.skip_ws();
-        match p.peek() {
-            None => break,
-            Some(b',') => {
-                p.pos += 1;
-                p.skip_ws();
-                p.peek()?; // a trailing comma is not JSON
-            }
-            Some(_) => return None,
-        }
-    }
+        let parsed = annotation(p).or_else(|| {
+            p.pos = start;
+            p.serde_element()
+        })?;
+        out.push(parsed);
+        Some(())
+    })?;
     Some(out)
 }
 
 /// One annotation of the common shape (see the module doc), or `None`.
 fn annotation(p: &mut BoxParser<'_>) -> Option<Annotation> {
-    p.expect(b'{')?;
     let (mut id, mut image_id, mut category_id, mut area, mut bbox) = (None, None, None, None, None);
     let (mut segmentation, mut iscrowd, mut ignore) = (None, None, None);
-    loop {
-        let key = p.key()?;
-        p.expect(b':')?;
-        p.skip_ws();
+    p.members(|p, key| {
         match key {
             b"id" if id.is_none() => id = Some(p.integer()?),
             b"image_id" if image_id.is_none() => image_id = Some(p.integer()?),
             b"category_id" if category_id.is_none() => category_id = Some(p.integer()?),
             b"area" if area.is_none() => area = Some(p.float()?),
-            b"bbox" if bbox.is_none() => bbox = Some(four_floats(p)?),
+            b"bbox" if bbox.is_none() => bbox = Some(p.four_floats()?),
             b"iscrowd" if iscrowd.is_none() => iscrowd = Some(int_bool(p)?),
             b"ignore" if ignore.is_none() => ignore = Some(int_bool(p)?),
             b"segmentation" if segmentation.is_none() => segmentation = Some(polygons(p)?),
             _ => return None,
         }
-        p.skip_ws();
-        match p.peek()? {
-            b',' => p.pos += 1,
-            b'}' => {
-                p.pos += 1;
-                break;
-            }
-            _ => return None,
-        }
-    }
+        Some(())
+    })?;
     Some(Annotation {
         id: AnnId(id?),
         image_id: ImageId(image_id?),
@@ -228,21 +190,6 @@ fn annotation(p: &mut BoxParser<'_>) -> Option<Annotation> {
         iscrowd: iscrowd.unwrap_or(false),
         ignore,
     })
-}
-
-/// `[a, b, c, d]` as four floats.
-fn four_floats(p: &mut BoxParser<'_>) -> Option<[f64; 4]> {
-    p.expect(b'[')?;
-    let mut b = [0.0; 4];
-    for (i, v) in b.iter_mut().enumerate() {
-        if i > 0 {
-            p.expect(b',')?;
-        }
-        p.skip_ws();
-        *v = p.float()?;
-    }
-    p.expect(b']')?;
-    Some(b)
 }
 
 /// `iscrowd` / `ignore`: `true`, `false` or an integer (non-zero is true).

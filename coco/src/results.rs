@@ -146,53 +146,22 @@ fn boxes_in_place(body: &[u8], spans: &[(usize, usize)]) -> Option<Vec<Detection
 /// [`box_elements`] into `out`: true if the chunk holds exactly `out.len()`
 /// box objects, all written.
 fn box_elements_into(chunk: &[u8], out: &mut [DetectionResult]) -> bool {
-    let mut p = BoxParser { bytes: chunk, pos: 0 };
     let mut slots = out.iter_mut();
-    p.skip_ws();
-    while p.pos < chunk.len() {
-        let (Some(slot), Some(object)) = (slots.next(), p.object()) else { return false };
-        *slot = object;
-        p.skip_ws();
-        match p.peek() {
-            None => break,
-            Some(b',') => {
-                p.pos += 1;
-                p.skip_ws();
-                if p.peek().is_none() {
-                    return false; // a trailing comma is not JSON
-                }
-            }
-            Some(_) => return false,
-        }
-    }
-    slots.next().is_none()
+    let parsed = BoxParser { bytes: chunk, pos: 0 }.elements(|p| {
+        *slots.next()? = p.object()?;
+        Some(())
+    });
+    parsed.is_some() && slots.next().is_none()
 }
 
 /// Parses `elem, elem, ..., elem` (the inside of an array, no brackets) in
 /// place, without copying the chunk into a `[...]` buffer; `None` on any error.
 fn parse_elements(chunk: &[u8]) -> Option<Vec<DetectionResult>> {
-    let skip_ws = |mut i: usize| {
-        while chunk.get(i).is_some_and(u8::is_ascii_whitespace) {
-            i += 1;
-        }
-        i
-    };
     let mut out = Vec::with_capacity(chunk.len() / 64 + 1);
-    let mut pos = skip_ws(0);
-    while pos < chunk.len() {
-        let mut stream = serde_json::Deserializer::from_slice(chunk.get(pos..)?).into_iter::<DetectionResult>();
-        out.push(stream.next()?.ok()?);
-        pos = skip_ws(pos + stream.byte_offset());
-        match chunk.get(pos) {
-            None => break,
-            Some(b',') => pos = skip_ws(pos + 1),
-            Some(_) => return None,
-        }
-        if pos >= chunk.len() {
-            // A trailing comma is not JSON.
-            return None;
-        }
-    }
+    BoxParser { bytes: chunk, pos: 0 }.elements(|p| {
+        out.push(p.serde_element()?);
+        Some(())
+    })?;
     Some(out)
 }
 
@@ -208,22 +177,11 @@ fn parse_elements(chunk: &[u8]) -> Option<Vec<DetectionResult>> {
 /// by `str::parse::<f64>` is correctly rounded, as serde's is, including
 /// integer tokens (`u64` / `i64` to `f64` rounds to nearest as well) and `-0`.
 fn box_elements(chunk: &[u8]) -> Option<Vec<DetectionResult>> {
-    let mut p = BoxParser { bytes: chunk, pos: 0 };
     let mut out = Vec::with_capacity(chunk.len() / 64 + 1);
-    p.skip_ws();
-    while p.pos < chunk.len() {
+    BoxParser { bytes: chunk, pos: 0 }.elements(|p| {
         out.push(p.object()?);
-        p.skip_ws();
-        match p.peek() {
-            None => break,
-            Some(b',') => {
-                p.pos += 1;
-                p.skip_ws();
-                p.peek()?; // a trailing comma is not JSON
-            }
-            Some(_) => return None,
-        }
-    }
+        Some(())
+    })?;
     Some(out)
 }
 
@@ -280,44 +238,89 @@ impl<'a> BoxParser<'a> {
         bytes.get(start..start + len)
     }
 
-    fn object(&mut self) -> Option<DetectionResult> {
+    /// Walks `elem, elem, ..., elem` (an array's inside, without brackets)
+    /// to the end of the bytes: `element` parses the element at the cursor.
+    /// `None` if it declines one or the list is malformed (a trailing comma
+    /// included).
+    pub(crate) fn elements(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.skip_ws();
+        while self.pos < self.bytes.len() {
+            element(self)?;
+            self.skip_ws();
+            match self.peek() {
+                None => break,
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                    self.peek()?; // a trailing comma is not JSON
+                }
+                Some(_) => return None,
+            }
+        }
+        Some(())
+    }
+
+    /// The value at the cursor, parsed by serde (which checks it); the
+    /// cursor moves past it.
+    pub(crate) fn serde_element<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        let mut stream = serde_json::Deserializer::from_slice(self.bytes.get(self.pos..)?).into_iter::<T>();
+        let value = stream.next()?.ok()?;
+        self.pos += stream.byte_offset();
+        Some(value)
+    }
+
+    /// Walks the members of a `{...}` object: `member` gets each key with
+    /// the cursor on its value and must consume the value. `None` (from
+    /// `member`, or for malformed or empty objects) means the fast path
+    /// declines the object.
+    pub(crate) fn members(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
         self.expect(b'{')?;
-        let (mut image_id, mut category_id, mut bbox, mut score) = (None, None, None, None);
-        let mut segmentation = None;
         loop {
             let key = self.key()?;
             self.expect(b':')?;
             self.skip_ws();
-            match key {
-                b"image_id" if image_id.is_none() => image_id = Some(self.integer()?),
-                b"category_id" if category_id.is_none() => category_id = Some(self.integer()?),
-                b"score" if score.is_none() => score = Some(self.float()?),
-                b"segmentation" if segmentation.is_none() => segmentation = Some(self.compressed_rle()?),
-                b"bbox" if bbox.is_none() => {
-                    self.expect(b'[')?;
-                    let mut b = [0.0; 4];
-                    for (i, v) in b.iter_mut().enumerate() {
-                        if i > 0 {
-                            self.expect(b',')?;
-                        }
-                        self.skip_ws();
-                        *v = self.float()?;
-                    }
-                    self.expect(b']')?;
-                    bbox = Some(b);
-                }
-                _ => return None,
-            }
+            member(self, key)?;
             self.skip_ws();
             match self.peek()? {
                 b',' => self.pos += 1,
                 b'}' => {
                     self.pos += 1;
-                    break;
+                    return Some(());
                 }
                 _ => return None,
             }
         }
+    }
+
+    /// `[a, b, c, d]` as four floats (a bbox).
+    pub(crate) fn four_floats(&mut self) -> Option<[f64; 4]> {
+        self.expect(b'[')?;
+        let mut b = [0.0; 4];
+        for (i, v) in b.iter_mut().enumerate() {
+            if i > 0 {
+                self.expect(b',')?;
+            }
+            self.skip_ws();
+            *v = self.float()?;
+        }
+        self.expect(b']')?;
+        Some(b)
+    }
+
+    fn object(&mut self) -> Option<DetectionResult> {
+        let (mut image_id, mut category_id, mut bbox, mut score) = (None, None, None, None);
+        let mut segmentation = None;
+        self.members(|p, key| {
+            match key {
+                b"image_id" if image_id.is_none() => image_id = Some(p.integer()?),
+                b"category_id" if category_id.is_none() => category_id = Some(p.integer()?),
+                b"score" if score.is_none() => score = Some(p.float()?),
+                b"segmentation" if segmentation.is_none() => segmentation = Some(p.compressed_rle()?),
+                b"bbox" if bbox.is_none() => bbox = Some(p.four_floats()?),
+                _ => return None,
+            }
+            Some(())
+        })?;
         Some(DetectionResult {
             image_id: ImageId(image_id?),
             category_id: CategoryId(category_id?),
@@ -360,36 +363,24 @@ impl<'a> BoxParser<'a> {
     /// `w` integers in `u32`, and `counts` as [`BoxParser::ascii_string`]
     /// reads it (every RLE string is): a compressed RLE as serde reads it.
     fn compressed_rle(&mut self) -> Option<Segmentation> {
-        self.expect(b'{')?;
         let (mut size, mut counts) = (None, None);
-        loop {
-            let key = self.key()?;
-            self.expect(b':')?;
-            self.skip_ws();
+        self.members(|p, key| {
             match key {
                 b"size" if size.is_none() => {
-                    self.expect(b'[')?;
-                    self.skip_ws();
-                    let h = u32::try_from(self.integer()?).ok()?;
-                    self.expect(b',')?;
-                    self.skip_ws();
-                    let w = u32::try_from(self.integer()?).ok()?;
-                    self.expect(b']')?;
+                    p.expect(b'[')?;
+                    p.skip_ws();
+                    let h = u32::try_from(p.integer()?).ok()?;
+                    p.expect(b',')?;
+                    p.skip_ws();
+                    let w = u32::try_from(p.integer()?).ok()?;
+                    p.expect(b']')?;
                     size = Some([h, w]);
                 }
-                b"counts" if counts.is_none() => counts = Some(self.ascii_string()?),
+                b"counts" if counts.is_none() => counts = Some(p.ascii_string()?),
                 _ => return None,
             }
-            self.skip_ws();
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    break;
-                }
-                _ => return None,
-            }
-        }
+            Some(())
+        })?;
         Some(Segmentation::Compressed(crate::types::CompressedRle { size: size?, counts: counts? }))
     }
 

@@ -16,7 +16,7 @@
 //! Deviation: pycocotools writes -1 for a pair of masks of different sizes (if
 //! their boxes overlap); here any size mismatch is [`Error::MaskSizeMismatch`].
 
-use super::rle::Runs;
+use super::rle::{RunBox, Runs};
 use super::Rle;
 use crate::Error;
 
@@ -80,8 +80,7 @@ impl MaskFacts {
     /// arithmetic: only foreground runs update it, and every odd index is
     /// below `to_bbox`'s pair limit).
     pub(crate) fn of(rle: &Rle) -> MaskFacts {
-        let (h, w) = (rle.h, rle.w);
-        let (mut xs, mut ys, mut xe, mut ye) = (w, h, 0u32, 0u32);
+        let mut bbox = RunBox::new(rle.h, rle.w);
         let (mut cc, mut sum, mut area, mut inner_zero) = (0u32, 0u64, 0u64, false);
         for (j, &c) in rle.counts.iter().enumerate() {
             sum += u64::from(c);
@@ -89,35 +88,14 @@ impl MaskFacts {
             cc = cc.wrapping_add(c);
             if c == 0 {
                 inner_zero |= j > 0;
-                continue;
-            }
-            if j % 2 == 0 {
-                continue;
-            }
-            area += u64::from(c);
-            if h == 0 {
-                continue;
-            }
-            let (y_start, x_start) = (start % h, start / h);
-            let last = cc.wrapping_sub(1);
-            let (y_end, x_end) = (last % h, last / h);
-            xs = xs.min(x_start);
-            xe = xe.max(x_end);
-            if x_start < x_end {
-                ys = 0;
-                ye = h - 1;
-            } else {
-                ys = ys.min(y_start);
-                ye = ye.max(y_end);
+            } else if j % 2 == 1 {
+                area += u64::from(c);
+                if rle.h > 0 {
+                    bbox.add_run(start, cc);
+                }
             }
         }
-        let bbox = if rle.counts.len() < 2 || h == 0 {
-            [0.0; 4]
-        } else {
-            let width = xe.wrapping_sub(xs).wrapping_add(1);
-            let height = ye.wrapping_sub(ys).wrapping_add(1);
-            [f64::from(xs), f64::from(ys), f64::from(width), f64::from(height)]
-        };
+        let bbox = if rle.counts.len() < 2 || rle.h == 0 { [0.0; 4] } else { bbox.xywh() };
         MaskFacts { bbox, area, sum, no_inner_zero: !inner_zero }
     }
 }

@@ -165,35 +165,20 @@ impl Rle {
     ///   counts) the C code's unsigned arithmetic wraps: width becomes
     ///   `(1 - w) mod 2^32` and height `(1 - h) mod 2^32`; this is reproduced.
     pub fn to_bbox(&self) -> [f64; 4] {
-        let (h, w) = (self.h, self.w);
         let m = (self.counts.len() / 2) * 2;
-        if m == 0 || h == 0 {
+        if m == 0 || self.h == 0 {
             return [0.0; 4];
         }
-        let (mut xs, mut ys, mut xe, mut ye) = (w, h, 0u32, 0u32);
+        let mut bbox = RunBox::new(self.h, self.w);
         let mut cc = 0u32;
         for (j, &c) in self.counts.iter().take(m).enumerate() {
             let start = cc;
             cc = cc.wrapping_add(c);
-            if j % 2 == 0 || c == 0 {
-                continue;
-            }
-            let (y_start, x_start) = (start % h, start / h);
-            let last = cc.wrapping_sub(1);
-            let (y_end, x_end) = (last % h, last / h);
-            xs = xs.min(x_start);
-            xe = xe.max(x_end);
-            if x_start < x_end {
-                ys = 0;
-                ye = h - 1;
-            } else {
-                ys = ys.min(y_start);
-                ye = ye.max(y_end);
+            if j % 2 == 1 && c != 0 {
+                bbox.add_run(start, cc);
             }
         }
-        let width = xe.wrapping_sub(xs).wrapping_add(1);
-        let height = ye.wrapping_sub(ys).wrapping_add(1);
-        [f64::from(xs), f64::from(ys), f64::from(width), f64::from(height)]
+        bbox.xywh()
     }
 
     /// Union or intersection of several masks of one size, as `rleMerge`,
@@ -248,6 +233,50 @@ fn merge_two(a: &[u32], b: &[u32], op: MergeOp, out: &mut Vec<u32>) {
             out.push(cc);
             cc = 0;
         }
+    }
+}
+
+/// The box of a mask's foreground runs as `rleToBbox` grows it, in its
+/// wrapping `u32` arithmetic: shared by [`Rle::to_bbox`] and the one-pass
+/// mask facts of the IoU code.
+pub(crate) struct RunBox {
+    h: u32,
+    xs: u32,
+    ys: u32,
+    xe: u32,
+    ye: u32,
+}
+
+impl RunBox {
+    /// No run yet, for an (h, w) mask with `h > 0`.
+    pub(crate) fn new(h: u32, w: u32) -> RunBox {
+        RunBox { h, xs: w, ys: h, xe: 0, ye: 0 }
+    }
+
+    /// A foreground run of pixels `start..end` (column-major, `end > start`).
+    #[inline(always)]
+    pub(crate) fn add_run(&mut self, start: u32, end: u32) {
+        let h = self.h;
+        let (y_start, x_start) = (start % h, start / h);
+        let last = end.wrapping_sub(1);
+        let (y_end, x_end) = (last % h, last / h);
+        self.xs = self.xs.min(x_start);
+        self.xe = self.xe.max(x_end);
+        if x_start < x_end {
+            // The run wraps into the next column: the box spans the height.
+            self.ys = 0;
+            self.ye = h - 1;
+        } else {
+            self.ys = self.ys.min(y_start);
+            self.ye = self.ye.max(y_end);
+        }
+    }
+
+    /// `[x, y, width, height]`.
+    pub(crate) fn xywh(&self) -> [f64; 4] {
+        let width = self.xe.wrapping_sub(self.xs).wrapping_add(1);
+        let height = self.ye.wrapping_sub(self.ys).wrapping_add(1);
+        [f64::from(self.xs), f64::from(self.ys), f64::from(width), f64::from(height)]
     }
 }
 
