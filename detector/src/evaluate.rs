@@ -64,6 +64,21 @@ pub struct EvalReport {
     pub detections: usize,
     /// Inference images per second (model and post-processing, not the evaluator).
     pub img_s: f64,
+    /// Validation images that could not be read and were skipped, summarised
+    /// for a warning (`None`: all were read).
+    pub skipped_images: Option<String>,
+}
+
+/// What [`predict_split`] returns.
+#[derive(Debug, Clone)]
+pub struct Predictions {
+    /// The detections in COCO result form.
+    pub results: Vec<DetectionResult>,
+    /// Inference images per second.
+    pub img_s: f64,
+    /// Images that could not be read and were skipped, summarised for a
+    /// warning (`None`: all were read); the caller decides how to report it.
+    pub skipped_images: Option<String>,
 }
 
 /// One image's detections in COCO result form: box (xywh) and mask (RLE)
@@ -104,11 +119,12 @@ pub fn to_coco_results(sample: &DetectionSample, det: &Detections, category_ids:
 
 /// Runs `model` over the split with the test transform and returns its
 /// detections in COCO result form (each with `bbox` and `segmentation`, as
-/// detectron2 writes them) and the inference images per second.
+/// detectron2 writes them), the inference images per second and the images
+/// it had to skip.
 ///
 /// # Errors
 /// Unreadable images or a failing tensor operation.
-pub fn predict_split(model: &ViTDet, split: &EvalSplit, input_size: usize, batch_size: usize, device: &Device) -> Result<(Vec<DetectionResult>, f64)> {
+pub fn predict_split(model: &ViTDet, split: &EvalSplit, input_size: usize, batch_size: usize, device: &Device) -> Result<Predictions> {
     let began = std::time::Instant::now();
     let mut results = Vec::new();
     let mut images = 0;
@@ -126,10 +142,8 @@ pub fn predict_split(model: &ViTDet, split: &EvalSplit, input_size: usize, batch
         }
         images += batch.samples.len();
     }
-    if let Some(skipped) = stream.stats().summary() {
-        eprintln!("warning: {skipped}");
-    }
-    Ok((results, images as f64 / began.elapsed().as_secs_f64().max(1e-9)))
+    let img_s = images as f64 / began.elapsed().as_secs_f64().max(1e-9);
+    Ok(Predictions { results, img_s, skipped_images: stream.stats().summary() })
 }
 
 /// The detections as the evaluator should read them for `iou_type`: boxes
@@ -149,11 +163,18 @@ pub fn results_for(iou_type: IouType, results: &[DetectionResult]) -> Results {
 /// # Errors
 /// Unreadable images, a failing tensor operation, or an evaluator error.
 pub fn evaluate(model: &ViTDet, split: &EvalSplit, input_size: usize, batch_size: usize, device: &Device, results_out: Option<&Path>) -> Result<EvalReport> {
-    let (results, img_s) = predict_split(model, split, input_size, batch_size, device)?;
+    let Predictions { results, img_s, skipped_images } = predict_split(model, split, input_size, batch_size, device)?;
     if let Some(path) = results_out {
         write_results(path, &results)?;
     }
-    Ok(EvalReport { bbox: score(&split.gt, &results, IouType::Bbox)?, segm: score(&split.gt, &results, IouType::Segm)?, images: split.data.len(), detections: results.len(), img_s })
+    Ok(EvalReport {
+        bbox: score(&split.gt, &results, IouType::Bbox)?,
+        segm: score(&split.gt, &results, IouType::Segm)?,
+        images: split.data.len(),
+        detections: results.len(),
+        img_s,
+        skipped_images,
+    })
 }
 
 /// Scores `results` against the split's ground truth. For segm the boxes

@@ -137,8 +137,12 @@ fn run_model(args: &EvalCocoArgs) -> anyhow::Result<()> {
             eprintln!("warning: {}: {line}", files.annotations.display());
         }
     }
-    let (detections, img_s) = predict_split(&trained.model, &split, trained.config.input_size(), args.batch, &device)?;
-    eprintln!("{} detections on {} images ({img_s:.2} images/s)", detections.len(), split.data.len());
+    let predictions = predict_split(&trained.model, &split, trained.config.input_size(), args.batch, &device)?;
+    if let Some(skipped) = &predictions.skipped_images {
+        eprintln!("warning: {}: {skipped}", files.images.display());
+    }
+    let detections = predictions.results;
+    eprintln!("{} detections on {} images ({:.2} images/s)", detections.len(), split.data.len(), predictions.img_s);
     if let Some(out) = &args.out {
         coco::results::write_results(out, &detections)?;
         eprintln!("results: {}", out.display());

@@ -136,6 +136,9 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
         eprintln!("warning: training data: {skipped}");
     }
     if let Some(report) = &summary.eval {
+        if let Some(skipped) = &report.skipped_images {
+            eprintln!("warning: validation data: {skipped}");
+        }
         println!("{}", super::eval_coco::format_report(report));
         println!("inference: {:.2} images/s on {} validation images", report.img_s, report.images);
     }

@@ -94,7 +94,8 @@ mod tests {
         let y = layer_norm(&x, &w, &b, 0.0).unwrap().to_vec2::<f64>().unwrap();
         // mean 3, biased var (4+1+0+9)/4 = 3.5
         let s = 3.5f64.sqrt();
-        let expected = [-2.0 / s, 2.0 * -1.0 / s, 0.0, 3.0 / s + 10.0];
+        // Normalised [-2, -1, 0, 3] / s, then weight [1, 2, 1, 1] and bias.
+        let expected = [-2.0 / s, 2.0 * (-1.0 / s), 0.0, 3.0 / s + 10.0];
         for (a, e) in y[0].iter().zip(expected) {
             assert!((a - e).abs() < 1e-14, "{a} vs {e}");
         }
