@@ -10,8 +10,9 @@ use backbone::{ForwardOptions, VitConfig};
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 
-/// The bar for agreement with PyTorch, as max |a - b| / max |b| per tensor.
-const REL_TOL: f64 = 1e-4;
+mod common;
+use common::assert_close;
+
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/vit").join(name)
@@ -24,18 +25,6 @@ fn arch() -> VitConfig {
 
 fn reference(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture(&format!("{name}_io.safetensors")), &Device::Cpu).unwrap()
-}
-
-fn rel_err(got: &Tensor, want: &Tensor) -> f64 {
-    assert_eq!(got.dims(), want.dims(), "shape");
-    let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_vec0::<f32>().unwrap();
-    let scale = want.abs().unwrap().max_all().unwrap().to_vec0::<f32>().unwrap();
-    f64::from(diff) / f64::from(scale).max(1e-12)
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    let e = rel_err(got, want);
-    assert!(e <= REL_TOL, "{what}: relative error {e:.3e} > {REL_TOL:e}");
 }
 
 fn rng() -> rand_chacha::ChaCha8Rng {

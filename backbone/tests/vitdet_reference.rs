@@ -14,9 +14,9 @@ use backbone::vitdet::{load_vitdet_backbone, BackboneInit, BackboneWeights, Load
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 
-/// Agreement with PyTorch, as max |a - b| / max |b| per tensor (f32 against
-/// an f64 reference; the same bar as the timm fixtures).
-const REL_TOL: f64 = 1e-4;
+mod common;
+use common::{assert_close, rel_err};
+
 /// Where the detector puts the backbone's variables.
 const PREFIX: &str = "backbone.net";
 
@@ -47,18 +47,6 @@ fn load_as(spec: &str, search: &WeightSearch, windowed: &WindowedConfig) -> back
     let weights = BackboneWeights { spec, arch_name: "test", arch: &arch(), search, seed: 3 };
     let loaded = load_vitdet_backbone(&weights, windowed, &varmap, PREFIX, &Device::Cpu)?;
     Ok((loaded, varmap))
-}
-
-fn rel_err(got: &Tensor, want: &Tensor) -> f64 {
-    assert_eq!(got.dims(), want.dims(), "shape");
-    let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_vec0::<f32>().unwrap();
-    let scale = want.abs().unwrap().max_all().unwrap().to_vec0::<f32>().unwrap();
-    f64::from(diff) / f64::from(scale).max(1e-12)
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    let e = rel_err(got, want);
-    assert!(e <= REL_TOL, "{what}: relative error {e:.3e} > {REL_TOL:e}");
 }
 
 fn no_rng() -> rand::rngs::mock::StepRng {
