@@ -13,7 +13,6 @@ use rand::SeedableRng;
 mod common;
 use common::assert_close;
 
-
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/vit").join(name)
 }
