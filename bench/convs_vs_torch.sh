@@ -8,6 +8,9 @@
 #   VITDET_BIN=path/to/vitdet  skips the build and times that binary instead.
 #   ROUNDS=N (default 3)       runs vitdet and PyTorch in turn N times, so both
 #                              see the same mix of load on a shared machine.
+#   CHANNELS=C SIZES=a,b,..    the workload's channels and map sides (default
+#                              256 and 64,32,16,8; a mask head's ROIs: BATCH=24
+#                              CHANNELS=128 SIZES=28,14).
 #   COMPOSED=1                 also runs `vitdet bench convs --composed`
 #                              (candle's primitives, the "before") each round.
 set -euo pipefail
@@ -16,17 +19,18 @@ iters=${2:-5}
 python=${3:-$HOME/.venvs/fx/bin/python}
 rounds=${ROUNDS:-3}
 composed=${COMPOSED:-0}
+shape=(--channels "${CHANNELS:-256}" --sizes "${SIZES:-64,32,16,8}")
 source "$(dirname "$0")/common.sh"
 results=()
 for round in $(seq "$rounds"); do
     echo "round $round (load $(cut -d' ' -f1-3 /proc/loadavg))"
-    ours=$(RAYON_NUM_THREADS=$threads "$bin" bench convs --batch "$batch" --iters "$iters")
+    ours=$(RAYON_NUM_THREADS=$threads "$bin" bench convs --batch "$batch" --iters "$iters" "${shape[@]}")
     echo "vitdet:          $ours"
-    theirs=$("$python" bench/torch_convs.py --batch "$batch" --iters "$iters" --threads "$threads")
+    theirs=$("$python" bench/torch_convs.py --batch "$batch" --iters "$iters" --threads "$threads" "${shape[@]}")
     echo "pytorch:         $theirs"
     before=null
     if [ "$composed" = 1 ]; then
-        before=$(RAYON_NUM_THREADS=$threads "$bin" bench convs --batch "$batch" --iters "$iters" --composed)
+        before=$(RAYON_NUM_THREADS=$threads "$bin" bench convs --batch "$batch" --iters "$iters" "${shape[@]}" --composed)
         echo "vitdet composed: $before"
     fi
     results+=("$ours" "$theirs" "$before")

@@ -3,9 +3,10 @@ in fp32 eager mode on the CPU, cell by cell, with the same workload, timing
 rule and JSON keys as `engine/src/bench_convs.rs`.
 
     python bench/torch_convs.py --batch 2 --iters 5 --threads 2
+    python bench/torch_convs.py --batch 24 --channels 128 --sizes 28,14   # a mask head's ROIs
 
-Workload: batch B of 256-channel maps at 64x64, 32x32, 16x16 and 8x8 (the
-P2..P5 maps of a 256 px image). On each map: Conv2d 3x3 pad 1 without bias,
+Workload: batch B of C-channel maps (default 256) at sides S (default 64x64,
+32x32, 16x16 and 8x8, the P2..P5 maps of a 256 px image). On each map: Conv2d 3x3 pad 1 without bias,
 Conv2d 1x1 without bias, and ConvTranspose2d k2 s2 with bias from the
 half-size map; plus MaxPool2d 2x2 on the 64x64 map, kept out of the totals.
 Forward is under torch.no_grad(); forward + backward is y.sum(), then
@@ -20,8 +21,6 @@ import time
 import torch
 import torch.nn.functional as F
 
-CHANNELS = 256
-SIZES = [64, 32, 16, 8]
 CONVS = ["conv3x3", "conv1x1", "deconv2x2"]
 
 
@@ -29,8 +28,7 @@ def uniform(shape, scale):
     return (torch.rand(shape) * 2 - 1) * scale
 
 
-def cell_inputs(cell, side, batch):
-    c = CHANNELS
+def cell_inputs(cell, side, batch, c):
     x_side = side // 2 if cell == "deconv2x2" else side
     x = uniform((batch, c, x_side, x_side), 1.0)
     if cell == "conv3x3":
@@ -63,8 +61,8 @@ def median_ms(iters, step):
     return statistics.median(times)
 
 
-def time_cell(cell, side, batch, iters):
-    x, w, b = cell_inputs(cell, side, batch)
+def time_cell(cell, side, batch, channels, iters):
+    x, w, b = cell_inputs(cell, side, batch, channels)
 
     def forward():
         with torch.no_grad():
@@ -86,20 +84,22 @@ def main():
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--channels", type=int, default=256)
+    p.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[64, 32, 16, 8])
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     fwd_by_op, train_by_op = {}, {}
-    for side in SIZES:
+    for side in a.sizes:
         for cell in CONVS:
-            f, t = time_cell(cell, side, a.batch, a.iters)
+            f, t = time_cell(cell, side, a.batch, a.channels, a.iters)
             fwd_by_op[f"{cell}@{side}"], train_by_op[f"{cell}@{side}"] = f, t
-    f, t = time_cell("maxpool2x2", SIZES[0], a.batch, a.iters)
-    fwd_by_op[f"maxpool2x2@{SIZES[0]}"], train_by_op[f"maxpool2x2@{SIZES[0]}"] = f, t
+    f, t = time_cell("maxpool2x2", a.sizes[0], a.batch, a.channels, a.iters)
+    fwd_by_op[f"maxpool2x2@{a.sizes[0]}"], train_by_op[f"maxpool2x2@{a.sizes[0]}"] = f, t
     convs = [k for k in train_by_op if not k.startswith("maxpool")]
     print(json.dumps({
-        "workload": f"torch pyramid convs: conv3x3 pad 1 + conv1x1 (no bias) + deconv k2 s2 (bias) at {SIZES}, {CHANNELS} channels",
-        "kernels": "torch", "device": "cpu", "threads": a.threads, "batch": a.batch, "channels": CHANNELS,
+        "workload": f"torch pyramid convs: conv3x3 pad 1 + conv1x1 (no bias) + deconv k2 s2 (bias) at {a.sizes}, {a.channels} channels",
+        "kernels": "torch", "device": "cpu", "threads": a.threads, "batch": a.batch, "channels": a.channels,
         "iters": a.iters,
         "forward_ms": sum(fwd_by_op[k] for k in convs), "train_ms": sum(train_by_op[k] for k in convs),
         "forward_ms_by_op": fwd_by_op, "train_ms_by_op": train_by_op,

@@ -2,7 +2,9 @@
 //! im2col and GEMM per image and block of output rows, with a backward
 //! computing the input gradient as the correlation of dY with the flipped
 //! kernel (im2col + GEMM again) and the weight and bias gradients in one
-//! pass (dW = Σ dY im2col(X)^T, db = Σ dY).
+//! pass (dW = Σ dY im2col(X)^T, db = Σ dY). A batch of small maps (the
+//! mask head's ROIs) runs whole images on each thread instead of splitting
+//! every image's GEMM over the threads.
 //!
 //! Why: candle 0.11.1's CPU conv2d backward runs the input gradient through
 //! its `conv_transpose2d` loop and the weight gradient through a conv2d with
@@ -109,44 +111,56 @@ impl Correlation {
 
     /// The columns of output rows `y0..y1` of the source's im2col matrix, a
     /// (K, (y1 - y0) Q) matrix: a view of the source when pointwise, else
-    /// written into `scratch`.
-    fn columns<'a, T: Real>(&self, src: &'a [T], y0: usize, y1: usize, scratch: &'a mut Vec<T>) -> MatRef<'a, T> {
+    /// written into `scratch` (by all threads when `parallel`).
+    fn columns<'a, T: Real>(&self, src: &'a [T], y0: usize, y1: usize, scratch: &'a mut Vec<T>, parallel: bool) -> MatRef<'a, T> {
         let width = (y1 - y0) * self.q;
         if self.is_pointwise() {
             return MatRef { data: &src[y0 * self.q..], rs: self.p * self.q, cs: 1 };
         }
         scratch.resize(self.k() * width, T::zero());
-        self.im2col(src, y0, y1, scratch);
+        let width = width.max(1);
+        if parallel {
+            let rows_per_task = (MIN_ELEMS_PER_TASK / width).max(1);
+            scratch.par_chunks_mut(width).with_min_len(rows_per_task).enumerate().for_each(|(row, out)| self.im2col_row(src, y0, y1, row, out));
+        } else {
+            scratch.chunks_mut(width).enumerate().for_each(|(row, out)| self.im2col_row(src, y0, y1, row, out));
+        }
         MatRef { data: scratch, rs: width, cs: 1 }
     }
 
-    /// Output rows `y0..y1` of the im2col matrix:
-    /// `cols[(c, ky, kx), (y - y0, x)] = src[c, y + ky - pad_h, x + kx - pad_w]`,
-    /// zero where that falls outside the source.
-    fn im2col<T: Real>(&self, src: &[T], y0: usize, y1: usize, cols: &mut [T]) {
+    /// Row `row` = (c, ky, kx) of the im2col matrix of output rows `y0..y1`:
+    /// `out[(y - y0, x)] = src[c, y + ky - pad_h, x + kx - pad_w]`, zero
+    /// where that falls outside the source.
+    fn im2col_row<T: Real>(&self, src: &[T], y0: usize, y1: usize, row: usize, out: &mut [T]) {
         let Self { h, w, kh, kw, pad_h, pad_w, q, .. } = *self;
-        let width = (y1 - y0) * q;
-        let rows_per_task = (MIN_ELEMS_PER_TASK / width.max(1)).max(1);
-        cols.par_chunks_mut(width.max(1)).with_min_len(rows_per_task).enumerate().for_each(|(row, out)| {
-            let (ci, ky, kx) = (row / (kh * kw), (row / kw) % kh, row % kw);
-            let plane = &src[ci * h * w..(ci + 1) * h * w];
-            // Output column x reads source column x + dx; the valid ones are
-            // [lo, hi).
-            let dx = kx as isize - pad_w;
-            let lo = (-dx).clamp(0, q as isize) as usize;
-            let hi = (w as isize - dx).clamp(lo as isize, q as isize) as usize;
-            for (y, line) in (y0..y1).zip(out.chunks_mut(q.max(1))) {
-                let sy = y as isize + ky as isize - pad_h;
-                if sy < 0 || sy >= h as isize {
-                    line.fill(T::zero());
-                    continue;
-                }
-                line[..lo].fill(T::zero());
-                line[hi..].fill(T::zero());
-                let start = sy as usize * w + (lo as isize + dx) as usize;
-                line[lo..hi].copy_from_slice(&plane[start..start + (hi - lo)]);
+        let (ci, ky, kx) = (row / (kh * kw), (row / kw) % kh, row % kw);
+        let plane = &src[ci * h * w..(ci + 1) * h * w];
+        // Output column x reads source column x + dx; the valid ones are
+        // [lo, hi).
+        let dx = kx as isize - pad_w;
+        let lo = (-dx).clamp(0, q as isize) as usize;
+        let hi = (w as isize - dx).clamp(lo as isize, q as isize) as usize;
+        for (y, line) in (y0..y1).zip(out.chunks_mut(q.max(1))) {
+            let sy = y as isize + ky as isize - pad_h;
+            if sy < 0 || sy >= h as isize {
+                line.fill(T::zero());
+                continue;
             }
-        });
+            line[..lo].fill(T::zero());
+            line[hi..].fill(T::zero());
+            let start = sy as usize * w + (lo as isize + dx) as usize;
+            line[lo..hi].copy_from_slice(&plane[start..start + (hi - lo)]);
+        }
+    }
+
+    /// Whether a batch of `images` runs one image per thread (each image's
+    /// im2col and GEMM on one core) rather than image after image with every
+    /// GEMM split over the threads. Small maps (a mask head's 14x14 ROIs)
+    /// leave a split GEMM too little work per thread; whole images per
+    /// thread need the images to share out evenly.
+    fn images_in_parallel(images: usize) -> bool {
+        let t = threads();
+        t > 1 && images >= t && (images.is_multiple_of(t) || images >= 4 * t)
     }
 
     /// For each of the `images` sources stacked in `src`, writes
@@ -165,17 +179,51 @@ impl Correlation {
         if let Some(bias) = bias {
             dst.par_chunks_mut(pq.max(1)).enumerate().for_each(|(i, out)| out.fill(bias[i % o]));
         }
-        let mut scratch = Vec::new();
-        let block = self.rows_per_block();
-        for (src_n, dst_n) in src.chunks(src_len.max(1)).zip(dst.chunks_mut((o * pq).max(1))) {
-            for y0 in (0..self.p).step_by(block) {
-                let y1 = (y0 + block).min(self.p);
-                let cols = self.columns(src_n, y0, y1, &mut scratch);
-                let width = (y1 - y0) * self.q;
-                gemm(o, width, self.k(), &mut dst_n[y0 * self.q..], pq, kernel, cols, T::one(), bias.is_some(), threads())?;
+        let accumulate = bias.is_some();
+        let (src_chunk, dst_chunk) = (src_len.max(1), (o * pq).max(1));
+        if Self::images_in_parallel(images) {
+            dst.par_chunks_mut(dst_chunk)
+                .zip(src.par_chunks(src_chunk))
+                .with_min_len(images.div_ceil(threads()))
+                .try_for_each_init(Vec::new, |scratch, (dst_n, src_n)| self.apply_to_image(src_n, dst_n, kernel, o, accumulate, 1, scratch))?;
+        } else {
+            let mut scratch = Vec::new();
+            for (src_n, dst_n) in src.chunks(src_chunk).zip(dst.chunks_mut(dst_chunk)) {
+                self.apply_to_image(src_n, dst_n, kernel, o, accumulate, threads(), &mut scratch)?;
             }
         }
         Ok(dst)
+    }
+
+    /// One image: `dst_n (O, P Q) (+)= kernel (O, K) @ im2col(src_n)`, one
+    /// block of output rows at a time, on `par` threads.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_to_image<T: Real>(&self, src_n: &[T], dst_n: &mut [T], kernel: MatRef<'_, T>, o: usize, accumulate: bool, par: usize, scratch: &mut Vec<T>) -> Result<()> {
+        let pq = self.p * self.q;
+        let block = self.rows_per_block();
+        for y0 in (0..self.p).step_by(block) {
+            let y1 = (y0 + block).min(self.p);
+            let cols = self.columns(src_n, y0, y1, scratch, par > 1);
+            let width = (y1 - y0) * self.q;
+            gemm(o, width, self.k(), &mut dst_n[y0 * self.q..], pq, kernel, cols, T::one(), accumulate, par)?;
+        }
+        Ok(())
+    }
+
+    /// One image's share of a weight gradient: `dw (O, K) (+)= dY_n (O, P Q)
+    /// @ im2col(X_n)^T`, one block of output rows at a time, on `par` threads.
+    #[allow(clippy::too_many_arguments)]
+    fn weight_gradient_of_image<T: Real>(&self, x_n: &[T], g_n: &[T], o: usize, dw: &mut [T], accumulate: bool, par: usize, scratch: &mut Vec<T>) -> Result<()> {
+        let (k, q, pq) = (self.k(), self.q, self.p * self.q);
+        let block = self.rows_per_block();
+        for (b, y0) in (0..self.p).step_by(block).enumerate() {
+            let y1 = (y0 + block).min(self.p);
+            let cols = self.columns(x_n, y0, y1, scratch, par > 1);
+            // (O, width) @ (width, K): im2col^T's element (j, r) is im2col's (r, j).
+            let lhs = MatRef { data: &g_n[y0 * q..], rs: pq, cs: 1 };
+            gemm(o, k, (y1 - y0) * q, dw, k, lhs, MatRef { data: cols.data, rs: cols.cs, cs: cols.rs }, T::one(), accumulate || b > 0, par)?;
+        }
+        Ok(())
     }
 }
 
@@ -331,17 +379,33 @@ impl Conv2dBwdParams {
         let db_len = if self.with_bias { o } else { 0 };
         let mut packed = vec![T::zero(); o * k + db_len];
         let (dw, db) = packed.split_at_mut(o * k);
-        let mut scratch = Vec::new();
-        let block = corr.rows_per_block();
-        let mut first = true;
-        for (x_n, g_n) in xs.chunks((c * h * w).max(1)).zip(gs.chunks((o * pq).max(1))) {
-            for y0 in (0..p).step_by(block) {
-                let y1 = (y0 + block).min(p);
-                let cols = corr.columns(x_n, y0, y1, &mut scratch);
-                // (O, width) @ (width, K): im2col^T's element (j, r) is im2col's (r, j).
-                let lhs = MatRef { data: &g_n[y0 * q..], rs: pq, cs: 1 };
-                gemm(o, k, (y1 - y0) * q, dw, k, lhs, MatRef { data: cols.data, rs: cols.cs, cs: cols.rs }, T::one(), !first, threads())?;
-                first = false;
+        let (x_chunk, g_chunk) = ((c * h * w).max(1), (o * pq).max(1));
+        if Correlation::images_in_parallel(n) {
+            // One partial dW per thread, summed at the end.
+            let per_thread = n.div_ceil(threads());
+            let partial = xs
+                .par_chunks(x_chunk)
+                .zip(gs.par_chunks(g_chunk))
+                .with_min_len(per_thread)
+                .try_fold(
+                    || (vec![T::zero(); o * k], Vec::new()),
+                    |(mut acc, mut scratch), (x_n, g_n)| -> Result<_> {
+                        corr.weight_gradient_of_image(x_n, g_n, o, &mut acc, true, 1, &mut scratch)?;
+                        Ok((acc, scratch))
+                    },
+                )
+                .map(|r| r.map(|(acc, _)| acc))
+                .try_reduce_with(|mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
+                    Ok(a)
+                });
+            if let Some(sum) = partial.transpose()? {
+                dw.copy_from_slice(&sum);
+            }
+        } else {
+            let mut scratch = Vec::new();
+            for (i, (x_n, g_n)) in xs.chunks(x_chunk).zip(gs.chunks(g_chunk)).enumerate() {
+                corr.weight_gradient_of_image(x_n, g_n, o, dw, i > 0, threads(), &mut scratch)?;
             }
         }
         if self.with_bias {

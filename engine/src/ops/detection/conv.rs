@@ -210,6 +210,19 @@ mod tests {
     }
 
     #[test]
+    fn conv2d_fused_matches_composed_with_images_in_parallel_or_in_turn() {
+        // On two threads, 2 and 8 images run one image per thread (the weight
+        // gradient summed over per-thread partials), 1 and 3 one after another.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        pool.install(|| {
+            for (images, seed) in [(1, 20), (2, 23), (3, 26), (8, 29)] {
+                let inputs = [random_tensor(&[images, 6, 7, 5], seed), random_tensor(&[4, 6, 3, 3], seed + 1), random_tensor(&[4], seed + 2)];
+                assert_matches_composed(&inputs, |t| conv2d(&t[0], &t[1], Some(&t[2]), 1), |t| composed::conv2d(&t[0], &t[1], Some(&t[2]), 1), 1e-5, 1e-12);
+            }
+        });
+    }
+
+    #[test]
     fn conv2d_gradient_matches_finite_differences() {
         for (k, pad) in KERNEL_PADDINGS {
             let inputs = [random_tensor(&[2, 2, 5, 7], 7), random_tensor(&[3, 2, k, k], 8), random_tensor(&[3], 9)];

@@ -1,0 +1,190 @@
+"""PyTorch side of `vitdet bench vitdet` for the CPU demo recipe
+(configs/vitdet_tiny_shapes.toml): the same detector built from timm and
+torchvision, timed with the same workload and printing the same JSON keys.
+
+    python bench/torch_vitdet.py --batch 4 --iters 10 --threads 2 --classes 5
+
+The model follows the recipe's sizes: ViT-Tiny (patch 16, 12 heads, global
+attention) at 128 px; a simple feature pyramid (2x2 transposed convolutions,
+channels-first LayerNorm and GELU up to stride 4, max-pool to stride 32, then
+1x1 and 3x3 convolutions without bias, each followed by LayerNorm, 128
+channels; P6 by stride-2 subsampling of P5); torchvision's Mask R-CNN heads
+with anchors 8..128 px and ratios 0.5/1/2, an RPN with two 3x3 convolutions
+sampling 64 anchors an image, pre/post-NMS top-k 1000/500 (train) and
+500/200 (test), RoIAlign with adaptive sampling, a 2 x fc 512 box head on 128
+sampled ROIs at 0.25 positives, and a mask head of two 3x3 convolutions of 128
+channels on 14x14 pools with a 2x2 transposed convolution to 28x28.
+Differences from vitdet's model: no relative position terms in the backbone
+(timm's ViT has none), and torchvision's inference pastes the masks into the
+image, which `vitdet bench vitdet` leaves out.
+
+Workload: random pixels in [-2, 2), three random boxes an image (1/8 to 1/2
+of the side) with their rectangles as masks, as `detector/src/bench.rs`.
+A training step is forward, the five losses, backward and AdamW; inference
+is the model in eval mode under no_grad. Each phase runs once untimed, then
+`iters` times.
+"""
+import argparse
+import json
+import resource
+import time
+from collections import OrderedDict
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.rpn import RPNHead
+from torchvision.ops import MultiScaleRoIAlign
+
+SIZE = 128
+CHANNELS = 128
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of an NCHW map."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.norm = nn.LayerNorm(c, eps=1e-6)
+
+    def forward(self, x):
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class SimpleFeaturePyramid(nn.Module):
+    """ViTDet's pyramid from the stride-16 token map: P2..P5, then P6."""
+
+    def __init__(self, vit, dim=192, out=CHANNELS):
+        super().__init__()
+        self.vit = vit
+        self.out_channels = out
+        self.scales = nn.ModuleList([
+            nn.Sequential(nn.ConvTranspose2d(dim, dim // 2, 2, 2), LayerNorm2d(dim // 2), nn.GELU(),
+                          nn.ConvTranspose2d(dim // 2, dim // 4, 2, 2)),
+            nn.ConvTranspose2d(dim, dim // 2, 2, 2),
+            nn.Identity(),
+            nn.MaxPool2d(2, 2),
+        ])
+        widths = [dim // 4, dim // 2, dim, dim]
+        self.outputs = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(w, out, 1, bias=False), LayerNorm2d(out),
+                          nn.Conv2d(out, out, 3, padding=1, bias=False), LayerNorm2d(out))
+            for w in widths
+        ])
+
+    def forward(self, images):
+        tokens = self.vit.forward_features(images)[:, 1:]
+        b, n, c = tokens.shape
+        side = int(n ** 0.5)
+        x = tokens.transpose(1, 2).reshape(b, c, side, side)
+        maps = [head(scale(x)) for scale, head in zip(self.scales, self.outputs)]
+        maps.append(F.max_pool2d(maps[-1], 1, 2))
+        return OrderedDict((f"p{i + 2}", m) for i, m in enumerate(maps))
+
+
+def build(num_classes):
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=SIZE, num_heads=12, num_classes=0,
+                            global_pool="", pretrained=False)
+    backbone = SimpleFeaturePyramid(vit)
+    anchors = AnchorGenerator(sizes=((8,), (16,), (32,), (64,), (128,)), aspect_ratios=((0.5, 1.0, 2.0),) * 5)
+    levels = ["p2", "p3", "p4", "p5"]
+    return MaskRCNN(
+        backbone,
+        num_classes=None,
+        min_size=SIZE, max_size=SIZE, image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0],
+        rpn_anchor_generator=anchors,
+        rpn_head=RPNHead(CHANNELS, 3, conv_depth=2),
+        rpn_pre_nms_top_n_train=1000, rpn_pre_nms_top_n_test=500,
+        rpn_post_nms_top_n_train=500, rpn_post_nms_top_n_test=200,
+        rpn_batch_size_per_image=64,
+        box_roi_pool=MultiScaleRoIAlign(levels, 7, sampling_ratio=0),
+        box_head=TwoMLPHead(CHANNELS * 49, 512),
+        box_predictor=FastRCNNPredictor(512, num_classes + 1),
+        box_batch_size_per_image=128,
+        mask_roi_pool=MultiScaleRoIAlign(levels, 14, sampling_ratio=0),
+        mask_head=MaskRCNNHeads(CHANNELS, [CHANNELS, CHANNELS], 1),
+        mask_predictor=MaskRCNNPredictor(CHANNELS, CHANNELS, num_classes + 1),
+    )
+
+
+def random_targets(batch, num_classes, gen):
+    targets = []
+    for _ in range(batch):
+        boxes, masks = [], []
+        for _ in range(3):
+            w, h = (SIZE / 8 + torch.rand(2, generator=gen) * (SIZE / 2 - SIZE / 8)).tolist()
+            x, y = (torch.rand(1, generator=gen).item() * (SIZE - w), torch.rand(1, generator=gen).item() * (SIZE - h))
+            boxes.append([x, y, x + w, y + h])
+            m = torch.zeros(SIZE, SIZE, dtype=torch.uint8)
+            m[int(y):int(y + h), int(x):int(x + w)] = 1
+            masks.append(m)
+        labels = torch.randint(1, num_classes + 1, (3,), generator=gen)
+        targets.append({"boxes": torch.tensor(boxes), "labels": labels, "masks": torch.stack(masks)})
+    return targets
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def timed(iters, step):
+    step()
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    return time.perf_counter() - start
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--classes", type=int, default=80)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = build(a.classes)
+    params = sum(p.numel() for p in model.parameters())
+    images = list(torch.rand(a.batch, 3, SIZE, SIZE, generator=gen) * 4 - 2)
+    targets = random_targets(a.batch, a.classes, gen)
+
+    model.eval()
+
+    def infer():
+        with torch.no_grad():
+            model(images)
+
+    infer_s = timed(a.iters, infer)
+    infer_peak = peak_rss_mb()
+
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+
+    def train():
+        opt.zero_grad(set_to_none=True)
+        losses = model(images, targets)
+        sum(losses.values()).backward()
+        opt.step()
+
+    train_s = timed(a.iters, train)
+    train_peak = peak_rss_mb()
+    n = a.batch * a.iters
+    print(json.dumps({
+        "model": "timm ViT-Tiny + torchvision Mask R-CNN (demo sizes)", "size": SIZE, "params": params,
+        "device": "cpu", "threads": a.threads, "batch": a.batch, "iters": a.iters,
+        "train_img_s": n / train_s, "infer_img_s": n / infer_s,
+        "train_peak_rss_mb": train_peak, "infer_peak_rss_mb": infer_peak,
+        "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
+    }))
+
+
+if __name__ == "__main__":
+    main()
