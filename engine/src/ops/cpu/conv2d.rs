@@ -153,14 +153,15 @@ impl Correlation {
         }
     }
 
-    /// Whether a batch of `images` runs one image per thread (each image's
-    /// im2col and GEMM on one core) rather than image after image with every
-    /// GEMM split over the threads. Small maps (a mask head's 14x14 ROIs)
-    /// leave a split GEMM too little work per thread; whole images per
-    /// thread need the images to share out evenly.
-    fn images_in_parallel(images: usize) -> bool {
+    /// Images per thread when a batch of `images` runs whole images on each
+    /// thread (each image's im2col and GEMM on one core), or `None` when it
+    /// runs image after image with every GEMM split over the threads. Small
+    /// maps (a mask head's 14x14 ROIs) leave a split GEMM too little work per
+    /// thread; whole images per thread need the images to share out about
+    /// evenly.
+    fn images_per_thread(images: usize) -> Option<usize> {
         let t = threads();
-        t > 1 && images >= t && (images.is_multiple_of(t) || images >= 4 * t)
+        (t > 1 && images >= t && (images.is_multiple_of(t) || images >= 4 * t)).then(|| images.div_ceil(t))
     }
 
     /// For each of the `images` sources stacked in `src`, writes
@@ -181,11 +182,11 @@ impl Correlation {
         }
         let accumulate = bias.is_some();
         let (src_chunk, dst_chunk) = (src_len.max(1), (o * pq).max(1));
-        if Self::images_in_parallel(images) {
-            dst.par_chunks_mut(dst_chunk)
-                .zip(src.par_chunks(src_chunk))
-                .with_min_len(images.div_ceil(threads()))
-                .try_for_each_init(Vec::new, |scratch, (dst_n, src_n)| self.apply_to_image(src_n, dst_n, kernel, o, accumulate, 1, scratch))?;
+        if let Some(group) = Self::images_per_thread(images) {
+            dst.par_chunks_mut(group * dst_chunk).zip(src.par_chunks(group * src_chunk)).try_for_each(|(dst_g, src_g)| {
+                let mut scratch = Vec::new();
+                src_g.chunks(src_chunk).zip(dst_g.chunks_mut(dst_chunk)).try_for_each(|(src_n, dst_n)| self.apply_to_image(src_n, dst_n, kernel, o, accumulate, 1, &mut scratch))
+            })?;
         } else {
             let mut scratch = Vec::new();
             for (src_n, dst_n) in src.chunks(src_chunk).zip(dst.chunks_mut(dst_chunk)) {
@@ -380,27 +381,17 @@ impl Conv2dBwdParams {
         let mut packed = vec![T::zero(); o * k + db_len];
         let (dw, db) = packed.split_at_mut(o * k);
         let (x_chunk, g_chunk) = ((c * h * w).max(1), (o * pq).max(1));
-        if Correlation::images_in_parallel(n) {
-            // One partial dW per thread, summed at the end.
-            let per_thread = n.div_ceil(threads());
-            let partial = xs
-                .par_chunks(x_chunk)
-                .zip(gs.par_chunks(g_chunk))
-                .with_min_len(per_thread)
-                .try_fold(
-                    || (vec![T::zero(); o * k], Vec::new()),
-                    |(mut acc, mut scratch), (x_n, g_n)| -> Result<_> {
-                        corr.weight_gradient_of_image(x_n, g_n, o, &mut acc, true, 1, &mut scratch)?;
-                        Ok((acc, scratch))
-                    },
-                )
-                .map(|r| r.map(|(acc, _)| acc))
-                .try_reduce_with(|mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
-                    Ok(a)
-                });
-            if let Some(sum) = partial.transpose()? {
-                dw.copy_from_slice(&sum);
+        if let Some(group) = Correlation::images_per_thread(n) {
+            // One partial dW per group of images, added up in group order:
+            // the same sums from run to run, whichever thread ran a group.
+            let dw_len = (o * k).max(1);
+            let mut partial = vec![T::zero(); n.div_ceil(group) * dw_len];
+            partial.par_chunks_mut(dw_len).zip(xs.par_chunks(group * x_chunk)).zip(gs.par_chunks(group * g_chunk)).try_for_each(|((acc, x_g), g_g)| {
+                let mut scratch = Vec::new();
+                x_g.chunks(x_chunk).zip(g_g.chunks(g_chunk)).enumerate().try_for_each(|(i, (x_n, g_n))| corr.weight_gradient_of_image(x_n, g_n, o, acc, i > 0, 1, &mut scratch))
+            })?;
+            for part in partial.chunks(dw_len) {
+                dw.iter_mut().zip(part).for_each(|(d, p)| *d += *p);
             }
         } else {
             let mut scratch = Vec::new();

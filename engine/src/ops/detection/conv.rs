@@ -211,11 +211,12 @@ mod tests {
 
     #[test]
     fn conv2d_fused_matches_composed_with_images_in_parallel_or_in_turn() {
-        // On two threads, 2 and 8 images run one image per thread (the weight
-        // gradient summed over per-thread partials), 1 and 3 one after another.
+        // On two threads, 2, 8 and 9 images run in two groups of whole images
+        // (the weight gradient summed over per-group partials), 1 and 3 one
+        // image after another.
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         pool.install(|| {
-            for (images, seed) in [(1, 20), (2, 23), (3, 26), (8, 29)] {
+            for (images, seed) in [(1, 20), (2, 23), (3, 26), (8, 29), (9, 32)] {
                 let inputs = [random_tensor(&[images, 6, 7, 5], seed), random_tensor(&[4, 6, 3, 3], seed + 1), random_tensor(&[4], seed + 2)];
                 assert_matches_composed(&inputs, |t| conv2d(&t[0], &t[1], Some(&t[2]), 1), |t| composed::conv2d(&t[0], &t[1], Some(&t[2]), 1), 1e-5, 1e-12);
             }
