@@ -9,7 +9,7 @@ attention) at 128 px; a simple feature pyramid (2x2 transposed convolutions,
 channels-first LayerNorm and GELU up to stride 4, max-pool to stride 32, then
 1x1 and 3x3 convolutions without bias, each followed by LayerNorm, 128
 channels; P6 by stride-2 subsampling of P5); torchvision's Mask R-CNN heads
-with anchors 8..128 px and ratios 0.5/1/2, an RPN with two 3x3 convolutions
+with anchors 8..128 px and ratios 0.5/1/2, an RPN with one 3x3 convolution
 sampling 64 anchors an image, pre/post-NMS top-k 1000/500 (train) and
 500/200 (test), RoIAlign with adaptive sampling, a 2 x fc 512 box head on 128
 sampled ROIs at 0.25 positives, and a mask head of two 3x3 convolutions of 128
@@ -99,7 +99,7 @@ def build(num_classes):
         num_classes=None,
         min_size=SIZE, max_size=SIZE, image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0],
         rpn_anchor_generator=anchors,
-        rpn_head=RPNHead(CHANNELS, 3, conv_depth=2),
+        rpn_head=RPNHead(CHANNELS, 3, conv_depth=1),
         rpn_pre_nms_top_n_train=1000, rpn_pre_nms_top_n_test=500,
         rpn_post_nms_top_n_train=500, rpn_post_nms_top_n_test=200,
         rpn_batch_size_per_image=64,

@@ -26,6 +26,11 @@ use crate::sampling::subsample_labels;
 use crate::structures::instances::{Detections, GroundTruth};
 use crate::{Boxes, Result};
 
+/// Boxes per mask-head pass at inference: 32 boxes' 28x28 maps of 256
+/// channels (26 MB) stay under the allocator's 32 MiB mmap threshold
+/// (`src/main.rs`), so their memory is reused from pass to pass.
+const MASK_INFERENCE_CHUNK: usize = 32;
+
 /// The ROI heads' settings. Defaults are ViTDet's (detectron2
 /// `mask_rcnn_vitdet.py`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -298,9 +303,17 @@ impl RoiHeads {
         if total == 0 {
             return Ok(());
         }
-        let logits = self.mask_head.forward(&self.mask_pooler.forward(features, &boxes)?)?;
+        let pooled = self.mask_pooler.forward(features, &boxes)?;
         let classes: Vec<usize> = detections.iter().flat_map(|d| d.classes.iter().copied()).collect();
-        let probs = candle_nn::ops::sigmoid(&select_class_maps(&logits, &classes)?)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        // The head runs on chunks of boxes: its 28x28 maps of 100 boxes an
+        // image would otherwise take hundreds of MB, fresh pages every batch.
+        let mut probs = Vec::with_capacity(total * self.mask_size() * self.mask_size());
+        for start in (0..total).step_by(MASK_INFERENCE_CHUNK) {
+            let len = MASK_INFERENCE_CHUNK.min(total - start);
+            let logits = self.mask_head.forward(&pooled.narrow(0, start, len)?)?;
+            let picked = select_class_maps(&logits, &classes[start..start + len])?;
+            probs.extend(candle_nn::ops::sigmoid(&picked)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+        }
         let m = self.mask_size() * self.mask_size();
         let mut start = 0;
         for d in detections.iter_mut() {
