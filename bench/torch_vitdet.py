@@ -22,12 +22,11 @@ Workload: random pixels in [-2, 2), three random boxes an image (1/8 to 1/2
 of the side) with their rectangles as masks, as `detector/src/bench.rs`.
 A training step is forward, the five losses, backward and AdamW; inference
 is the model in eval mode under no_grad. Each phase runs once untimed, then
-`iters` times.
+`iters` times. Peak memory as bench/torch_vit.py measures it (VmHWM, reset
+before each phase).
 """
 import argparse
 import json
-import resource
-import time
 from collections import OrderedDict
 
 import timm
@@ -41,6 +40,8 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
+
+from torch_vit import peak_rss_mb, reset_peak_rss, timed
 
 SIZE = 128
 CHANNELS = 128
@@ -129,18 +130,6 @@ def random_targets(batch, num_classes, gen):
     return targets
 
 
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def timed(iters, step):
-    step()
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    return time.perf_counter() - start
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=4)
@@ -157,6 +146,7 @@ def main():
     targets = random_targets(a.batch, a.classes, gen)
 
     model.eval()
+    reset_peak_rss()
 
     def infer():
         with torch.no_grad():
@@ -167,6 +157,7 @@ def main():
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    reset_peak_rss()
 
     def train():
         opt.zero_grad(set_to_none=True)
