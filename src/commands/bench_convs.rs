@@ -1,5 +1,5 @@
 //! `vitdet bench convs`: the ViTDet pyramid's convolution work (3x3, 1x1 and
-//! stride-2 transposed convolutions at 256 channels over 64x64..8x8 maps),
+//! stride-2 transposed convolutions, by default at 256 channels over 64x64..8x8 maps),
 //! forward and forward + backward, through the op layer
 //! (`engine::bench_convs`).
 

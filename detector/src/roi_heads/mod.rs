@@ -307,14 +307,14 @@ impl RoiHeads {
         let classes: Vec<usize> = detections.iter().flat_map(|d| d.classes.iter().copied()).collect();
         // The head runs on chunks of boxes: its 28x28 maps of 100 boxes an
         // image would otherwise take hundreds of MB, fresh pages every batch.
-        let mut probs = Vec::with_capacity(total * self.mask_size() * self.mask_size());
+        let m = self.mask_size() * self.mask_size();
+        let mut probs = Vec::with_capacity(total * m);
         for start in (0..total).step_by(MASK_INFERENCE_CHUNK) {
             let len = MASK_INFERENCE_CHUNK.min(total - start);
             let logits = self.mask_head.forward(&pooled.narrow(0, start, len)?)?;
             let picked = select_class_maps(&logits, &classes[start..start + len])?;
             probs.extend(candle_nn::ops::sigmoid(&picked)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
         }
-        let m = self.mask_size() * self.mask_size();
         let mut start = 0;
         for d in detections.iter_mut() {
             d.masks = probs[start * m..(start + d.len()) * m].to_vec();
