@@ -57,4 +57,33 @@ fn user_mistakes_exit_two_and_name_the_flag() {
     let out = vitdet(&["data", "shapes", "--out", dir.to_str().unwrap(), "--train", "0", "--val", "0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--train"));
+
+    for (flags, needle) in [
+        (&["--crowd", "2"][..], "--crowd 2 is outside"),
+        (&["--min-visible", "0"][..], "--min-visible 0 is outside"),
+        (&["--sides", "8,300"][..], "--sides [8, 300]"),
+        (&["--objects", "3"][..], "--objects takes two"),
+        (&["--categories", "circle,blob"][..], "unknown kind \"blob\""),
+    ] {
+        let out = vitdet(&[&["data", "shapes", "--out", dir.to_str().unwrap()][..], flags].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(needle), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn scene_flags_choose_kinds_and_drop_crowds() {
+    let dir = scratch("cli_shapes_scene");
+    let out = vitdet(&[
+        "data", "shapes", "--out", dir.to_str().unwrap(), "--train", "8", "--val", "0", "--size", "128",
+        "--categories", "circle,star", "--objects", "1,6", "--sides", "8,64", "--crowd", "0", "--min-visible", "0.45",
+    ]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(0 crowd)"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("annotations/instances_train.json")).unwrap()).unwrap();
+    let names: Vec<&str> = json["categories"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["circle", "star"]);
+    assert_eq!(json["info"]["scene"]["sides"], serde_json::json!([8.0, 64.0]));
 }

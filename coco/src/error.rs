@@ -249,10 +249,13 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// Shapes-dataset parameters out of range.
-    #[error("invalid shapes dataset settings: {reason}")]
+    /// A shapes-dataset setting out of range.
+    #[error("invalid shapes dataset setting {field}: {reason}")]
     ShapesConfig {
-        /// What is wrong.
+        /// The [`crate::shapes::ShapesConfig`] / [`crate::shapes::SceneParams`]
+        /// field, e.g. `"sides"`.
+        field: &'static str,
+        /// What is wrong and what was expected.
         reason: String,
     },
     /// An image could not be encoded or written.

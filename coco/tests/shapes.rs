@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use coco::mask::segmentation_to_rle;
 use coco::shapes::background::{spread, BACKGROUND_MAX_SPREAD, SHAPE_MIN_SPREAD};
-use coco::shapes::{area_thresholds, generate, ShapeKind, ShapesConfig, ShapesTask};
+use coco::shapes::{area_thresholds, generate, SceneParams, ShapeKind, ShapesConfig, ShapesTask};
 use coco::types::{InstancesFile, Segmentation};
 
 /// A fresh, empty directory under the target dir for one test.
@@ -24,7 +24,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn small_cfg(seed: u64) -> ShapesConfig {
-    ShapesConfig { train: 24, val: 8, size: 256, seed, task: ShapesTask::Detection }
+    ShapesConfig { train: 24, val: 8, size: 256, seed, task: ShapesTask::Detection, ..ShapesConfig::default() }
 }
 
 fn read_instances(dir: &Path, split: &str) -> (String, InstancesFile) {
@@ -116,7 +116,7 @@ fn annotations_are_exactly_the_drawn_pixels() {
 #[test]
 fn classification_layout_is_balanced_image_folder() {
     let dir = scratch("shapes_cls");
-    let cfg = ShapesConfig { train: 12, val: 6, size: 64, seed: 1, task: ShapesTask::Classification };
+    let cfg = ShapesConfig { train: 12, val: 6, size: 64, seed: 1, task: ShapesTask::Classification, ..ShapesConfig::default() };
     let summary = generate(&cfg, &dir).unwrap();
     assert_eq!(summary.images, [12, 6]);
     for (split, per_class) in [("train", 2), ("val", 1)] {
@@ -130,7 +130,7 @@ fn classification_layout_is_balanced_image_folder() {
 
 #[test]
 fn classification_dominant_shape_is_large_and_of_its_class() {
-    let cfg = ShapesConfig { train: 12, val: 0, size: 96, seed: 2, task: ShapesTask::Classification };
+    let cfg = ShapesConfig { train: 12, val: 0, size: 96, seed: 2, task: ShapesTask::Classification, ..ShapesConfig::default() };
     for i in 0..12 {
         let (kind, scene) = coco::shapes::render_classification(&cfg, coco::shapes::Split::Train, i).unwrap();
         assert_eq!(kind, ShapeKind::ALL[i % 6]);
@@ -148,4 +148,92 @@ fn invalid_size_is_a_typed_error() {
     let err = generate(&cfg, &scratch("shapes_bad")).unwrap_err();
     assert!(matches!(err, coco::Error::ShapesConfig { .. }), "{err}");
     assert!(err.is_user_error());
+}
+
+/// The demo recipe's mix (cpu-demo-calibration.md) at 128 px.
+fn calibration_scene() -> SceneParams {
+    use ShapeKind::{Circle, Ellipse, Rectangle, Star, Triangle};
+    SceneParams {
+        categories: vec![Circle, Triangle, Rectangle, Star, Ellipse],
+        objects: [1, 6],
+        sides: Some([8.0, 64.0]),
+        crowd_probability: 0.0,
+        min_visible_fraction: 0.45,
+    }
+}
+
+#[test]
+fn scene_params_set_kinds_counts_sizes_and_crowds() {
+    let scene = calibration_scene();
+    let cfg = ShapesConfig { train: 60, val: 0, size: 128, seed: 4, scene: scene.clone(), ..ShapesConfig::default() };
+    let (mut objects, mut seen, mut sides) = (0usize, Vec::new(), Vec::new());
+    for i in 0..cfg.train {
+        let image = coco::shapes::render_detection(&cfg, coco::shapes::Split::Train, i).unwrap();
+        assert!((1..=6).contains(&image.objects.len()), "image {i}: {} objects", image.objects.len());
+        objects += image.objects.len();
+        for o in &image.objects {
+            assert!(!o.iscrowd, "image {i}: a crowd with crowd_probability 0");
+            assert!(scene.categories.contains(&o.kind), "image {i}: {:?} was not asked for", o.kind);
+            if !seen.contains(&o.kind) {
+                seen.push(o.kind);
+            }
+            // A fully visible shape's box spans its outline's longest side
+            // (within the rasteriser's pixel).
+            if let Segmentation::Polygons(_) = o.segmentation {
+                let [_, _, w, h] = o.mask.to_bbox();
+                let side = w.max(h);
+                assert!((6.5..=65.5).contains(&side), "image {i}: a {:?} with side {side}", o.kind);
+                sides.push(side);
+            }
+        }
+    }
+    let mean = objects as f64 / cfg.train as f64;
+    assert!((2.5..=4.0).contains(&mean), "{mean} objects an image for 1..=6 asked");
+    assert_eq!(seen.len(), 5, "kinds drawn: {seen:?}");
+    // Uniform sides: both ends of the range occur.
+    assert!(sides.iter().any(|&s| s < 20.0) && sides.iter().any(|&s| s > 52.0), "sides {sides:?}");
+
+    let dir = scratch("shapes_scene");
+    generate(&ShapesConfig { train: 3, val: 1, ..cfg }, &dir).unwrap();
+    let (_, file) = read_instances(&dir, "train");
+    let names: Vec<&str> = file.categories.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["circle", "triangle", "rectangle", "star", "ellipse"]);
+}
+
+#[test]
+fn scene_params_out_of_range_name_the_field() {
+    let cases: [(&str, SceneParams); 6] = [
+        ("categories", SceneParams { categories: vec![], ..SceneParams::default() }),
+        ("categories", SceneParams { categories: vec![ShapeKind::Star, ShapeKind::Circle, ShapeKind::Star], ..SceneParams::default() }),
+        ("objects", SceneParams { objects: [5, 2], ..SceneParams::default() }),
+        ("sides", SceneParams { sides: Some([8.0, 200.0]), ..SceneParams::default() }),
+        ("crowd_probability", SceneParams { crowd_probability: 1.5, ..SceneParams::default() }),
+        ("min_visible_fraction", SceneParams { min_visible_fraction: 0.0, ..SceneParams::default() }),
+    ];
+    for (expected, scene) in cases {
+        let cfg = ShapesConfig { size: 128, scene, ..ShapesConfig::default() };
+        let err = cfg.validate().unwrap_err();
+        assert!(err.is_user_error(), "{err}");
+        assert!(matches!(err, coco::Error::ShapesConfig { field, .. } if field == expected), "{err} (expected field {expected})");
+    }
+    let twice = ShapesConfig { size: 128, scene: SceneParams { categories: vec![ShapeKind::Star; 2], ..SceneParams::default() }, ..ShapesConfig::default() };
+    assert!(twice.validate().unwrap_err().to_string().contains("lists star twice"));
+    assert!(ShapesConfig { size: 128, scene: calibration_scene(), ..ShapesConfig::default() }.validate().is_ok());
+}
+
+#[test]
+fn classification_uses_only_the_chosen_kinds() {
+    let dir = scratch("shapes_cls_kinds");
+    let scene = SceneParams { categories: vec![ShapeKind::Star, ShapeKind::Circle], ..SceneParams::default() };
+    let cfg = ShapesConfig { train: 6, val: 0, size: 64, seed: 1, task: ShapesTask::Classification, scene };
+    generate(&cfg, &dir).unwrap();
+    let mut classes: Vec<String> =
+        std::fs::read_dir(dir.join("train")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    classes.sort();
+    assert_eq!(classes, ["circle", "star"]);
+    for i in 0..6 {
+        let (kind, scene) = coco::shapes::render_classification(&cfg, coco::shapes::Split::Train, i).unwrap();
+        assert_eq!(kind, [ShapeKind::Star, ShapeKind::Circle][i % 2]);
+        assert!(scene.objects.iter().all(|o| o.kind == ShapeKind::Star || o.kind == ShapeKind::Circle));
+    }
 }

@@ -28,7 +28,7 @@ const THREADS: usize = 2;
 
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = ShapesConfig { train: IMAGES, val: 0, size: 256, seed: 0, task: ShapesTask::Detection };
+    let cfg = ShapesConfig { train: IMAGES, val: 0, size: 256, seed: 0, task: ShapesTask::Detection, ..ShapesConfig::default() };
     coco::shapes::generate(&cfg, tmp.path()).unwrap();
     let layout = DataLayout::discover(tmp.path()).unwrap();
     let dataset = Arc::new(DetectionDataset::load(layout.split(SplitKind::Train).unwrap(), Purpose::Train).unwrap());

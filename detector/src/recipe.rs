@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use coco::shapes::{SceneParams, ShapesConfig, ShapesTask};
 use engine::optim::AdamWConfig;
 use engine::schedule::Schedule;
 use serde::{Deserialize, Serialize};
@@ -129,11 +130,33 @@ pub struct DataConfig {
     pub shapes_val: usize,
     /// Image side in pixels.
     pub shapes_size: u32,
+    /// What an image contains (`[data.scene]`; default: `vitdet data
+    /// shapes`' COCO-like mix).
+    pub scene: SceneParams,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { shapes_train: 300, shapes_val: 60, shapes_size: 128 }
+        Self { shapes_train: 300, shapes_val: 60, shapes_size: 128, scene: SceneParams::default() }
+    }
+}
+
+impl DataConfig {
+    /// The generator settings for this section and a seed.
+    pub fn shapes_config(&self, seed: u64) -> ShapesConfig {
+        ShapesConfig { train: self.shapes_train, val: self.shapes_val, size: self.shapes_size, seed, task: ShapesTask::Detection, scene: self.scene.clone() }
+    }
+
+    /// Checks the sizes and the scene against each other.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `data` and what is out of range.
+    pub fn validate(&self) -> Result<()> {
+        self.shapes_config(0).validate().map_err(|e| match e {
+            coco::Error::ShapesConfig { field: "size", reason } => Error::Config { key: "data.shapes_size", msg: reason },
+            coco::Error::ShapesConfig { field, reason } => Error::Config { key: "data.scene", msg: format!("{field} {reason}") },
+            other => Error::Config { key: "data", msg: other.to_string() },
+        })
     }
 }
 
@@ -164,27 +187,29 @@ impl Recipe {
     /// # Errors
     /// [`Error::Recipe`] naming `origin` and the offending key.
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let recipe: Recipe = toml::from_str(text).map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: e.message().to_string() + &key_hint(&e) })?;
+        let recipe: Recipe = toml::from_str(text).map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: e.message().to_string() + &position(&e, text) })?;
         recipe.validate().map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: e.to_string() })?;
         Ok(recipe)
     }
 
-    /// Checks both sections.
+    /// Checks every section.
     ///
     /// # Errors
     /// [`Error::Config`] naming the key that breaks a rule.
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
-        self.train.validate()
+        self.train.validate()?;
+        self.data.validate()
     }
 }
 
-/// " (line L, column C)" of a TOML error, when known.
-fn key_hint(e: &toml::de::Error) -> String {
-    match e.span() {
-        Some(span) => format!(" (at byte {})", span.start),
-        None => String::new(),
-    }
+/// " (line L, column C)" of a TOML error in `text`, when known (1-based).
+fn position(e: &toml::de::Error, text: &str) -> String {
+    let Some(span) = e.span() else { return String::new() };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!(" (line {line}, column {column})")
 }
 
 #[cfg(test)]
@@ -209,6 +234,31 @@ mod tests {
             }
             other => panic!("unexpected schedule {other:?}"),
         }
+    }
+
+    #[test]
+    fn errors_name_the_line_and_column() {
+        let err = Recipe::parse("[train]\nmax_iter = 10\nbatch = 3\n", Path::new("r.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("r.toml") && msg.contains("batch") && msg.contains("(line 3, column 1)"), "{msg}");
+    }
+
+    #[test]
+    fn demo_recipe_asks_for_the_calibration_scene() {
+        let text = include_str!("../../configs/vitdet_tiny_shapes.toml");
+        let recipe = Recipe::parse(text, Path::new("vitdet_tiny_shapes.toml")).unwrap();
+        let scene = &recipe.data.scene;
+        assert_eq!(scene.categories.len(), 5);
+        assert_eq!((scene.objects, scene.sides, scene.crowd_probability), ([1, 6], Some([8.0, 64.0]), 0.0));
+    }
+
+    #[test]
+    fn out_of_range_scene_is_a_config_error_naming_data() {
+        let err = Recipe::parse("[data]\nshapes_size = 64\n[data.scene]\nsides = [8.0, 100.0]\n", Path::new("r.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("data.scene") && msg.contains("sides [8, 100]"), "{msg}");
+        let err = Recipe::parse("[data.scene]\ncategories = [\"blob\"]\n", Path::new("r.toml")).unwrap_err();
+        assert!(err.to_string().contains("blob"), "{err}");
     }
 
     #[test]

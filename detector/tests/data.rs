@@ -196,7 +196,7 @@ fn rle_rectangles_rasterise_back_to_the_mask() {
     // order; col 2 rows 0..1 and 2..3; col 3 rows 0..3; col 4 rows 3..5).
     assert_eq!(rects.len(), 6);
     // Every object of some rendered shapes scenes (occluded ones are RLE).
-    let cfg = ShapesConfig { train: 6, val: 0, size: 96, seed: 3, task: ShapesTask::Detection };
+    let cfg = ShapesConfig { train: 6, val: 0, size: 96, seed: 3, task: ShapesTask::Detection, ..ShapesConfig::default() };
     let mut checked = 0;
     for i in 0..6 {
         let scene = coco::shapes::render_detection(&cfg, Split::Train, i).unwrap();
@@ -276,7 +276,7 @@ fn training_needs_an_image_with_annotations() {
 }
 
 fn shapes_dataset(dir: &Path) -> coco::shapes::ShapesSummary {
-    let cfg = ShapesConfig { train: 10, val: 5, size: 64, seed: 11, task: ShapesTask::Detection };
+    let cfg = ShapesConfig { train: 10, val: 5, size: 64, seed: 11, task: ShapesTask::Detection, ..ShapesConfig::default() };
     coco::shapes::generate(&cfg, dir).unwrap()
 }
 

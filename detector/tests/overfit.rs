@@ -35,7 +35,7 @@ fn overfit_recipe() -> Recipe {
 fn overfits_four_shapes_images() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("shapes");
-    let cfg = ShapesConfig { train: 4, val: 0, size: 128, seed: 3, task: ShapesTask::Detection };
+    let cfg = ShapesConfig { train: 4, val: 0, size: 128, seed: 3, task: ShapesTask::Detection, ..ShapesConfig::default() };
     shapes::generate(&cfg, &data).unwrap();
     let layout = DataLayout::discover(&data).unwrap();
     let train_files = layout.split(SplitKind::Train).unwrap().clone();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use coco::shapes::{self, ShapesConfig, ShapesTask};
+use coco::shapes;
 use detector::data::{DetectionDataset, Purpose, SplitKind};
 use detector::evaluate::EvalSplit;
 use detector::train::{train, TrainRun};
@@ -151,7 +151,7 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
 pub fn generate_shapes(recipe: &detector::recipe::Recipe, dir: &std::path::Path) -> anyhow::Result<DataArgs> {
     if !dir.join("annotations").join("instances_train.json").is_file() {
         let d = &recipe.data;
-        let cfg = ShapesConfig { train: d.shapes_train, val: d.shapes_val, size: d.shapes_size, seed: recipe.train.seed, task: ShapesTask::Detection };
+        let cfg = d.shapes_config(recipe.train.seed);
         let summary = shapes::generate(&cfg, dir).with_context(|| format!("generating the shapes dataset in {}", dir.display()))?;
         eprintln!("shapes: {} train + {} val images ({} px) -> {}", summary.images[0], summary.images[1], d.shapes_size, dir.display());
     }

@@ -4,11 +4,14 @@
 //! exactly `Rle::from_polygon` of that polygon (see `super::scene`).
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::geometry::polygon_area;
 
 /// The categories of the synthetic dataset, in category-id order (id = index + 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// In recipes and JSON a kind is its [`ShapeKind::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ShapeKind {
     /// A disc (a 48-gon).
     Circle,
@@ -42,6 +45,11 @@ impl ShapeKind {
             ShapeKind::Ellipse => "ellipse",
             ShapeKind::Hexagon => "hexagon",
         }
+    }
+
+    /// The kind called `name` (as [`ShapeKind::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
     /// The COCO category id (1-based).

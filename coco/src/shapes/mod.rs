@@ -8,7 +8,7 @@
 //! DIR/val/000000.png ...            DIR/annotations/instances_val.json
 //! ```
 //! Classification layout (`--classification`): `DIR/{train,val}/<class>/000000.png`,
-//! one dominant shape per image, classes balanced (`index % 6`).
+//! one dominant shape per image, classes balanced (`index % categories`).
 //!
 //! What the annotations promise (checked by `coco/tests/shapes.rs`):
 //! - segmentations are exactly the drawn pixels: shapes are rasterised with the
@@ -16,12 +16,13 @@
 //!   instances are stored as their polygon, partly occluded ones as a compressed
 //!   RLE of their visible pixels, crowds as an uncompressed RLE (`iscrowd = 1`);
 //! - `area` is the mask area and `bbox` the mask's box ([`crate::mask::Rle::to_bbox`]);
-//! - every object keeps at least 40% of its pixels visible (see [`scene`]);
-//! - target areas cover COCO's small / medium / large ranges scaled to the
-//!   image by `(size / 640)²` ([`scene::area_thresholds`]); at the default 256 px
-//!   they also cover the unscaled ranges pycocotools reports;
-//! - about 30% of images have a crowd region: a cluster of 12–30 tiny shapes of
-//!   one category.
+//! - with the default [`SceneParams`]: every object keeps at least 40% of its
+//!   pixels visible (see [`scene`]); target areas cover COCO's small / medium /
+//!   large ranges scaled to the image by `(size / 640)²`
+//!   ([`scene::area_thresholds`]), and at the default 256 px also the unscaled
+//!   ranges pycocotools reports; about 30% of images have a crowd region, a
+//!   cluster of 12–30 tiny shapes of one category. [`SceneParams`] changes the
+//!   kinds, instance counts and sizes, crowds and occlusion.
 //!
 //! Determinism: image `i` of split `s` draws from its own ChaCha8 stream
 //! (seed = `seed`, stream = `split << 32 | i`), so the output is the same for
@@ -41,7 +42,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 pub use kinds::ShapeKind;
-pub use scene::{area_thresholds, Scene, SceneObject};
+pub use scene::{area_thresholds, Scene, SceneObject, SceneParams};
 
 use crate::types::{AnnId, Annotation, Category, CategoryId, ImageId, ImageInfo, InstancesFile};
 use crate::Error;
@@ -88,8 +89,8 @@ impl Split {
 }
 
 /// What to generate. `Default` is the CLI's defaults: 400 train and 100 val
-/// detection images of 256 px, seed 0.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// detection images of 256 px, seed 0, the default scene mix.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ShapesConfig {
     /// Number of training images.
     pub train: usize,
@@ -101,26 +102,31 @@ pub struct ShapesConfig {
     pub seed: u64,
     /// Detection (COCO) or classification (ImageFolder).
     pub task: ShapesTask,
+    /// What an image contains: kinds, instances, sizes, crowds, occlusion
+    /// (classification uses only its `categories`).
+    pub scene: SceneParams,
 }
 
 impl Default for ShapesConfig {
     fn default() -> Self {
-        Self { train: 400, val: 100, size: 256, seed: 0, task: ShapesTask::Detection }
+        Self { train: 400, val: 100, size: 256, seed: 0, task: ShapesTask::Detection, scene: SceneParams::default() }
     }
 }
 
 impl ShapesConfig {
-    /// Checks the size range.
+    /// Checks the size range and the scene parameters.
     ///
     /// # Errors
-    /// [`Error::ShapesConfig`] if `size` is outside [`MIN_SIZE`]..=[`MAX_SIZE`].
+    /// [`Error::ShapesConfig`] if `size` is outside [`MIN_SIZE`]..=[`MAX_SIZE`]
+    /// or a [`SceneParams`] field is out of range.
     pub fn validate(&self) -> Result<(), Error> {
         if !(MIN_SIZE..=MAX_SIZE).contains(&self.size) {
             return Err(Error::ShapesConfig {
-                reason: format!("size {} is outside {MIN_SIZE}..={MAX_SIZE}", self.size),
+                field: "size",
+                reason: format!("{} is outside {MIN_SIZE}..={MAX_SIZE}", self.size),
             });
         }
-        Ok(())
+        self.scene.validate(self.size)
     }
 
     /// Number of images of a split.
@@ -158,18 +164,19 @@ pub struct ShapesSummary {
 /// [`Error::ShapesConfig`] for an invalid config.
 pub fn render_detection(cfg: &ShapesConfig, split: Split, index: usize) -> Result<Scene, Error> {
     cfg.validate()?;
-    scene::detection_scene(&mut cfg.image_rng(split, index), cfg.size)
+    scene::detection_scene(&mut cfg.image_rng(split, index), &cfg.scene, cfg.size)
 }
 
 /// Renders classification image `index` of `split` and its class
-/// (`ShapeKind::ALL[index % 6]`).
+/// (`categories[index % categories.len()]`).
 ///
 /// # Errors
 /// [`Error::ShapesConfig`] for an invalid config.
 pub fn render_classification(cfg: &ShapesConfig, split: Split, index: usize) -> Result<(ShapeKind, Scene), Error> {
     cfg.validate()?;
-    let kind = ShapeKind::ALL[index % ShapeKind::ALL.len()];
-    Ok((kind, scene::classification_scene(&mut cfg.image_rng(split, index), cfg.size, kind)?))
+    let categories = &cfg.scene.categories;
+    let kind = categories[index % categories.len()];
+    Ok((kind, scene::classification_scene(&mut cfg.image_rng(split, index), cfg.size, kind, categories)?))
 }
 
 /// The file name of image `index` (`000042.png`).
@@ -199,7 +206,7 @@ pub fn generate(cfg: &ShapesConfig, out: &Path) -> Result<ShapesSummary, Error> 
                 write_json_atomic(&ann_dir.join(format!("instances_{}.json", split.name())), &file)?;
             }
             ShapesTask::Classification => {
-                for kind in ShapeKind::ALL {
+                for kind in &cfg.scene.categories {
                     create_dir(&dir.join(kind.name()))?;
                 }
                 (0..cfg.count(split)).into_par_iter().try_for_each(|i| {
@@ -248,7 +255,9 @@ pub fn instances_file(cfg: &ShapesConfig, split: Split, per_image: &[Vec<SceneOb
             ignore: None,
         })
         .collect();
-    let categories = ShapeKind::ALL
+    let categories = cfg
+        .scene
+        .categories
         .iter()
         .map(|k| Category { id: CategoryId(k.category_id()), name: k.name().into(), supercategory: Some("shape".into()) })
         .collect();
@@ -257,6 +266,7 @@ pub fn instances_file(cfg: &ShapesConfig, split: Split, per_image: &[Vec<SceneOb
         "split": split.name(),
         "seed": cfg.seed,
         "size": cfg.size,
+        "scene": cfg.scene,
     });
     InstancesFile { info: Some(info), licenses: None, images, annotations, categories }
 }

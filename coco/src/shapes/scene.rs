@@ -12,12 +12,14 @@
 //!   uncompressed RLE of its visible pixels, `iscrowd = 1`, as COCO stores crowds.
 //!
 //! A new shape is rejected (and re-drawn, up to [`PLACEMENT_TRIES`] times) if it
-//! would leave an earlier object with less than [`MIN_VISIBLE_FRACTION`] of its
-//! pixels, or fewer than [`MIN_VISIBLE_PIXELS`]; so every annotated object is
-//! mostly visible and no painted shape goes unannotated.
+//! would leave an earlier object with less than
+//! [`SceneParams::min_visible_fraction`] of its pixels, or fewer than
+//! [`MIN_VISIBLE_PIXELS`]; so every annotated object is mostly visible and no
+//! painted shape goes unannotated.
 
 use image::{Rgb, RgbImage};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use super::background::{background, shape_colour};
 use super::kinds::ShapeKind;
@@ -25,16 +27,105 @@ use crate::mask::{MergeOp, Rle};
 use crate::types::Segmentation;
 use crate::Error;
 
-/// An earlier object must keep at least this fraction of its pixels visible.
-pub const MIN_VISIBLE_FRACTION: f64 = 0.4;
 /// An object must keep at least this many visible pixels.
 pub const MIN_VISIBLE_PIXELS: u64 = 12;
 /// Draws per shape before giving up on it.
 const PLACEMENT_TRIES: usize = 30;
-/// Probability that a detection image has a crowd region.
-const CROWD_PROBABILITY: f64 = 0.3;
-/// Instances per detection image (before rejections).
-const INSTANCES: std::ops::RangeInclusive<usize> = 2..=7;
+/// Most instances a detection image may ask for.
+pub const MAX_OBJECTS: usize = 64;
+
+/// What a detection image contains. `Default` is the COCO-like mix `vitdet
+/// data shapes` writes: all six kinds, 2..=7 instances, sizes spread over
+/// COCO's scaled small / medium / large ranges, a crowd in 30% of images.
+/// Recipes can ask for another mix (the demo recipe uses the one of
+/// `cpu-demo-calibration.md`: five kinds, 1..=6 instances, sides 8..S/2 px,
+/// no crowds).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SceneParams {
+    /// The kinds drawn (and listed as categories), by name.
+    pub categories: Vec<ShapeKind>,
+    /// Instances an image, `[min, max]` inclusive, before rejections.
+    pub objects: [usize; 2],
+    /// Instance sizes as the longest side of the shape's outline, `[min, max]`
+    /// pixels, drawn uniformly; `None` draws areas from COCO's scaled size
+    /// ranges instead (see [`area_thresholds`]).
+    pub sides: Option<[f64; 2]>,
+    /// Probability that an image has a crowd region (`iscrowd = 1`).
+    pub crowd_probability: f64,
+    /// An earlier object must keep at least this fraction of its pixels
+    /// visible when a later one is placed over it.
+    pub min_visible_fraction: f64,
+}
+
+impl Default for SceneParams {
+    fn default() -> Self {
+        Self {
+            categories: ShapeKind::ALL.to_vec(),
+            objects: [2, 7],
+            sides: None,
+            crowd_probability: 0.3,
+            min_visible_fraction: 0.4,
+        }
+    }
+}
+
+impl SceneParams {
+    /// Checks every field against the image side; the reason names the field.
+    ///
+    /// # Errors
+    /// [`Error::ShapesConfig`] with what is wrong and what was expected.
+    pub fn validate(&self, size: u32) -> Result<(), Error> {
+        let fail = |field: &'static str, reason: String| Err(Error::ShapesConfig { field, reason });
+        let kinds = &self.categories;
+        if kinds.is_empty() {
+            return fail("categories", "is empty: name at least one kind".into());
+        }
+        if let Some(k) = kinds.iter().enumerate().find_map(|(i, k)| kinds[..i].contains(k).then_some(k)) {
+            return fail("categories", format!("lists {} twice", k.name()));
+        }
+        let [lo, hi] = self.objects;
+        if lo > hi || hi > MAX_OBJECTS {
+            return fail("objects", format!("[{lo}, {hi}] must satisfy min <= max <= {MAX_OBJECTS}"));
+        }
+        if let Some([lo, hi]) = self.sides {
+            let most = f64::from(size) - 2.0;
+            if !(lo >= 2.0 && lo <= hi && hi <= most) {
+                return fail("sides", format!("[{lo}, {hi}] must satisfy 2 <= min <= max <= {most} (the image side less 2 px)"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.crowd_probability) {
+            return fail("crowd_probability", format!("{} is outside 0..=1", self.crowd_probability));
+        }
+        if !(self.min_visible_fraction > 0.0 && self.min_visible_fraction <= 1.0) {
+            return fail("min_visible_fraction", format!("{} is outside (0, 1]", self.min_visible_fraction));
+        }
+        Ok(())
+    }
+
+    /// A kind drawn uniformly from [`Self::categories`].
+    fn kind(&self, rng: &mut impl Rng) -> ShapeKind {
+        self.categories[rng.gen_range(0..self.categories.len())]
+    }
+
+    /// One instance's size: a side from [`Self::sides`], or an area from
+    /// COCO's scaled ranges.
+    fn instance_size(&self, rng: &mut impl Rng, size: u32) -> ShapeSize {
+        match self.sides {
+            Some([lo, hi]) => ShapeSize::Side(if hi > lo { rng.gen_range(lo..=hi) } else { lo }),
+            None => ShapeSize::Area(target_area(rng, size)),
+        }
+    }
+}
+
+/// How large to make a shape.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+enum ShapeSize {
+    /// Polygon area in px².
+    Area(f64),
+    /// Longest side of the outline's bounding box in px.
+    Side(f64),
+}
 /// Vertex coordinates are rounded to this many decimals before rasterising,
 /// so that the JSON stays small and the stored polygon is the drawn polygon.
 const DECIMALS: f64 = 100.0;
@@ -87,14 +178,16 @@ struct Draft {
 /// The canvas: which object (1-based, 0 = background) each pixel shows.
 struct Canvas {
     size: u32,
+    /// [`SceneParams::min_visible_fraction`].
+    min_visible_fraction: f64,
     /// Row-major owner ids.
     owner: Vec<u16>,
     drafts: Vec<Draft>,
 }
 
 impl Canvas {
-    fn new(size: u32) -> Self {
-        Self { size, owner: vec![0; (size as usize) * (size as usize)], drafts: Vec::new() }
+    fn new(size: u32, min_visible_fraction: f64) -> Self {
+        Self { size, min_visible_fraction, owner: vec![0; (size as usize) * (size as usize)], drafts: Vec::new() }
     }
 
     /// Row-major pixel indices of a column-major RLE's foreground.
@@ -118,7 +211,7 @@ impl Canvas {
         }
         let ok = self.drafts.iter().zip(&covered[1..]).all(|(d, &c)| {
             let left = d.visible - c;
-            left >= MIN_VISIBLE_PIXELS && left as f64 >= MIN_VISIBLE_FRACTION * d.full.area() as f64
+            left >= MIN_VISIBLE_PIXELS && left as f64 >= self.min_visible_fraction * d.full.area() as f64
         });
         if !ok {
             return false;
@@ -198,10 +291,10 @@ impl Canvas {
     }
 }
 
-/// A polygon of `kind` with area `area` (before rasterisation) centred at a
+/// A polygon of `kind` of the given size (before rasterisation) centred at a
 /// random position that keeps its vertices inside the image; vertices rounded
 /// to [`DECIMALS`].
-fn place_polygon(rng: &mut impl Rng, kind: ShapeKind, area: f64, size: u32, centre: Option<(f64, f64)>) -> Vec<f64> {
+fn place_polygon(rng: &mut impl Rng, kind: ShapeKind, shape_size: ShapeSize, size: u32, centre: Option<(f64, f64)>) -> Vec<f64> {
     let outline = kind.unit_outline(rng);
     let s = f64::from(size);
     let (mut lo_x, mut lo_y, mut hi_x, mut hi_y) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
@@ -209,8 +302,13 @@ fn place_polygon(rng: &mut impl Rng, kind: ShapeKind, area: f64, size: u32, cent
         (lo_x, lo_y, hi_x, hi_y) = (lo_x.min(x), lo_y.min(y), hi_x.max(x), hi_y.max(y));
     }
     // Keep the shape inside [1, s - 1] on both axes.
-    let fit = ((s - 2.0) / (hi_x - lo_x).max(hi_y - lo_y)).max(0.0);
-    let r = area.sqrt().min(fit);
+    let extent = (hi_x - lo_x).max(hi_y - lo_y);
+    let fit = ((s - 2.0) / extent).max(0.0);
+    let r = match shape_size {
+        ShapeSize::Area(area) => area.sqrt(),
+        ShapeSize::Side(side) => side / extent,
+    }
+    .min(fit);
     let (cx, cy) = centre.unwrap_or_else(|| {
         let mut span = |lo: f64, hi: f64| {
             let (a, b) = (1.0 - lo * r, s - 1.0 - hi * r);
@@ -243,8 +341,8 @@ fn target_area(rng: &mut impl Rng, size: u32) -> f64 {
 }
 
 /// A crowd: 12..=30 tiny shapes of one kind clustered around a random point.
-fn crowd(rng: &mut impl Rng, size: u32) -> Result<(ShapeKind, Vec<Vec<f64>>, Rle), Error> {
-    let kind = ShapeKind::ALL[rng.gen_range(0..ShapeKind::ALL.len())];
+fn crowd(rng: &mut impl Rng, params: &SceneParams, size: u32) -> Result<(ShapeKind, Vec<Vec<f64>>, Rle), Error> {
+    let kind = params.kind(rng);
     let s = f64::from(size);
     let unit = s / 256.0;
     let spread = rng.gen_range(14.0..30.0) * unit;
@@ -254,7 +352,7 @@ fn crowd(rng: &mut impl Rng, size: u32) -> Result<(ShapeKind, Vec<Vec<f64>>, Rle
         .map(|_| {
             let area = rng.gen_range(6.0..28.0) * unit * unit;
             let centre = (cx + rng.gen_range(-spread..spread), cy + rng.gen_range(-spread..spread));
-            place_polygon(rng, kind, area, size, Some(centre))
+            place_polygon(rng, kind, ShapeSize::Area(area), size, Some(centre))
         })
         .collect();
     let rles: Vec<Rle> = polygons.iter().map(|p| Rle::from_polygon(p, size, size)).collect();
@@ -262,26 +360,29 @@ fn crowd(rng: &mut impl Rng, size: u32) -> Result<(ShapeKind, Vec<Vec<f64>>, Rle
     Ok((kind, polygons, union))
 }
 
-/// Renders one detection image: background, maybe a crowd, 2..=7 instances.
+/// Renders one detection image: background, maybe a crowd, then the
+/// instances `params` asks for. `params` must be valid
+/// ([`SceneParams::validate`]).
 ///
 /// # Errors
 /// Only on internal mask errors (none expected for valid sizes).
-pub fn detection_scene(rng: &mut impl Rng, size: u32) -> Result<Scene, Error> {
+pub fn detection_scene(rng: &mut impl Rng, params: &SceneParams, size: u32) -> Result<Scene, Error> {
     let image = background(rng, size);
-    let mut canvas = Canvas::new(size);
-    if rng.gen_bool(CROWD_PROBABILITY) {
-        let (kind, polygons, union) = crowd(rng, size)?;
+    let mut canvas = Canvas::new(size, params.min_visible_fraction);
+    if rng.gen_bool(params.crowd_probability) {
+        let (kind, polygons, union) = crowd(rng, params, size)?;
         let colour = shape_colour(rng);
         canvas.try_place(kind, polygons, union, true, colour);
     }
     // Large shapes first, small ones on top: natural layering, and large
     // shapes are not rejected for burying the small ones.
-    let mut areas: Vec<f64> = (0..rng.gen_range(INSTANCES)).map(|_| target_area(rng, size)).collect();
-    areas.sort_by(|a, b| b.total_cmp(a));
-    for area in areas {
+    let [lo, hi] = params.objects;
+    let mut sizes: Vec<ShapeSize> = (0..rng.gen_range(lo..=hi)).map(|_| params.instance_size(rng, size)).collect();
+    sizes.sort_by(|a, b| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal));
+    for shape_size in sizes {
         for _ in 0..PLACEMENT_TRIES {
-            let kind = ShapeKind::ALL[rng.gen_range(0..ShapeKind::ALL.len())];
-            let poly = place_polygon(rng, kind, area, size, None);
+            let kind = params.kind(rng);
+            let poly = place_polygon(rng, kind, shape_size, size, None);
             let full = Rle::from_polygon(&poly, size, size);
             let colour = shape_colour(rng);
             if canvas.try_place(kind, vec![poly], full, false, colour) {
@@ -294,29 +395,29 @@ pub fn detection_scene(rng: &mut impl Rng, size: u32) -> Result<Scene, Error> {
 }
 
 /// Renders one classification image: a dominant `kind` covering 12–40% of the
-/// image near the centre, plus 0–2 small shapes of other kinds that do not
-/// touch it. `objects[0]` is the dominant shape.
+/// image near the centre, plus 0–2 small shapes of the other `categories`
+/// that do not touch it. `objects[0]` is the dominant shape.
 ///
 /// # Errors
 /// Only on internal mask errors (none expected for valid sizes).
-pub fn classification_scene(rng: &mut impl Rng, size: u32, kind: ShapeKind) -> Result<Scene, Error> {
+pub fn classification_scene(rng: &mut impl Rng, size: u32, kind: ShapeKind, categories: &[ShapeKind]) -> Result<Scene, Error> {
     let image = background(rng, size);
     let s = f64::from(size);
-    let mut canvas = Canvas::new(size);
+    let mut canvas = Canvas::new(size, SceneParams::default().min_visible_fraction);
     for _ in 0..PLACEMENT_TRIES {
         let area = rng.gen_range(0.12..0.4) * s * s;
         let centre = (rng.gen_range(0.4..0.6) * s, rng.gen_range(0.4..0.6) * s);
-        let poly = place_polygon(rng, kind, area, size, Some(centre));
+        let poly = place_polygon(rng, kind, ShapeSize::Area(area), size, Some(centre));
         let full = Rle::from_polygon(&poly, size, size);
         if canvas.try_place(kind, vec![poly], full, false, shape_colour(rng)) {
             break;
         }
     }
+    let others: Vec<ShapeKind> = categories.iter().copied().filter(|&k| k != kind).collect();
     for _ in 0..rng.gen_range(0..=2) {
-        let others: Vec<ShapeKind> = ShapeKind::ALL.into_iter().filter(|&k| k != kind).collect();
-        let other = others[rng.gen_range(0..others.len())];
+        let Some(&other) = others.get(rng.gen_range(0..others.len().max(1))) else { break };
         let area = rng.gen_range(0.005..0.02) * s * s;
-        let poly = place_polygon(rng, other, area, size, None);
+        let poly = place_polygon(rng, other, ShapeSize::Area(area), size, None);
         let full = Rle::from_polygon(&poly, size, size);
         let touches = canvas.pixels(&full).any(|p| canvas.owner.get(p).is_some_and(|&o| o != 0));
         if !touches {
@@ -352,10 +453,10 @@ mod tests {
     #[test]
     fn one_pass_visible_masks_equal_per_object_encoding() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        let mut canvas = Canvas::new(48);
+        let mut canvas = Canvas::new(48, 0.4);
         for _ in 0..6 {
             let kind = ShapeKind::ALL[rng.gen_range(0..6)];
-            let poly = place_polygon(&mut rng, kind, 300.0, 48, None);
+            let poly = place_polygon(&mut rng, kind, ShapeSize::Area(300.0), 48, None);
             let full = Rle::from_polygon(&poly, 48, 48);
             canvas.try_place(kind, vec![poly], full, false, [255, 0, 0]);
         }
