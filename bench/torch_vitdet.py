@@ -18,8 +18,8 @@ Differences from vitdet's model: no relative position terms in the backbone
 (timm's ViT has none), and torchvision's inference pastes the masks into the
 image, which `vitdet bench vitdet` leaves out.
 
-Workload: random pixels in [-2, 2), three random boxes an image (1/8 to 1/2
-of the side) with their rectangles as masks, as `detector/src/bench.rs`.
+Workload: random pixels in [-2, 2), `--objects` random boxes an image
+(default 3; 1/8 to 1/2 of the side) with their rectangles as masks, as `detector/src/bench.rs`.
 A training step is forward, the five losses, backward and AdamW; inference
 is the model in eval mode under no_grad. Each phase runs once untimed, then
 `iters` times. Peak memory as bench/torch_vit.py measures it (VmHWM, reset
@@ -114,18 +114,18 @@ def build(num_classes):
     )
 
 
-def random_targets(batch, num_classes, gen):
+def random_targets(batch, num_classes, gen, objects=3):
     targets = []
     for _ in range(batch):
         boxes, masks = [], []
-        for _ in range(3):
+        for _ in range(objects):
             w, h = (SIZE / 8 + torch.rand(2, generator=gen) * (SIZE / 2 - SIZE / 8)).tolist()
             x, y = (torch.rand(1, generator=gen).item() * (SIZE - w), torch.rand(1, generator=gen).item() * (SIZE - h))
             boxes.append([x, y, x + w, y + h])
             m = torch.zeros(SIZE, SIZE, dtype=torch.uint8)
             m[int(y):int(y + h), int(x):int(x + w)] = 1
             masks.append(m)
-        labels = torch.randint(1, num_classes + 1, (3,), generator=gen)
+        labels = torch.randint(1, num_classes + 1, (objects,), generator=gen)
         targets.append({"boxes": torch.tensor(boxes), "labels": labels, "masks": torch.stack(masks)})
     return targets
 
@@ -136,6 +136,7 @@ def main():
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--classes", type=int, default=80)
+    p.add_argument("--objects", type=int, default=3, help="random objects an image (foreground ROIs of the mask head)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -143,7 +144,7 @@ def main():
     model = build(a.classes)
     params = sum(p.numel() for p in model.parameters())
     images = list(torch.rand(a.batch, 3, SIZE, SIZE, generator=gen) * 4 - 2)
-    targets = random_targets(a.batch, a.classes, gen)
+    targets = random_targets(a.batch, a.classes, gen, a.objects)
 
     model.eval()
     reset_peak_rss()

@@ -8,18 +8,21 @@
 #   VITDET_BIN=path/to/vitdet  skips the build and times that binary instead.
 #   ROUNDS=N (default 3)       runs vitdet and PyTorch in turn N times, so both
 #                              see the same mix of load on a shared machine.
+#   OBJECTS=N (default 3)      random objects an image (32: a trained model's
+#                              mask-head load late in the demo's training).
 set -euo pipefail
 iters=${1:-10}
 classes=${2:-5}
 python=${3:-$HOME/.venvs/fx/bin/python}
 rounds=${ROUNDS:-3}
+objects=${OBJECTS:-3}
 source "$(dirname "$0")/common.sh"
 results=()
 for round in $(seq "$rounds"); do
     echo "round $round (load $(cut -d' ' -f1-3 /proc/loadavg))"
-    ours=$(RAYON_NUM_THREADS=$threads "$bin" bench vitdet --batch 4 --iters "$iters" --classes "$classes")
+    ours=$(RAYON_NUM_THREADS=$threads "$bin" bench vitdet --batch 4 --iters "$iters" --classes "$classes" --objects "$objects")
     echo "vitdet:  $ours"
-    theirs=$("$python" bench/torch_vitdet.py --batch 4 --iters "$iters" --classes "$classes" --threads "$threads")
+    theirs=$("$python" bench/torch_vitdet.py --batch 4 --iters "$iters" --classes "$classes" --objects "$objects" --threads "$threads")
     echo "pytorch: $theirs"
     results+=("$ours" "$theirs")
 done

@@ -26,6 +26,10 @@ pub struct BenchVitDetOptions {
     pub batch: usize,
     /// Timed iterations per phase (after one untimed warm-up).
     pub iters: usize,
+    /// Random objects per image. Each becomes a foreground ROI of the mask
+    /// head, so more objects give a trained model's late-training load
+    /// (up to `batch_size_per_image * positive_fraction` an image).
+    pub objects: usize,
 }
 
 /// One JSON line of results.
@@ -53,15 +57,15 @@ pub struct BenchVitDetResult {
     pub infer_peak_rss_mb: f64,
 }
 
-/// Random ground truth: 3 objects per image, boxes of 1/8 to 1/2 the side,
+/// Random ground truth: `objects` per image, boxes of 1/8 to 1/2 the side,
 /// each with its rectangle as polygon.
-fn random_targets(batch: usize, size: usize, num_classes: usize, rng: &mut impl Rng) -> Vec<GroundTruth> {
+fn random_targets(batch: usize, objects: usize, size: usize, num_classes: usize, rng: &mut impl Rng) -> Vec<GroundTruth> {
     (0..batch)
         .map(|_| {
             let mut boxes = Vec::new();
             let mut classes = Vec::new();
             let mut polygons = Vec::new();
-            for _ in 0..3 {
+            for _ in 0..objects {
                 let s = size as f32;
                 let (w, h) = (rng.gen_range(s / 8.0..s / 2.0), rng.gen_range(s / 8.0..s / 2.0));
                 let (x, y) = (rng.gen_range(0.0..s - w), rng.gen_range(0.0..s - h));
@@ -90,7 +94,7 @@ pub fn bench_vitdet(opts: &BenchVitDetOptions, device: &Device) -> Result<BenchV
     let pixels: Vec<f32> = (0..opts.batch * 3 * size * size).map(|_| rng.gen_range(-2.0..2.0)).collect();
     let images = Tensor::from_vec(pixels, (opts.batch, 3, size, size), device)?;
     let image_hw = vec![(size, size); opts.batch];
-    let targets = random_targets(opts.batch, size, opts.num_classes, &mut rng);
+    let targets = random_targets(opts.batch, opts.objects, size, opts.num_classes, &mut rng);
 
     let frozen = crate::weights::inference_copy(&varmap, &opts.model, opts.num_classes, device)?;
     reset_peak_rss();

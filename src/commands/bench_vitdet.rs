@@ -5,10 +5,11 @@ use detector::bench::{bench_vitdet, BenchVitDetOptions};
 use super::detection::load_recipe;
 
 /// Images per second of a whole ViTDet (the recipe's model, random weights)
-/// for a training step and for inference, on random images with three
-/// random objects each. Prints one JSON line.
+/// for a training step and for inference, on random images with random
+/// objects (three each by default). Prints one JSON line.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  vitdet bench vitdet                                   # the CPU demo model at 128 px\n  \
+    vitdet bench vitdet --objects 32 --classes 5           # the mask head's load late in the demo's training\n  \
     vitdet bench vitdet --config vitdet_tiny_coco --batch 2 --iters 2   # the paper's model at 640 px")]
 pub struct BenchVitDetArgs {
     /// Recipe whose [model] is measured: a TOML file or a built-in name.
@@ -23,6 +24,9 @@ pub struct BenchVitDetArgs {
     /// Object classes (COCO: 80).
     #[arg(long, default_value_t = 80)]
     classes: usize,
+    /// Random objects an image; each is a foreground ROI for the mask head.
+    #[arg(long, default_value_t = 3)]
+    objects: usize,
     /// Device: cpu, cuda, cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -35,7 +39,7 @@ pub fn run(args: BenchVitDetArgs) -> anyhow::Result<()> {
     }
     let device = engine::device::parse_device(&args.device)?;
     let recipe = load_recipe(&args.config)?;
-    let opts = BenchVitDetOptions { model: recipe.model, num_classes: args.classes, batch: args.batch, iters: args.iters };
+    let opts = BenchVitDetOptions { model: recipe.model, num_classes: args.classes, batch: args.batch, iters: args.iters, objects: args.objects };
     let result = bench_vitdet(&opts, &device)?;
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
