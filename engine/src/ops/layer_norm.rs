@@ -17,14 +17,13 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
 /// Layer norm over the channel dimension of an NCHW map, as detectron2's
 /// `LayerNorm` for convolutional features. `x`: (N, C, H, W); `weight`, `bias`: (C).
 ///
-/// On the CPU in f32/f64 the map is made channels-last, normalised by the
-/// fused last-dimension kernel and viewed channels-first again: two copies
-/// instead of candle's reductions over a non-last dimension, which are slow
-/// in both directions (candle-notes.md §5).
+/// On the CPU in f32/f64 a fused kernel normalises the map where it lies,
+/// each pixel down its channel planes: candle's reductions over a non-last
+/// dimension are slow in both directions (candle-notes.md §5), and
+/// permuting to channels-last and back would copy the map twice each way.
 pub fn layer_norm_channels_first(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
     if super::cpu::fused_eligible(&[x, weight, bias]) && x.rank() == 4 && weight.rank() == 1 && bias.rank() == 1 {
-        let channels_last = x.permute((0, 2, 3, 1))?.contiguous()?;
-        return super::cpu::layer_norm::layer_norm(&channels_last, weight, bias, eps)?.permute((0, 3, 1, 2))?.contiguous();
+        return super::cpu::layer_norm_2d::layer_norm_2d(&x.contiguous()?, weight, bias, eps);
     }
     channels_first_composed(x, weight, bias, eps)
 }
@@ -152,10 +151,13 @@ mod tests {
 
     #[test]
     fn channels_first_fused_matches_composed() {
-        // 2 x 5 x 7 maps of 37 channels, offset so the centring matters.
-        let x = random_tensor(&[2, 37, 5, 7], 15).affine(2.0, -3.0).unwrap();
-        let w = random_tensor(&[37], 16);
-        let b = random_tensor(&[37], 17);
-        assert_matches_composed(&[x, w, b], |t| layer_norm_channels_first(&t[0], &t[1], &t[2], 1e-6), |t| channels_first_composed(&t[0], &t[1], &t[2], 1e-6), 1e-5, 1e-12);
+        // 37 channels, offset so the centring matters; 5 x 7 maps (one block
+        // of pixels an image) and 20 x 15 (a full block of 256 and one of 44).
+        for (shape, seed) in [([2, 37, 5, 7], 15), ([2, 37, 20, 15], 18)] {
+            let x = random_tensor(&shape, seed).affine(2.0, -3.0).unwrap();
+            let w = random_tensor(&[37], 16);
+            let b = random_tensor(&[37], 17);
+            assert_matches_composed(&[x, w, b], |t| layer_norm_channels_first(&t[0], &t[1], &t[2], 1e-6), |t| channels_first_composed(&t[0], &t[1], &t[2], 1e-6), 1e-5, 1e-12);
+        }
     }
 }

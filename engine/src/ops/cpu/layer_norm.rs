@@ -22,7 +22,7 @@ struct LayerNormFwd {
 }
 
 /// A D-vector (weight or bias) as a Vec, whatever its stride.
-fn vector<T: Real>(s: &CpuStorage, l: &Layout) -> Result<Vec<T>> {
+pub(super) fn vector<T: Real>(s: &CpuStorage, l: &Layout) -> Result<Vec<T>> {
     let data = s.as_slice::<T>()?;
     let d = l.dims().first().copied().unwrap_or(1);
     let stride = l.stride().first().copied().unwrap_or(1);

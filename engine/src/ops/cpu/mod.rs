@@ -18,6 +18,7 @@ pub(crate) mod conv2d;
 pub(crate) mod conv_transpose2d;
 pub(crate) mod gelu;
 pub(crate) mod layer_norm;
+pub(crate) mod layer_norm_2d;
 pub(crate) mod linear;
 pub(crate) mod max_pool2d;
 pub(crate) mod qkv_attention;
