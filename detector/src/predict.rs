@@ -7,7 +7,8 @@ use candle_core::Device;
 use coco::mask::Rle;
 use coco::types::DetectionResult;
 
-use crate::data::loader::load_image;
+use crate::data::loader::decode_upright;
+use crate::data::resize::RgbImage;
 use crate::data::transforms::apply_test;
 use crate::data::ImageRecord;
 use crate::draw::{draw_detections, DrawnDetection};
@@ -46,6 +47,10 @@ pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
 pub struct FilePrediction {
     /// The image.
     pub path: PathBuf,
+    /// Its upright size (EXIF orientation applied), which the results refer to.
+    pub width: usize,
+    /// See `width`.
+    pub height: usize,
     /// Its detections in COCO result form (image id = its position in the list).
     pub results: Vec<DetectionResult>,
 }
@@ -61,9 +66,10 @@ pub fn predict_files(detector: &TrainedDetector, files: &[PathBuf], min_score: f
         .iter()
         .enumerate()
         .map(|(i, path)| {
-            let (width, height) = image::image_dimensions(path).map_err(|e| Error::ImageDecode { path: path.clone(), reason: e.to_string() })?;
-            let record = ImageRecord { image_id: i as u64, path: path.clone(), height: height as usize, width: width as usize, instances: Vec::new() };
-            let sample = apply_test(&record, &load_image(&record)?, size);
+            let upright = decode_upright(path)?;
+            let (width, height) = (upright.width() as usize, upright.height() as usize);
+            let record = ImageRecord { image_id: i as u64, path: path.clone(), height, width, instances: Vec::new() };
+            let sample = apply_test(&record, &RgbImage { height, width, data: upright.into_raw() }, size);
             let inputs = ModelInputs::from_samples(std::slice::from_ref(&sample), device)?;
             let detections = detector.model.predict(&inputs.images, &inputs.image_hw)?;
             let mut results = Vec::new();
@@ -71,7 +77,7 @@ pub fn predict_files(detector: &TrainedDetector, files: &[PathBuf], min_score: f
                 results.extend(to_coco_results(&sample, d, &detector.class_ids())?);
             }
             results.retain(|r| r.score >= min_score);
-            Ok(FilePrediction { path: path.clone(), results })
+            Ok(FilePrediction { path: path.clone(), width, height, results })
         })
         .collect()
 }
@@ -81,7 +87,7 @@ pub fn predict_files(detector: &TrainedDetector, files: &[PathBuf], min_score: f
 /// # Errors
 /// An unreadable image or an unwritable output.
 pub fn draw_prediction(detector: &TrainedDetector, prediction: &FilePrediction, out: &Path) -> Result<()> {
-    let image = image::open(&prediction.path).map_err(|e| Error::ImageDecode { path: prediction.path.clone(), reason: e.to_string() })?.to_rgb8();
+    let image = decode_upright(&prediction.path)?;
     let drawn: Vec<DrawnDetection> = prediction
         .results
         .iter()

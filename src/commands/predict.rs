@@ -47,8 +47,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         let stem = p.path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
         let png = args.out.join(format!("{stem}.png"));
         draw_prediction(&detector, p, &png)?;
-        let (w, h) = image::image_dimensions(&p.path).with_context(|| format!("reading {}", p.path.display()))?;
-        images.push(serde_json::json!({"id": i, "file_name": p.path.display().to_string(), "width": w, "height": h}));
+        images.push(serde_json::json!({"id": i, "file_name": p.path.display().to_string(), "width": p.width, "height": p.height}));
         println!("{}: {} detection(s) -> {}", p.path.display(), p.results.len(), png.display());
         results.extend(p.results.iter().cloned());
     }

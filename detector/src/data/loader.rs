@@ -21,7 +21,7 @@
 //! JSON) skip that image and are counted in [`LoaderStats`]; its batch is then
 //! one shorter. Nothing is retried, so determinism holds.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
@@ -101,27 +101,36 @@ impl LoaderStats {
     }
 }
 
-/// Reads and decodes an image file to 8-bit RGB, checking its size against
-/// the annotation entry.
+/// Reads and decodes an image file to 8-bit RGB, upright: an EXIF
+/// orientation tag (phone photos) is applied, as detectron2's `read_image`
+/// does, so annotations and pictures refer to the image as people see it.
+///
+/// # Errors
+/// [`Error::ImageDecode`] naming the file if it cannot be opened or decoded.
+pub fn decode_upright(path: &Path) -> Result<image::RgbImage> {
+    let fail = |e: &dyn std::fmt::Display| Error::ImageDecode { path: path.to_path_buf(), reason: e.to_string() };
+    use image::ImageDecoder;
+    let mut decoder = image::ImageReader::open(path).map_err(|e| fail(&e))?.with_guessed_format().map_err(|e| fail(&e))?.into_decoder().map_err(|e| fail(&e))?;
+    // An unreadable EXIF block is no reason to lose the pixels.
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut decoded = image::DynamicImage::from_decoder(decoder).map_err(|e| fail(&e))?;
+    decoded.apply_orientation(orientation);
+    Ok(decoded.into_rgb8())
+}
+
+/// [`decode_upright`] checked against the annotation entry's size.
 ///
 /// # Errors
 /// [`Error::ImageDecode`] naming the file if it cannot be opened or decoded,
-/// or if its size differs from `record`'s.
+/// or if its upright size differs from `record`'s.
 pub fn load_image(record: &ImageRecord) -> Result<RgbImage> {
-    let fail = |reason: String| Error::ImageDecode { path: record.path.clone(), reason };
-    let decoded = image::ImageReader::open(&record.path)
-        .map_err(|e| fail(e.to_string()))?
-        .with_guessed_format()
-        .map_err(|e| fail(e.to_string()))?
-        .decode()
-        .map_err(|e| fail(e.to_string()))?
-        .into_rgb8();
+    let decoded = decode_upright(&record.path)?;
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
     if (h, w) != (record.height, record.width) {
-        return Err(fail(format!(
-            "decoded size {h}x{w} differs from the annotation file's {}x{}",
-            record.height, record.width
-        )));
+        return Err(Error::ImageDecode {
+            path: record.path.clone(),
+            reason: format!("decoded size {h}x{w} (EXIF orientation applied) differs from the annotation file's {}x{}", record.height, record.width),
+        });
     }
     Ok(RgbImage { height: h, width: w, data: decoded.into_raw() })
 }
