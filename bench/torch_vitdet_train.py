@@ -12,6 +12,11 @@ to 0 over `--iters`, gradient clipping at norm 5, pixels normalised with the
 ImageNet mean and std. Evaluation: the validation split through pycocotools
 (bbox and segm; masks pasted by torchvision and thresholded at 0.5). Prints a
 progress line every 50 steps and one JSON line at the end.
+
+`--state FILE` keeps the run in FILE (model, optimizer, step): saved at the
+end, and resumed from when it exists. With `--schedule-iters 600 --iters 700`
+on a 600-step state it times 100 late steps at the schedule's end, the
+workload of bench/late_vs_torch.sh.
 """
 import argparse
 import json
@@ -106,6 +111,8 @@ def main():
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--schedule-iters", type=int, help="length of the warmup-cosine schedule (default: --iters)")
+    p.add_argument("--state", help="resume from this file when it exists (model, optimizer, step) and save there at the end")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -118,10 +125,18 @@ def main():
     model.transform.image_mean, model.transform.image_std = MEAN, STD
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05)
 
+    first = 0
+    if a.state and os.path.exists(a.state):
+        saved = torch.load(a.state)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        first = saved["step"]
+        rng = np.random.default_rng(a.seed + first)
+
     model.train()
     order, cursor = rng.permutation(len(train)), 0
     start = time.perf_counter()
-    for step in range(a.iters):
+    for step in range(first, a.iters):
         images, targets = [], []
         for _ in range(a.batch):
             if cursor == len(order):
@@ -133,22 +148,25 @@ def main():
             images.append(image)
             targets.append(target)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, a.iters, a.lr)
+            group["lr"] = lr_at(step, a.schedule_iters or a.iters, a.lr)
         losses = model(images, targets)
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        if (step + 1) % 50 == 0:
+        if (step + 1 - first) % 50 == 0:
             seconds = time.perf_counter() - start
-            print(f"iter {step + 1}/{a.iters}  loss {loss.item():.4f}  {(step + 1) * a.batch / seconds:.2f} img/s  {seconds:.0f}s", flush=True)
+            print(f"iter {step + 1}/{a.iters}  loss {loss.item():.4f}  {(step + 1 - first) * a.batch / seconds:.2f} img/s  {seconds:.0f}s", flush=True)
     train_s = time.perf_counter() - start
+    steps = a.iters - first
+    if a.state:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": a.iters}, a.state)
 
     stats, infer_img_s = evaluate(model, val_coco, val, cat_ids, a.batch)
     print(json.dumps({
-        "iters": a.iters, "batch": a.batch, "threads": a.threads, "train_seconds": train_s,
-        "train_img_s": a.iters * a.batch / train_s, "infer_img_s": infer_img_s,
+        "iters": steps, "batch": a.batch, "threads": a.threads, "train_seconds": train_s,
+        "train_img_s": steps * a.batch / train_s, "infer_img_s": infer_img_s,
         "bbox_AP": stats["bbox"][0], "bbox_AP50": stats["bbox"][1],
         "segm_AP": stats["segm"][0], "segm_AP50": stats["segm"][1],
     }))
