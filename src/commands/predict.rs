@@ -12,7 +12,8 @@ use detector::predict::{draw_prediction, image_files, predict_files};
     vitdet predict --weights runs/shapes/model.safetensors --image runs/shapes/shapes/val --out predictions\n  \
     vitdet predict --weights model.safetensors --image street.jpg --out out --score 0.3\n\n\
     Writes OUT/<image stem>.png for each image, OUT/results.json (COCO results, bbox + RLE mask)\n\
-    and OUT/images.json (the image ids, file names and sizes the results refer to).")]
+    and OUT/images.json (the image ids, file names and sizes the results refer to).\n\
+    Photos are turned upright by their EXIF orientation first; results and sizes refer to the upright image.")]
 pub struct PredictArgs {
     /// A trained detector (vitdet train's OUT/model.safetensors).
     #[arg(long, value_name = "MODEL.safetensors")]
