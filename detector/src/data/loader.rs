@@ -108,8 +108,8 @@ impl LoaderStats {
 /// # Errors
 /// [`Error::ImageDecode`] naming the file if it cannot be opened or decoded.
 pub fn decode_upright(path: &Path) -> Result<image::RgbImage> {
+    use image::ImageDecoder as _;
     let fail = |e: &dyn std::fmt::Display| Error::ImageDecode { path: path.to_path_buf(), reason: e.to_string() };
-    use image::ImageDecoder;
     let mut decoder = image::ImageReader::open(path).map_err(|e| fail(&e))?.with_guessed_format().map_err(|e| fail(&e))?.into_decoder().map_err(|e| fail(&e))?;
     // An unreadable EXIF block is no reason to lose the pixels.
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
