@@ -47,6 +47,14 @@ struct Block {
     len: usize,
 }
 
+impl Block {
+    /// Channel `ci`'s run of this block's pixels in an (N, C, S) buffer.
+    #[inline(always)]
+    fn run<T>(self, data: &[T], c: usize, s: usize, ci: usize) -> &[T] {
+        &data[(self.image * c + ci) * s + self.start..][..self.len]
+    }
+}
+
 /// Every image's pixels in blocks of [`PIXELS_PER_BLOCK`].
 fn blocks(n: usize, s: usize) -> Vec<Block> {
     (0..n).flat_map(|image| (0..s).step_by(PIXELS_PER_BLOCK).map(move |start| Block { image, start, len: PIXELS_PER_BLOCK.min(s - start) })).collect()
@@ -73,7 +81,7 @@ fn block_rows<T>(out: &mut [T], c: usize, s: usize) -> Vec<Vec<&mut [T]>> {
 /// `x` (N, C, S) (biased variance, two passes, as the last-dim kernel).
 #[inline(always)]
 fn block_stats<T: Real>(x: &[T], c: usize, s: usize, block: Block, eps: T) -> (Vec<T>, Vec<T>) {
-    let plane = |ci: usize| &x[(block.image * c + ci) * s + block.start..][..block.len];
+    let plane = |ci: usize| block.run(x, c, s, ci);
     let inv_c = T::one() / T::from_f64(c.max(1) as f64);
     let mut mean = vec![T::zero(); block.len];
     for ci in 0..c {
@@ -109,7 +117,7 @@ fn forward<T: Real>(eps: f64, x: &CpuStorage, xl: &Layout, w: &CpuStorage, wl: &
             || {
                 let (mean, rstd) = block_stats(xs, c, s, block, eps);
                 for (ci, out) in rows.iter_mut().enumerate() {
-                    let src = &xs[(block.image * c + ci) * s + block.start..][..block.len];
+                    let src = block.run(xs, c, s, ci);
                     let (wv, bv) = (w[ci], b[ci]);
                     for (((o, v), m), r) in out.iter_mut().zip(src).zip(&mean).zip(&rstd) {
                         *o = (*v - *m) * *r * wv + bv;
@@ -167,12 +175,11 @@ fn grad_input<T: Real>(eps: f64, x: &CpuStorage, xl: &Layout, w: &CpuStorage, wl
             #[inline(always)]
             || {
                 let (mean, rstd) = block_stats(xs, c, s, block, eps);
-                let at = |ci: usize| (block.image * c + ci) * s + block.start;
                 // Per pixel: a = mean_C(g), b = mean_C(g x̂).
                 let mut a = vec![T::zero(); block.len];
                 let mut bsum = vec![T::zero(); block.len];
                 for (ci, wv) in w.iter().enumerate() {
-                    let (xr, gr) = (&xs[at(ci)..][..block.len], &gs[at(ci)..][..block.len]);
+                    let (xr, gr) = (block.run(xs, c, s, ci), block.run(gs, c, s, ci));
                     for ((((av, bv), xv), gv), (m, r)) in a.iter_mut().zip(bsum.iter_mut()).zip(xr).zip(gr).zip(mean.iter().zip(&rstd)) {
                         let gw = *gv * *wv;
                         *av += gw;
@@ -184,7 +191,7 @@ fn grad_input<T: Real>(eps: f64, x: &CpuStorage, xl: &Layout, w: &CpuStorage, wl
                     *bv *= inv_c;
                 });
                 for ((ci, out), wv) in rows.iter_mut().enumerate().zip(&w) {
-                    let (xr, gr) = (&xs[at(ci)..][..block.len], &gs[at(ci)..][..block.len]);
+                    let (xr, gr) = (block.run(xs, c, s, ci), block.run(gs, c, s, ci));
                     for (((((o, xv), gv), (m, r)), av), bv) in out.iter_mut().zip(xr).zip(gr).zip(mean.iter().zip(&rstd)).zip(&a).zip(&bsum) {
                         let xhat = (*xv - *m) * *r;
                         *o = *r * (*gv * *wv - *av - xhat * *bv);
@@ -236,8 +243,7 @@ fn grad_params<T: Real>(eps: f64, x: &CpuStorage, xl: &Layout, g: &CpuStorage, g
                     let (mean, rstd) = block_stats(xs, c, s, block, eps);
                     let mut acc = vec![T::zero(); 2 * c];
                     for ci in 0..c {
-                        let at = (block.image * c + ci) * s + block.start;
-                        let (xr, gr) = (&xs[at..][..block.len], &gs[at..][..block.len]);
+                        let (xr, gr) = (block.run(xs, c, s, ci), block.run(gs, c, s, ci));
                         // Fixed lanes of partial sums, so the loop vectorises.
                         let (mut dw, mut db) = ([T::zero(); LANES], [T::zero(); LANES]);
                         let mut pixel = 0;
