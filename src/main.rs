@@ -52,6 +52,27 @@ fn single_threaded_elementwise() {
     }
 }
 
+/// Stack of each compute thread: the main thread's 8 MiB, twice over, since
+/// the command (and candle's recursive walk of the backward graph) now runs
+/// on one of them.
+const WORKER_STACK_BYTES: usize = 16 << 20;
+
+/// Runs the command on a thread of its own rayon pool (RAYON_NUM_THREADS
+/// threads, default one per core) instead of beside it. Every GEMM and fused
+/// kernel is a parallel region; started from outside the pool, each one
+/// hands its work to the pool and puts the calling thread to sleep until the
+/// work is done, one more thread than cores waking and sleeping hundreds of
+/// times a training step. From inside, the caller takes its share of the
+/// work itself. A ViT-Tiny step at one image ran 1.3x faster
+/// (BENCHMARKS.md, "ViT-Tiny on the CPU"). Runs the command directly if the
+/// pool cannot start.
+fn on_a_worker_thread<R: Send>(command: impl FnOnce() -> R + Send) -> R {
+    match rayon::ThreadPoolBuilder::new().stack_size(WORKER_STACK_BYTES).build() {
+        Ok(pool) => pool.install(command),
+        Err(_) => command(),
+    }
+}
+
 fn main() -> ExitCode {
     retain_freed_memory();
     single_threaded_elementwise();
@@ -63,7 +84,7 @@ fn main() -> ExitCode {
             return ExitCode::from(err.exit_code().clamp(0, 255) as u8);
         }
     };
-    match commands::run(cli) {
+    match on_a_worker_thread(|| commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => exit::report(&err),
     }

@@ -20,7 +20,8 @@ use candle_core::backend::BackendStorage as _;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_slice, gemm, threads, MatRef, Real};
+use super::image_batch::{for_each_image_group, sum_over_image_groups};
+use super::{contiguous_slice, gemm, MatRef, Real};
 
 /// Elements per parallel task when filling an im2col matrix or summing
 /// bias-gradient rows: below this, scheduling a task costs more than the copy.
@@ -153,17 +154,6 @@ impl Correlation {
         }
     }
 
-    /// Images per thread when a batch of `images` runs whole images on each
-    /// thread (each image's im2col and GEMM on one core), or `None` when it
-    /// runs image after image with every GEMM split over the threads. Small
-    /// maps (a mask head's 14x14 ROIs) leave a split GEMM too little work per
-    /// thread; whole images per thread need the images to share out about
-    /// evenly.
-    fn images_per_thread(images: usize) -> Option<usize> {
-        let t = threads();
-        (t > 1 && images >= t && (images.is_multiple_of(t) || images >= 4 * t)).then(|| images.div_ceil(t))
-    }
-
     /// For each of the `images` sources stacked in `src`, writes
     /// `dst_n (O, P Q) = kernel (O, K) @ im2col(src_n)`, plus `bias` (O) on
     /// every output pixel when given, one block of output rows at a time.
@@ -181,18 +171,13 @@ impl Correlation {
             dst.par_chunks_mut(pq.max(1)).enumerate().for_each(|(i, out)| out.fill(bias[i % o]));
         }
         let accumulate = bias.is_some();
-        let (src_chunk, dst_chunk) = (src_len.max(1), (o * pq).max(1));
-        if let Some(group) = Self::images_per_thread(images) {
-            dst.par_chunks_mut(group * dst_chunk).zip(src.par_chunks(group * src_chunk)).try_for_each(|(dst_g, src_g)| {
-                let mut scratch = Vec::new();
-                src_g.chunks(src_chunk).zip(dst_g.chunks_mut(dst_chunk)).try_for_each(|(src_n, dst_n)| self.apply_to_image(src_n, dst_n, kernel, o, accumulate, 1, &mut scratch))
-            })?;
-        } else {
+        for_each_image_group(&mut dst, o * pq, images, |range, dst_g, par| {
             let mut scratch = Vec::new();
-            for (src_n, dst_n) in src.chunks(src_chunk).zip(dst.chunks_mut(dst_chunk)) {
-                self.apply_to_image(src_n, dst_n, kernel, o, accumulate, threads(), &mut scratch)?;
+            for (i, dst_n) in range.zip(dst_g.chunks_mut((o * pq).max(1))) {
+                self.apply_to_image(&src[i * src_len..(i + 1) * src_len], dst_n, kernel, o, accumulate, par, &mut scratch)?;
             }
-        }
+            Ok(())
+        })?;
         Ok(dst)
     }
 
@@ -380,25 +365,14 @@ impl Conv2dBwdParams {
         let db_len = if self.with_bias { o } else { 0 };
         let mut packed = vec![T::zero(); o * k + db_len];
         let (dw, db) = packed.split_at_mut(o * k);
-        let (x_chunk, g_chunk) = ((c * h * w).max(1), (o * pq).max(1));
-        if let Some(group) = Correlation::images_per_thread(n) {
-            // One partial dW per group of images, added up in group order:
-            // the same sums from run to run, whichever thread ran a group.
-            let dw_len = (o * k).max(1);
-            let mut partial = vec![T::zero(); n.div_ceil(group) * dw_len];
-            partial.par_chunks_mut(dw_len).zip(xs.par_chunks(group * x_chunk)).zip(gs.par_chunks(group * g_chunk)).try_for_each(|((acc, x_g), g_g)| {
-                let mut scratch = Vec::new();
-                x_g.chunks(x_chunk).zip(g_g.chunks(g_chunk)).enumerate().try_for_each(|(i, (x_n, g_n))| corr.weight_gradient_of_image(x_n, g_n, o, acc, i > 0, 1, &mut scratch))
-            })?;
-            for part in partial.chunks(dw_len) {
-                dw.iter_mut().zip(part).for_each(|(d, p)| *d += *p);
-            }
-        } else {
+        let (x_len, g_len) = (c * h * w, o * pq);
+        sum_over_image_groups(dw, n, |range, acc, par| {
             let mut scratch = Vec::new();
-            for (i, (x_n, g_n)) in xs.chunks(x_chunk).zip(gs.chunks(g_chunk)).enumerate() {
-                corr.weight_gradient_of_image(x_n, g_n, o, dw, i > 0, threads(), &mut scratch)?;
+            for (j, i) in range.enumerate() {
+                corr.weight_gradient_of_image(&xs[i * x_len..(i + 1) * x_len], &gs[i * g_len..(i + 1) * g_len], o, acc, j > 0, par, &mut scratch)?;
             }
-        }
+            Ok(())
+        })?;
         if self.with_bias {
             sum_planes(gs, o, pq, db);
         }

@@ -3,7 +3,8 @@
 //! image, T = W^T X with T's rows (o, ky, kx) and columns the input pixels,
 //! followed by a scatter of T into the blocks (with the bias). The backward
 //! gathers dY back into that (O s s, H W) layout once per op and runs
-//! dX = W G and dW = Σ X G^T as GEMMs, db = Σ dY.
+//! dX = W G and dW = Σ X G^T as GEMMs, db = Σ dY. A batch of small maps
+//! (the mask head's ROIs) runs whole images on each thread.
 //!
 //! Why: candle 0.11.1's CPU `conv_transpose2d` is a direct loop over every
 //! (input pixel, output channel, input channel) and its backward runs two
@@ -16,10 +17,10 @@
 
 use candle_core::backend::BackendStorage as _;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::conv2d::sum_planes;
-use super::{contiguous_slice, gemm, threads, MatRef, Real};
+use super::image_batch::{for_each_chunk, for_each_image_group, sum_over_image_groups};
+use super::{contiguous_slice, gemm, MatRef, Real};
 
 /// `F.conv_transpose2d(x, weight, bias, stride=s)` with an s x s kernel for
 /// contiguous `x` (N, C, H, W), `weight` (C, O, s, s) and `bias` (O).
@@ -69,11 +70,11 @@ impl Blocks {
 
     /// Moves one image's block matrix `t` (O s s, H W) into its output map
     /// `y` (O, H s, W s), adding `bias` (O): `y[o, y s + ky, x s + kx] =
-    /// t[(o, ky, kx), (y, x)] + bias[o]`.
-    fn scatter<T: Real>(&self, t: &[T], y: &mut [T], bias: Option<&[T]>) {
+    /// t[(o, ky, kx), (y, x)] + bias[o]`. Planes in parallel when `par` > 1.
+    fn scatter<T: Real>(&self, t: &[T], y: &mut [T], bias: Option<&[T]>, par: usize) {
         let Self { h, w, s, .. } = *self;
         let (hw, ws) = (self.hw(), w * s);
-        y.par_chunks_mut((hw * s * s).max(1)).enumerate().for_each(|(oi, plane)| {
+        let plane_of = |(oi, plane): (usize, &mut [T])| {
             let b = bias.map_or(T::zero(), |b| b[oi]);
             for ky in 0..s {
                 for kx in 0..s {
@@ -86,15 +87,17 @@ impl Blocks {
                     }
                 }
             }
-        });
+        };
+        for_each_chunk(y, hw * s * s, par, plane_of);
     }
 
     /// The inverse of [`Self::scatter`] without bias: one image's gradient map
-    /// `g` (O, H s, W s) as the block matrix `t` (O s s, H W).
-    fn gather<T: Real>(&self, g: &[T], t: &mut [T]) {
+    /// `g` (O, H s, W s) as the block matrix `t` (O s s, H W). Planes in
+    /// parallel when `par` > 1.
+    fn gather<T: Real>(&self, g: &[T], t: &mut [T], par: usize) {
         let Self { h, w, s, .. } = *self;
         let (hw, ws) = (self.hw(), w * s);
-        t.par_chunks_mut((hw * s * s).max(1)).enumerate().for_each(|(oi, rows)| {
+        let plane_of = |(oi, rows): (usize, &mut [T])| {
             let plane = &g[oi * hw * s * s..][..hw * s * s];
             for ky in 0..s {
                 for kx in 0..s {
@@ -107,7 +110,8 @@ impl Blocks {
                     }
                 }
             }
-        });
+        };
+        for_each_chunk(t, hw * s * s, par, plane_of);
     }
 }
 
@@ -125,14 +129,17 @@ fn forward<T: Real>(stride: usize, x: &CpuStorage, xl: &Layout, w: &CpuStorage, 
     if bias.is_some_and(|b| b.len() != geo.o) {
         return Err(candle_core::Error::Msg(format!("conv_transpose2d: bias must have {} elements", geo.o)));
     }
-    let (hw, rows) = (geo.hw(), geo.rows());
-    let mut y = vec![T::zero(); geo.n * geo.out_len()];
-    let mut t = vec![T::zero(); rows * hw];
-    for (x_n, y_n) in xs.chunks((geo.c * hw).max(1)).zip(y.chunks_mut(geo.out_len().max(1))) {
-        // (O s s, C) @ (C, H W): W^T's element (r, c) is W's (c, r).
-        gemm(rows, hw, geo.c, &mut t, hw, MatRef { data: ws, rs: 1, cs: rows }, MatRef { data: x_n, rs: hw, cs: 1 }, T::one(), false, threads())?;
-        geo.scatter(&t, y_n, bias);
-    }
+    let (hw, rows, x_len, y_len) = (geo.hw(), geo.rows(), geo.c * geo.hw(), geo.out_len());
+    let mut y = vec![T::zero(); geo.n * y_len];
+    for_each_image_group(&mut y, y_len, geo.n, |images, y_g, par| {
+        let mut t = vec![T::zero(); rows * hw];
+        for (i, y_n) in images.zip(y_g.chunks_mut(y_len.max(1))) {
+            // (O s s, C) @ (C, H W): W^T's element (r, c) is W's (c, r).
+            gemm(rows, hw, geo.c, &mut t, hw, MatRef { data: ws, rs: 1, cs: rows }, MatRef { data: &xs[i * x_len..(i + 1) * x_len], rs: hw, cs: 1 }, T::one(), false, par)?;
+            geo.scatter(&t, y_n, bias, par);
+        }
+        Ok(())
+    })?;
     Ok((T::to_cpu_storage_owned(y), Shape::from((geo.n, geo.o, geo.h * geo.s, geo.w * geo.s))))
 }
 
@@ -213,13 +220,16 @@ fn grad_input<T: Real>(s: usize, g: &CpuStorage, gl: &Layout, w: &CpuStorage, wl
     check_grad(&geo, gl)?;
     let gs = contiguous_slice::<T>(g, gl)?;
     let wsl = contiguous_slice::<T>(w, wl)?;
-    let (hw, rows) = (geo.hw(), geo.rows());
+    let (hw, rows, g_len) = (geo.hw(), geo.rows(), geo.out_len());
     let mut dx = vec![T::zero(); n * c * hw];
-    let mut t = vec![T::zero(); rows * hw];
-    for (g_n, dx_n) in gs.chunks(geo.out_len().max(1)).zip(dx.chunks_mut((c * hw).max(1))) {
-        geo.gather(g_n, &mut t);
-        gemm(c, hw, rows, dx_n, hw, MatRef { data: wsl, rs: rows, cs: 1 }, MatRef { data: &t, rs: hw, cs: 1 }, T::one(), false, threads())?;
-    }
+    for_each_image_group(&mut dx, c * hw, n, |images, dx_g, par| {
+        let mut t = vec![T::zero(); rows * hw];
+        for (i, dx_n) in images.zip(dx_g.chunks_mut((c * hw).max(1))) {
+            geo.gather(&gs[i * g_len..(i + 1) * g_len], &mut t, par);
+            gemm(c, hw, rows, dx_n, hw, MatRef { data: wsl, rs: rows, cs: 1 }, MatRef { data: &t, rs: hw, cs: 1 }, T::one(), false, par)?;
+        }
+        Ok(())
+    })?;
     Ok((T::to_cpu_storage_owned(dx), Shape::from((n, c, geo.h, geo.w))))
 }
 
@@ -258,12 +268,16 @@ impl ConvTranspose2dBwdParams {
         let db_len = if self.with_bias { o } else { 0 };
         let mut packed = vec![T::zero(); c * rows + db_len];
         let (dw, db) = packed.split_at_mut(c * rows);
-        let mut t = vec![T::zero(); rows * hw];
-        for (i, (x_n, g_n)) in xs.chunks((c * hw).max(1)).zip(gs.chunks(geo.out_len().max(1))).enumerate() {
-            geo.gather(g_n, &mut t);
-            // (C, H W) @ (H W, O s s): G^T's element (j, r) is G's (r, j).
-            gemm(c, rows, hw, dw, rows, MatRef { data: x_n, rs: hw, cs: 1 }, MatRef { data: &t, rs: 1, cs: hw }, T::one(), i > 0, threads())?;
-        }
+        let (x_len, g_len) = (c * hw, geo.out_len());
+        sum_over_image_groups(dw, n, |images, acc, par| {
+            let mut t = vec![T::zero(); rows * hw];
+            for (j, i) in images.enumerate() {
+                geo.gather(&gs[i * g_len..(i + 1) * g_len], &mut t, par);
+                // (C, H W) @ (H W, O s s): G^T's element (j, r) is G's (r, j).
+                gemm(c, rows, hw, acc, rows, MatRef { data: &xs[i * x_len..(i + 1) * x_len], rs: hw, cs: 1 }, MatRef { data: &t, rs: 1, cs: hw }, T::one(), j > 0, par)?;
+            }
+            Ok(())
+        })?;
         if self.with_bias {
             sum_planes(gs, o, hw * s * s, db);
         }

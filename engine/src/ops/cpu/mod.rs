@@ -17,6 +17,7 @@ pub(crate) mod attention;
 pub(crate) mod conv2d;
 pub(crate) mod conv_transpose2d;
 pub(crate) mod gelu;
+mod image_batch;
 pub(crate) mod layer_norm;
 pub(crate) mod layer_norm_2d;
 pub(crate) mod linear;

@@ -294,6 +294,26 @@ mod tests {
     }
 
     #[test]
+    fn conv_transpose2d_fused_matches_composed_with_images_in_parallel_or_in_turn() {
+        // As for conv2d: on two threads, 2, 8 and 9 images run in two groups
+        // of whole images (dW summed over per-group partials), 1 and 3 one
+        // image after another with each image's planes split over the threads.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        pool.install(|| {
+            for (images, seed) in [(1, 40), (2, 43), (3, 46), (8, 49), (9, 52)] {
+                let inputs = [random_tensor(&[images, 5, 3, 4], seed), random_tensor(&[5, 6, 2, 2], seed + 1), random_tensor(&[6], seed + 2)];
+                assert_matches_composed(
+                    &inputs,
+                    |t| cpu::conv_transpose2d::conv_transpose2d(&t[0], &t[1], Some(&t[2]), 2),
+                    |t| composed::conv_transpose2d(&t[0], &t[1], Some(&t[2]), 2),
+                    1e-5,
+                    1e-12,
+                );
+            }
+        });
+    }
+
+    #[test]
     fn conv_transpose2d_gradient_matches_finite_differences() {
         let inputs = [random_tensor(&[2, 3, 3, 5], 23), random_tensor(&[3, 2, 2, 2], 24), random_tensor(&[2], 25)];
         check_gradients(&inputs, |t| conv_transpose2d(&t[0], &t[1], Some(&t[2]), 2)).unwrap();
