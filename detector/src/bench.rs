@@ -51,6 +51,10 @@ pub struct BenchVitDetResult {
     pub train_img_s: f64,
     /// Inference images per second.
     pub infer_img_s: f64,
+    /// Detections kept per image at inference (each one runs the mask
+    /// head): with random weights it depends on the class count and the
+    /// score threshold, so compare inference speeds only at equal values.
+    pub detections_per_image: f64,
     /// Peak resident memory during training, MiB (0 if unknown).
     pub train_peak_rss_mb: f64,
     /// Peak resident memory during inference, MiB (0 if unknown).
@@ -98,8 +102,10 @@ pub fn bench_vitdet(opts: &BenchVitDetOptions, device: &Device) -> Result<BenchV
 
     let frozen = crate::weights::inference_copy(&varmap, &opts.model, opts.num_classes, device)?;
     reset_peak_rss();
+    let mut detections = 0;
     let infer_s = time_iters(opts.iters, || {
         let det = frozen.predict(&images, &image_hw).map_err(|e| backbone::Error::Config(e.to_string()))?;
+        detections = det.iter().map(|d| d.scores.len()).sum();
         std::hint::black_box(det);
         Ok(())
     })
@@ -129,6 +135,7 @@ pub fn bench_vitdet(opts: &BenchVitDetOptions, device: &Device) -> Result<BenchV
         iters: opts.iters,
         train_img_s: img / train_s,
         infer_img_s: img / infer_s,
+        detections_per_image: detections as f64 / opts.batch.max(1) as f64,
         train_peak_rss_mb: train_peak,
         infer_peak_rss_mb: infer_peak,
     })
