@@ -266,13 +266,26 @@ impl RoiAlign {
         Ok(out)
     }
 
+    /// Every in-range sample of the RoI with the bin it falls in, in
+    /// [`Self::for_each_sample`]'s order, its weights divided by the bin's
+    /// sample count: what one output gradient spreads over the input.
+    fn averaging_samples<T: WithDType>(&self, g: &RoiGeometry<T>) -> Vec<(usize, Sample<T>)> {
+        let mut samples = Vec::with_capacity(self.output_size.0 * self.output_size.1 * g.grid_h * g.grid_w);
+        self.for_each_sample(g, |bin, s| samples.push((bin, Sample { pos: s.pos, w: s.w.map(|w| w / g.count) })));
+        samples
+    }
+
     /// The input gradient for `grad_out` (K, C, PH, PW): each (image, channel)
     /// plane is filled by one task, visiting its RoIs in index order so the
-    /// additions happen in torchvision's order.
+    /// additions happen in torchvision's order. Each RoI's samples are
+    /// computed once, not once per channel, and carry their share of the
+    /// average, so the loop over channels multiplies and adds (torchvision
+    /// divides each product by the count: the same sums up to rounding).
     fn backward<T: WithDType>(&self, grad_out: &[T], rois: &[T]) -> Result<Vec<T>> {
         let [b, c, h, w] = self.input_dims;
         let bins = self.output_size.0 * self.output_size.1;
         let geoms: Vec<RoiGeometry<T>> = rois.chunks_exact(5).map(|r| self.geometry(r)).collect::<Result<_>>()?;
+        let samples: Vec<Vec<(usize, Sample<T>)>> = geoms.par_iter().map(|g| self.averaging_samples(g)).collect();
         let mut by_image: Vec<Vec<usize>> = vec![Vec::new(); b];
         for (k, g) in geoms.iter().enumerate() {
             by_image[g.batch].push(k);
@@ -281,14 +294,13 @@ impl RoiAlign {
         grad_in.par_chunks_mut((h * w).max(1)).enumerate().for_each(|(plane_index, plane)| {
             let (img, ch) = (plane_index / c, plane_index % c);
             for &k in &by_image[img] {
-                let g = &geoms[k];
                 let go = &grad_out[(k * c + ch) * bins..(k * c + ch + 1) * bins];
-                self.for_each_sample(g, |bin, s| {
-                    let gb = go[bin];
+                for (bin, s) in &samples[k] {
+                    let gb = go[*bin];
                     for (&p, &wt) in s.pos.iter().zip(&s.w) {
-                        plane[p] += gb * wt / g.count;
+                        plane[p] += gb * wt;
                     }
-                });
+                }
             }
         });
         Ok(grad_in)
