@@ -8,7 +8,10 @@ rule and JSON keys as `engine/src/bench_convs.rs`.
 Workload: batch B of C-channel maps (default 256) at sides S (default 64x64,
 32x32, 16x16 and 8x8, the P2..P5 maps of a 256 px image). On each map: Conv2d 3x3 pad 1 without bias,
 Conv2d 1x1 without bias, and ConvTranspose2d k2 s2 with bias from the
-half-size map; plus MaxPool2d 2x2 on the 64x64 map, kept out of the totals.
+half-size map; plus MaxPool2d 2x2 on the 64x64 map, kept out of the totals,
+and torchvision's roi_align on that map read as P2 (128 boxes an image, 7x7,
+sampling_ratio 0, aligned; the boxes of `roi_boxes` in bench_convs.rs), also
+kept out.
 Forward is under torch.no_grad(); forward + backward is y.sum(), then
 backward() into the input, weight and bias. Each cell
 runs once untimed, then `iters` times; its time is the median run.
@@ -20,8 +23,24 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import roi_align
 
 CONVS = ["conv3x3", "conv1x1", "deconv2x2"]
+ROIS_PER_IMAGE = 128
+STEPS = [0.6180339887, 0.7548776662, 0.5698402910, 0.4301597090]
+
+
+def roi_boxes(batch, side):
+    """The boxes of engine/src/bench_convs.rs `roi_boxes`, row for row."""
+    image = 4.0 * side
+    rows = []
+    for b in range(batch):
+        for i in range(ROIS_PER_IMAGE):
+            u = [((i + 1) * step) % 1.0 for step in STEPS]
+            w, h = image * (1 / 16 + u[0] * 7 / 16), image * (1 / 16 + u[1] * 7 / 16)
+            x, y = u[2] * (image - w), u[3] * (image - h)
+            rows.append([b, x, y, x + w, y + h])
+    return torch.tensor(rows, dtype=torch.float32)
 
 
 def uniform(shape, scale):
@@ -38,10 +57,14 @@ def cell_inputs(cell, side, batch, c):
     if cell == "deconv2x2":
         s = (4 * c) ** -0.5
         return x, uniform((c, c, 2, 2), s), uniform((c,), s)
+    if cell == "roialign7":
+        return x, None, roi_boxes(batch, side)
     return x, None, None
 
 
 def apply(cell, x, w, b):
+    if cell == "roialign7":
+        return roi_align(x, b, (7, 7), 0.25, 0, True)
     if cell == "conv3x3":
         return F.conv2d(x, w, b, padding=1)
     if cell == "conv1x1":
@@ -69,7 +92,7 @@ def time_cell(cell, side, batch, channels, iters):
             apply(cell, x, w, b)
 
     fwd = median_ms(iters, forward)
-    leaves = [t.requires_grad_() for t in (x, w, b) if t is not None]
+    leaves = [t.requires_grad_() for t in (x, w, b if cell != "roialign7" else None) if t is not None]
 
     def train():
         for t in leaves:
@@ -94,9 +117,10 @@ def main():
         for cell in CONVS:
             f, t = time_cell(cell, side, a.batch, a.channels, a.iters)
             fwd_by_op[f"{cell}@{side}"], train_by_op[f"{cell}@{side}"] = f, t
-    f, t = time_cell("maxpool2x2", a.sizes[0], a.batch, a.channels, a.iters)
-    fwd_by_op[f"maxpool2x2@{a.sizes[0]}"], train_by_op[f"maxpool2x2@{a.sizes[0]}"] = f, t
-    convs = [k for k in train_by_op if not k.startswith("maxpool")]
+    for cell in ["maxpool2x2", "roialign7"]:
+        f, t = time_cell(cell, a.sizes[0], a.batch, a.channels, a.iters)
+        fwd_by_op[f"{cell}@{a.sizes[0]}"], train_by_op[f"{cell}@{a.sizes[0]}"] = f, t
+    convs = [k for k in train_by_op if k.split("@")[0] in CONVS]
     print(json.dumps({
         "workload": f"torch pyramid convs: conv3x3 pad 1 + conv1x1 (no bias) + deconv k2 s2 (bias) at {a.sizes}, {a.channels} channels",
         "kernels": "torch", "device": "cpu", "threads": a.threads, "batch": a.batch, "channels": a.channels,

@@ -12,7 +12,10 @@
 //! and a transposed convolution C -> C with kernel 2, stride 2 and a bias
 //! from the half-size map (the pyramid's upsampling). Each op is one cell,
 //! timed alone; the totals add the cells. The 2x2 max pool of a 64x64 map is
-//! timed as well but kept out of the totals (it is not a convolution).
+//! timed as well but kept out of the totals (it is not a convolution), and
+//! so is RoIAlign on that map read as P2 (stride 4): [`ROIS_PER_IMAGE`]
+//! boxes an image, 7x7 bins, adaptive sampling, aligned, as the box head
+//! pools them (the input gradient only: boxes are constants).
 //!
 //! Forward + backward is `sum(op(x))`, then candle's `backward()`: the
 //! gradients of the input, the weight and the bias. (A plain sum keeps the
@@ -28,6 +31,9 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use serde::Serialize;
 
 use crate::ops::detection;
+
+/// RoIs an image in the RoIAlign cell: the demo recipe's sampled ROIs.
+pub const ROIS_PER_IMAGE: usize = 128;
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]
@@ -86,6 +92,7 @@ enum Cell {
     Conv1x1,
     Deconv2x2,
     MaxPool2x2,
+    RoiAlign7,
 }
 
 impl Cell {
@@ -95,6 +102,7 @@ impl Cell {
             Cell::Conv1x1 => "conv1x1",
             Cell::Deconv2x2 => "deconv2x2",
             Cell::MaxPool2x2 => "maxpool2x2",
+            Cell::RoiAlign7 => "roialign7",
         }
     }
 }
@@ -123,9 +131,14 @@ pub fn bench_convs(opts: &BenchConvsOptions, device: &Device) -> Result<BenchCon
         }
     }
     if let Some(&side) = opts.sizes.first() {
-        let (f, t) = time_cell(Cell::MaxPool2x2, side, opts, device, seed + 1)?;
-        forward_by_op.insert(format!("{}@{side}", Cell::MaxPool2x2.name()), f);
-        train_by_op.insert(format!("{}@{side}", Cell::MaxPool2x2.name()), t);
+        // candle has no RoIAlign of its own: the cell has no composed form.
+        let extra = if opts.composed { vec![Cell::MaxPool2x2] } else { vec![Cell::MaxPool2x2, Cell::RoiAlign7] };
+        for cell in extra {
+            seed += 1;
+            let (f, t) = time_cell(cell, side, opts, device, seed)?;
+            forward_by_op.insert(format!("{}@{side}", cell.name()), f);
+            train_by_op.insert(format!("{}@{side}", cell.name()), t);
+        }
     }
     Ok(BenchConvsResult {
         workload: format!(
@@ -145,12 +158,34 @@ pub fn bench_convs(opts: &BenchConvsOptions, device: &Device) -> Result<BenchCon
     })
 }
 
-/// Inputs of one cell: the input map, and the weight and the bias when the
-/// op has them.
+/// Inputs of one cell: the input map, and the weight, the bias and the
+/// boxes when the op has them.
 struct CellInputs {
     x: Tensor,
     weight: Option<Tensor>,
     bias: Option<Tensor>,
+    rois: Option<Tensor>,
+}
+
+/// The RoIAlign cell's boxes, (B * [`ROIS_PER_IMAGE`], 5) rows `(image, x1,
+/// y1, x2, y2)` in the pixels of an image 4x the map side: sides from 1/16
+/// to 1/2 of the image, placed inside it. Box i of each image takes its
+/// sizes and position from the fractional parts of (i + 1) times four
+/// irrational constants, so `bench/torch_convs.py` pools the same boxes
+/// without sharing a random generator.
+fn roi_boxes(batch: usize, side: usize, device: &Device) -> Result<Tensor> {
+    const STEPS: [f64; 4] = [0.618_033_988_7, 0.754_877_666_2, 0.569_840_291_0, 0.430_159_709_0];
+    let image = 4.0 * side as f64;
+    let mut rows = Vec::with_capacity(batch * ROIS_PER_IMAGE * 5);
+    for b in 0..batch {
+        for i in 0..ROIS_PER_IMAGE {
+            let u = STEPS.map(|step| ((i + 1) as f64 * step).fract());
+            let (w, h) = (image * (1.0 / 16.0 + u[0] * 7.0 / 16.0), image * (1.0 / 16.0 + u[1] * 7.0 / 16.0));
+            let (x, y) = (u[2] * (image - w), u[3] * (image - h));
+            rows.extend([b as f64, x, y, x + w, y + h].map(|v| v as f32));
+        }
+    }
+    Tensor::from_vec(rows, (batch * ROIS_PER_IMAGE, 5), device)
 }
 
 /// Uniform random values in [-1, 1) scaled by `scale`, as an f32 tensor.
@@ -170,13 +205,14 @@ fn cell_inputs(cell: Cell, side: usize, opts: &BenchConvsOptions, device: &Devic
             let scale = 1.0 / ((4 * c) as f64).sqrt();
             (Some(random(&[c, c, 2, 2], 3 * seed + 1, scale, device)?), Some(random(&[c], 3 * seed + 2, scale, device)?))
         }
-        Cell::MaxPool2x2 => (None, None),
+        Cell::MaxPool2x2 | Cell::RoiAlign7 => (None, None),
     };
-    Ok(CellInputs { x, weight, bias })
+    let rois = if cell == Cell::RoiAlign7 { Some(roi_boxes(b, side, device)?) } else { None };
+    Ok(CellInputs { x, weight, bias, rois })
 }
 
 /// The cell's op on these tensors.
-fn apply(cell: Cell, composed: bool, x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>) -> Result<Tensor> {
+fn apply(cell: Cell, composed: bool, x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, rois: Option<&Tensor>) -> Result<Tensor> {
     let weight = || weight.ok_or_else(|| candle_core::Error::Msg("bench convs: a convolution cell without a weight".into()));
     match (cell, composed) {
         (Cell::Conv3x3, false) => detection::conv2d(x, weight()?, bias, 1),
@@ -186,20 +222,24 @@ fn apply(cell: Cell, composed: bool, x: &Tensor, weight: Option<&Tensor>, bias: 
         (Cell::Deconv2x2, false) => detection::conv_transpose2d(x, weight()?, bias, 2),
         (Cell::Deconv2x2, true) => detection::composed_conv::conv_transpose2d(x, weight()?, bias, 2),
         (Cell::MaxPool2x2, _) => detection::max_pool2d(x, 2),
+        (Cell::RoiAlign7, _) => {
+            let rois = rois.ok_or_else(|| candle_core::Error::Msg("bench convs: a RoIAlign cell without boxes".into()))?;
+            detection::roi_align(x, rois, (7, 7), 0.25, 0, true)
+        }
     }
 }
 
 /// The (forward, forward + backward) median times of one cell, ms.
 fn time_cell(cell: Cell, side: usize, opts: &BenchConvsOptions, device: &Device, seed: u64) -> Result<(f64, f64)> {
     let inputs = cell_inputs(cell, side, opts, device, seed)?;
-    let (x, weight, bias) = (&inputs.x, inputs.weight.as_ref(), inputs.bias.as_ref());
+    let (x, weight, bias, rois) = (&inputs.x, inputs.weight.as_ref(), inputs.bias.as_ref(), inputs.rois.as_ref());
     // Forward on plain tensors: candle records no graph for them.
-    let forward = median_ms(opts.iters, || sync(&apply(cell, opts.composed, x, weight, bias)?))?;
+    let forward = median_ms(opts.iters, || sync(&apply(cell, opts.composed, x, weight, bias, rois)?))?;
     let vars = [Some(x), weight, bias].into_iter().flatten().map(Var::from_tensor).collect::<Result<Vec<_>>>()?;
     let tensors: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
     let (xv, wv, bv) = (tensors[0], tensors.get(1).copied(), tensors.get(2).copied());
     let train = median_ms(opts.iters, || {
-        let grads = apply(cell, opts.composed, xv, wv, bv)?.sum_all()?.backward()?;
+        let grads = apply(cell, opts.composed, xv, wv, bv, rois)?.sum_all()?.backward()?;
         for v in &vars {
             let grad = grads.get(v.as_tensor()).ok_or_else(|| candle_core::Error::Msg("bench convs: a variable got no gradient".into()))?;
             sync(grad)?;
@@ -239,9 +279,10 @@ mod tests {
         for composed in [false, true] {
             let opts = BenchConvsOptions { batch: 1, iters: 1, channels: 4, sizes: vec![8, 4], composed };
             let r = bench_convs(&opts, &Device::Cpu).unwrap();
-            assert_eq!(r.train_ms_by_op.len(), 7, "{:?}", r.train_ms_by_op.keys());
+            assert_eq!(r.train_ms_by_op.len(), if composed { 7 } else { 8 }, "{:?}", r.train_ms_by_op.keys());
             assert!(r.train_ms_by_op.contains_key("deconv2x2@4") && r.train_ms_by_op.contains_key("maxpool2x2@8"));
-            let conv_sum: f64 = r.train_ms_by_op.iter().filter(|(k, _)| !k.starts_with("maxpool")).map(|(_, v)| v).sum();
+            assert_eq!(r.train_ms_by_op.contains_key("roialign7@8"), !composed);
+            let conv_sum: f64 = r.train_ms_by_op.iter().filter(|(k, _)| k.starts_with("conv") || k.starts_with("deconv")).map(|(_, v)| v).sum();
             assert!((conv_sum - r.train_ms).abs() <= 1e-9 * r.train_ms.max(1.0));
         }
     }

@@ -57,7 +57,7 @@ enum BenchCommand {
     Vit(bench_vit::BenchVitArgs),
     /// ViTDet (Mask R-CNN) training-step and inference images/s for a recipe's model.
     Vitdet(bench_vitdet::BenchVitDetArgs),
-    /// ViTDet convolutions (by default the pyramid's: 256 channels, 64x64..8x8), forward and backward, in ms.
+    /// ViTDet convolutions (by default the pyramid's: 256 channels, 64x64..8x8), max pool and RoIAlign, forward and backward, in ms.
     Convs(bench_convs::BenchConvsArgs),
     /// COCO evaluation time on a COCO-val-sized synthetic case.
     Coco(bench_coco::BenchCocoArgs),
