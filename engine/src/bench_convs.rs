@@ -132,8 +132,8 @@ pub fn bench_convs(opts: &BenchConvsOptions, device: &Device) -> Result<BenchCon
     }
     if let Some(&side) = opts.sizes.first() {
         // candle has no RoIAlign of its own: the cell has no composed form.
-        let extra = if opts.composed { vec![Cell::MaxPool2x2] } else { vec![Cell::MaxPool2x2, Cell::RoiAlign7] };
-        for cell in extra {
+        let extra: &[Cell] = if opts.composed { &[Cell::MaxPool2x2] } else { &[Cell::MaxPool2x2, Cell::RoiAlign7] };
+        for &cell in extra {
             seed += 1;
             let (f, t) = time_cell(cell, side, opts, device, seed)?;
             forward_by_op.insert(format!("{}@{side}", cell.name()), f);
