@@ -1,0 +1,4 @@
+//! Images for every task: decoding (upright, by EXIF orientation), resizing
+//! exactly as Pillow does, timm's training and evaluation transforms, the
+//! `Dataset` trait and the deterministic prefetching loader that detection,
+//! classification and pre-training share.
