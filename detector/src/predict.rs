@@ -8,7 +8,7 @@ use coco::mask::Rle;
 use coco::types::DetectionResult;
 
 use crate::data::loader::decode_upright;
-use crate::data::resize::RgbImage;
+use vision::resize::RgbImage;
 use crate::data::transforms::apply_test;
 use crate::data::ImageRecord;
 use crate::draw::{draw_detections, DrawnDetection};

@@ -17,7 +17,7 @@ use common::fixture;
 use detector::data::dataset::{DetectionDataset, ImageRecord, Instance, Purpose};
 use detector::data::layout::{DataLayout, LayoutKind, SplitFiles, SplitKind};
 use detector::data::loader::{decode_upright, eval_stream, load_image, pixels_to_tensor, train_batch, train_stream, LoaderConfig, LoaderStats};
-use detector::data::resize::{resize, resize_window, RgbImage};
+use vision::resize::{resize, resize_window, RgbImage};
 use detector::data::rle_polygons::rle_to_rectangles;
 use detector::data::transforms::{
     apply_lsj, apply_test, crop_offset, normalize_and_pad, polygons_box, resize_scale_size, test_resize_size,

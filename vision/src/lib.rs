@@ -2,3 +2,7 @@
 //! exactly as Pillow does, timm's training and evaluation transforms, the
 //! `Dataset` trait and the deterministic prefetching loader that detection,
 //! classification and pre-training share.
+
+pub mod resize;
+
+pub use resize::RgbImage;

@@ -34,7 +34,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::dataset::{DetectionDataset, ImageRecord};
-use super::resize::RgbImage;
+use vision::resize::RgbImage;
 use super::transforms::{apply_lsj, apply_test, draw_lsj, DetectionSample, LsjConfig};
 use crate::{Error, Result};
 

@@ -1,7 +1,7 @@
 //! ViTDet's data pipeline: finding a dataset on disk ([`layout`]), loading a
 //! COCO split with contiguous class indices ([`dataset`]), the LSJ training
 //! and long-side test transforms with normalisation and padding
-//! ([`transforms`], Pillow-exact bilinear resizing in [`resize`]), and
+//! ([`transforms`], Pillow-exact bilinear resizing from `vision::resize`), and
 //! parallel, prefetched, reproducible batch streams ([`loader`]).
 //!
 //! Checked against detectron2's formulas, Pillow and pycocotools in
@@ -10,7 +10,6 @@
 pub mod dataset;
 pub mod layout;
 pub mod loader;
-pub mod resize;
 pub mod rle_polygons;
 pub mod transforms;
 

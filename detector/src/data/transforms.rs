@@ -32,7 +32,7 @@ use coco::geometry::clip_polygon;
 use rand::Rng;
 
 use super::dataset::{ImageRecord, Instance};
-use super::resize::{resize, resize_window, RgbImage};
+use vision::resize::{resize, resize_window, RgbImage};
 
 /// ImageNet mean of the RGB channels in 0..255 units (detectron2 `pixel_mean`).
 pub const PIXEL_MEAN: [f32; 3] = [123.675, 116.28, 103.53];

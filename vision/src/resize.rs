@@ -21,7 +21,7 @@
 //! [`resize_window`] computes only an output window (the crop of LSJ's
 //! `FixedSizeCrop`) with the very same arithmetic, so cropping after resizing
 //! costs only the pixels kept. Bit-exactness is pinned against Pillow by
-//! `tests/data.rs::resize_matches_pillow_bit_for_bit`.
+//! `detector/tests/data.rs::resize_matches_pillow_bit_for_bit`.
 
 /// Fraction bits of Pillow's fixed-point weights for 8-bit images
 /// (`PRECISION_BITS = 32 - 8 - 2`).
