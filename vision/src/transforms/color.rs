@@ -275,6 +275,7 @@ pub fn solarize_add(img: &RgbImage, add: u32) -> RgbImage {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn image(data: Vec<u8>, width: usize) -> RgbImage {

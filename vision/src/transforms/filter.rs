@@ -173,6 +173,7 @@ pub fn gaussian_blur(img: &RgbImage, sigma: f64) -> RgbImage {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]

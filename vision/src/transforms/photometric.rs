@@ -155,6 +155,7 @@ pub fn random_solarize(img: &RgbImage, p: f64, rng: &mut impl Rng) -> RgbImage {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;

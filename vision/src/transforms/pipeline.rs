@@ -181,8 +181,8 @@ fn check_not_empty(img: &RgbImage) -> Result<(), TransformError> {
     Ok(())
 }
 
-/// Horizontal flip with probability `p`.
-fn random_hflip(img: RgbImage, p: f64, rng: &mut impl Rng) -> RgbImage {
+/// torchvision's `RandomHorizontalFlip(p)`: flips with probability `p`.
+pub fn random_hflip(img: RgbImage, p: f64, rng: &mut impl Rng) -> RgbImage {
     if coin(rng, p) {
         hflip(&img)
     } else {

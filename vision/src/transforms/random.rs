@@ -42,6 +42,7 @@ pub fn round_half_even(x: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
