@@ -312,9 +312,9 @@ fn random_erasing_matches_timm() {
             match run["mode"].as_str().unwrap() {
                 // const boxes are zeros; random values are read back from
                 // timm's output (torch's normal stream is not reproduced)
-                "const" => erase(&mut got, w, h, b, |_, _, _| 0.0),
-                "rand" => erase(&mut got, w, h, b, |ch, _, _| want[(ch * h + b.top) * w + b.left]),
-                _ => erase(&mut got, w, h, b, |ch, y, x| want[(ch * h + y) * w + x]),
+                "const" => erase(&mut got, h, w, b, |_, _, _| 0.0),
+                "rand" => erase(&mut got, h, w, b, |ch, _, _| want[(ch * h + b.top) * w + b.left]),
+                _ => erase(&mut got, h, w, b, |ch, y, x| want[(ch * h + y) * w + x]),
             }
         }
         assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{run}");
@@ -467,4 +467,46 @@ fn flip_and_grayscale_happen_at_their_rates() {
     let t = cfg.build().unwrap();
     let outs: std::collections::HashSet<Vec<u32>> = (0..200).map(|s| t.apply(&img, &mut ChaCha8Rng::seed_from_u64(s)).unwrap().iter().map(|v| v.to_bits()).collect()).collect();
     assert!(outs.len() >= 4, "flip x filter x boxes give several outputs, got {}", outs.len());
+}
+
+#[test]
+fn random_erasing_boxes_respect_timm_bounds() {
+    let (h, w) = (40usize, 60usize);
+    let re = vision::transforms::RandomErasing::new(1.0, EraseMode::Const, 1).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let (mut min_frac, mut max_frac) = (f64::MAX, 0f64);
+    for _ in 0..3000 {
+        let mut t = vec![1.0f32; 3 * h * w];
+        re.apply(&mut t, h, w, &mut rng);
+        let zeros: Vec<usize> = (0..h * w).filter(|&i| t[i] == 0.0).collect();
+        if zeros.is_empty() {
+            continue; // 10 misses in a row: nothing erased, as in timm
+        }
+        // one solid rectangle, identical in every channel
+        let (ys, xs): (Vec<usize>, Vec<usize>) = zeros.iter().map(|i| (i / w, i % w)).unzip();
+        let (bh, bw) = (ys.iter().max().unwrap() - ys.iter().min().unwrap() + 1, xs.iter().max().unwrap() - xs.iter().min().unwrap() + 1);
+        assert_eq!(bh * bw, zeros.len());
+        assert!(bh < h && bw < w);
+        for c in 1..3 {
+            assert!(zeros.iter().all(|&i| t[c * h * w + i] == 0.0));
+        }
+        let frac = zeros.len() as f64 / (h * w) as f64;
+        let slack = ((bh as f64 + 0.5) * (bw as f64 + 0.5) - (bh * bw) as f64) / (h * w) as f64;
+        assert!(frac >= erasing::AREA.0 - slack && frac <= erasing::AREA.1 + slack, "{bh}x{bw}");
+        let ratio = bh as f64 / bw as f64; // timm: height = sqrt(area * aspect)
+        assert!(ratio > 0.3 * 0.8 && ratio < (1.0 / 0.3) * 1.25, "{bh}x{bw}");
+        min_frac = min_frac.min(frac);
+        max_frac = max_frac.max(frac);
+    }
+    assert!(min_frac < 0.03 && max_frac > 0.3, "{min_frac} {max_frac}");
+    // probability and multiple boxes: p = 0.25 erases about a quarter of the images
+    let quarter = vision::transforms::RandomErasing::new(0.25, EraseMode::Pixel, 3).unwrap();
+    let erased = (0..2000)
+        .filter(|_| {
+            let mut t = vec![7.0f32; 3 * h * w];
+            quarter.apply(&mut t, h, w, &mut rng);
+            t.iter().any(|&v| v != 7.0)
+        })
+        .count();
+    assert!((erased as f64 - 500.0).abs() < 70.0, "{erased}");
 }

@@ -65,7 +65,7 @@ pub fn attempt_size(img_h: usize, img_w: usize, count: usize, area_fraction: f64
 
 /// Overwrites `bbox` in every channel of `chw` (`channels × img_h × img_w`)
 /// with `fill(channel, y, x)`, visiting elements in memory order.
-pub fn erase(chw: &mut [f32], img_w: usize, img_h: usize, bbox: EraseBox, mut fill: impl FnMut(usize, usize, usize) -> f32) {
+pub fn erase(chw: &mut [f32], img_h: usize, img_w: usize, bbox: EraseBox, mut fill: impl FnMut(usize, usize, usize) -> f32) {
     let channels = chw.len() / (img_h * img_w).max(1);
     for c in 0..channels {
         for y in bbox.top..(bbox.top + bbox.height).min(img_h) {
@@ -115,13 +115,13 @@ impl RandomErasing {
                 let left = randint(rng, 0, img_w - width);
                 let bbox = EraseBox { top, left, height, width };
                 match self.mode {
-                    EraseMode::Const => erase(chw, img_w, img_h, bbox, |_, _, _| 0.0),
+                    EraseMode::Const => erase(chw, img_h, img_w, bbox, |_, _, _| 0.0),
                     EraseMode::Rand => {
                         let channels = chw.len() / (img_h * img_w).max(1);
                         let values: Vec<f32> = (0..channels).map(|_| gauss(rng, 0.0, 1.0) as f32).collect();
-                        erase(chw, img_w, img_h, bbox, |c, _, _| values[c]);
+                        erase(chw, img_h, img_w, bbox, |c, _, _| values[c]);
                     }
-                    EraseMode::Pixel => erase(chw, img_w, img_h, bbox, |_, _, _| gauss(rng, 0.0, 1.0) as f32),
+                    EraseMode::Pixel => erase(chw, img_h, img_w, bbox, |_, _, _| gauss(rng, 0.0, 1.0) as f32),
                 }
                 break;
             }
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn erase_touches_only_the_box_in_every_channel() {
         let mut t = vec![1.0f32; 2 * 3 * 4];
-        erase(&mut t, 4, 3, EraseBox { top: 1, left: 2, height: 2, width: 1 }, |c, _, _| c as f32 + 5.0);
+        erase(&mut t, 3, 4, EraseBox { top: 1, left: 2, height: 2, width: 1 }, |c, _, _| c as f32 + 5.0);
         let changed: Vec<usize> = (0..t.len()).filter(|&i| t[i] != 1.0).collect();
         assert_eq!(changed, vec![6, 10, 18, 22]);
         assert_eq!((t[6], t[18]), (5.0, 6.0));
