@@ -1,3 +1,9 @@
 //! Image classification on the shared ViT: fine-tuning and transfer (timm /
 //! MAE-Lite recipes), linear probing, evaluation, and readers for the
 //! datasets in their published on-disk layouts.
+
+mod error;
+pub mod recipe;
+
+pub use error::{Error, Result};
+pub use recipe::Recipe;
