@@ -11,6 +11,8 @@
 //! real timm code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -33,8 +35,7 @@ fn fixture_dir() -> PathBuf {
 }
 
 fn manifest() -> Value {
-    let text = std::fs::read_to_string(fixture_dir().join("manifest.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    common::fixture("augment/manifest.json")
 }
 
 fn load_png(name: &str) -> RgbImage {
@@ -177,7 +178,7 @@ fn rrc_sizes_match_timm_get_params() {
         let pair = |k: &str| (r[k][0].as_f64().unwrap(), r[k][1].as_f64().unwrap());
         let (scale, ratio) = (pair("scale"), pair("ratio"));
         let draws: Vec<f64> = r["draws"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap()).collect();
-        let want: Vec<usize> = r["box"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let want = common::usizes(&r["box"]);
         let want = CropBox { top: want[0], left: want[1], height: want[2], width: want[3] };
         // Replay: (area fraction, log ratio) per attempt, then (top, left).
         let mut k = 0;
