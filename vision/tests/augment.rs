@@ -281,6 +281,9 @@ fn random_erasing_matches_timm() {
     let (c, h, w) = (u(e, "channels"), u(e, "height"), u(e, "width"));
     let input = read_f32(e["input"].as_str().unwrap());
     assert_eq!(input.len(), c * h * w);
+    // the erasing input is torchvision's ToTensor + Normalize of in_a.png
+    let normalised = vision::transforms::pipeline::to_chw_normalized(&load_png("in_a.png"), vision::transforms::IMAGENET_MEAN, vision::transforms::IMAGENET_STD);
+    assert!(normalised.iter().zip(&input).all(|(a, b)| a.to_bits() == b.to_bits()));
     for run in e["runs"].as_array().unwrap() {
         let want = read_f32(run["output"].as_str().unwrap());
         let draws: Vec<f64> = run["draws"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap()).collect();

@@ -287,8 +287,10 @@ impl SslViewTransform {
     }
 }
 
-/// ToTensor + Normalize. Placeholder until `vision::normalize` lands.
-fn to_chw_normalized(img: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
+/// torchvision's `ToTensor` then `Normalize(mean, std)`: `(v / 255 - mean) /
+/// std` per channel in `f32`, channel-major. Bit-identical to torch (pinned
+/// by `vision/tests/augment.rs::random_erasing_matches_timm`).
+pub fn to_chw_normalized(img: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
     let plane = img.height * img.width;
     let mut out = vec![0f32; 3 * plane];
     for (k, px) in img.data.chunks_exact(3).enumerate() {
