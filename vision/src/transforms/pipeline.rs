@@ -226,6 +226,15 @@ pub enum SslView {
     Key,
 }
 
+/// MAE-Lite's view `view` (1: query, 2: key) at `size` pixels; see
+/// [`SslViewTransform::new`].
+///
+/// # Errors
+/// As [`SslViewTransform::new`].
+pub fn ssl_view(view: u8, size: usize) -> Result<SslViewTransform, TransformError> {
+    SslViewTransform::new(view, size)
+}
+
 /// Probability of ColorJitter(0.4, 0.4, 0.2, 0.1) in both views.
 const SSL_JITTER_PROB: f64 = 0.8;
 /// Probability of grayscale in both views.
