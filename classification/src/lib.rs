@@ -3,6 +3,8 @@
 //! datasets in their published on-disk layouts.
 
 mod error;
+pub mod metrics;
+pub mod plots;
 pub mod recipe;
 
 pub use error::{Error, Result};
