@@ -179,7 +179,7 @@ impl MatArray {
     /// empty), as `scipy.io.loadmat` gives it.
     pub fn text(&self) -> Option<String> {
         match &self.data {
-            MatData::Char(chars) if self.dims.iter().filter(|&&d| d != 1).count() <= 1 => Some(chars.iter().collect()),
+            MatData::Char(chars) if chars.is_empty() || self.dims.iter().filter(|&&d| d != 1).count() <= 1 => Some(chars.iter().collect()),
             _ => None,
         }
     }
