@@ -7,6 +7,8 @@
 //! `scipy.io.loadmat` returns (`fixtures/datasets/mat/*.json`). Then the
 //! error cases: each must be one error naming the file and what was expected.
 
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -120,6 +122,8 @@ fn cifar_images_are_named_by_batch_file_and_record() {
     assert!(label.ends_with("data_batch_2.bin[0]"), "{label}");
     let ImageSource::Cifar { images, .. } = &index.items[0].0 else { panic!("not a CIFAR image") };
     assert_eq!(images.len(), 6);
+    let debug = format!("{images:?}");
+    assert!(debug.len() < 1000 && debug.contains("len: 6"), "{debug}");
     let err = images.image(6).unwrap_err();
     assert!(matches!(err, DatasetError::CifarIndex { index: 6, len: 6, .. }), "{err}");
 }
@@ -223,6 +227,11 @@ fn a_missing_annotation_file_is_named() {
 
     let err = open_err(DatasetKind::Cifar100, &fixtures().join("cifar10_py2"), Split::Train);
     assert!(err.contains("cifar-100-python") && err.contains("fine_label_names.txt"), "{err}");
+
+    let (_dir, root) = copy_fixture("cifar10_py2");
+    fs::remove_file(root.join("cifar-10-batches-py/batches.meta")).unwrap();
+    let err = open_err(DatasetKind::Cifar10, &root, Split::Val);
+    assert!(err.contains("cifar-10-batches-py/batches.meta not found") && err.contains("data_batch_1"), "{err}");
 }
 
 #[test]

@@ -103,7 +103,7 @@ impl Release {
 
 /// The pixels of one CIFAR split, as the files store them, plus which file
 /// each image came from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CifarImages {
     /// `len * 3072` bytes: per image, the R, G and B planes, each 32x32
     /// row-major.
@@ -155,6 +155,14 @@ impl CifarImages {
     }
 }
 
+/// Shows the size and the source files, not the pixels (150 MB for a
+/// training split).
+impl std::fmt::Debug for CifarImages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CifarImages").field("len", &self.len()).field("sources", &self.sources).finish()
+    }
+}
+
 /// Reads one split of CIFAR-10 or CIFAR-100.
 pub(crate) fn open(variant: Variant, root: &Path, split: Split) -> Result<LabeledImages> {
     let (py, bin) = match variant {
@@ -197,23 +205,28 @@ pub(crate) fn open(variant: Variant, root: &Path, split: Split) -> Result<Labele
     Ok(LabeledImages { items, classes, root: dir })
 }
 
-/// Finds the release folder: `root` itself or `root/<folder>`, python first.
+/// Finds the release folder: `root` itself, `root/<python folder>` or
+/// `root/<binary folder>`, python first. A folder counts as a release once
+/// it holds any of the release's files, so an incomplete one is reported by
+/// the file it lacks.
 fn locate(root: &Path, py: &'static Release, bin: &'static Release) -> Result<(&'static Release, PathBuf)> {
-    let expected = format!("{} (python release) or {} (binary release)", py.describe(), bin.describe());
     for dir in [root.to_path_buf(), root.join(py.folder), root.join(bin.folder)] {
         for release in [py, bin] {
-            if dir.join(release.meta).is_file() && dir.join(release.test).is_file() {
+            if release.train.iter().chain([&release.test, &release.meta]).any(|name| dir.join(name).is_file()) {
                 return Ok((release, dir));
             }
         }
     }
-    Err(DatasetError::Missing { path: root.join(py.folder), expected })
+    Err(DatasetError::Missing {
+        path: root.join(py.folder),
+        expected: format!("{} (python release) or {} (binary release)", py.describe(), bin.describe()),
+    })
 }
 
 /// Appends the images and labels of one binary batch file.
 fn read_binary(path: &Path, bytes: &[u8], label_bytes: usize, planar: &mut Vec<u8>, labels: &mut Vec<usize>) -> Result<()> {
     let record = label_bytes + IMAGE_BYTES;
-    if bytes.is_empty() || bytes.len() % record != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
         return Err(parse_error(
             path,
             format!("size {} bytes", bytes.len()),

@@ -134,6 +134,8 @@ fn list_images(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

@@ -429,7 +429,7 @@ impl ElementReader<'_> {
         let big = self.order == ByteOrder::Big;
         macro_rules! decode {
             ($t:ty, $n:expr) => {{
-                if d.len() % $n != 0 {
+                if !d.len().is_multiple_of($n) {
                     return Err(self.error(el.start, format!("a multiple of {} bytes, found {}", $n, d.len())));
                 }
                 d.chunks_exact($n)
@@ -481,6 +481,8 @@ impl ElementReader<'_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     /// Hand-assembles a little-endian file holding one uncompressed variable.

@@ -545,7 +545,7 @@ impl<'a> Machine<'a> {
     }
 
     fn pairs(&self, items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.error("an even number of items (keys and values)"));
         }
         let mut it = items.into_iter();
@@ -656,6 +656,8 @@ fn raw_unicode_escape(line: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn load_bytes(bytes: &[u8]) -> Result<Value> {
