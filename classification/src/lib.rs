@@ -3,3 +3,8 @@
 //! datasets in their published on-disk layouts.
 
 pub mod datasets;
+mod error;
+pub mod recipe;
+
+pub use error::{Error, Result};
+pub use recipe::Recipe;
