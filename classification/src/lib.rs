@@ -5,6 +5,7 @@
 pub mod datasets;
 mod error;
 pub mod metrics;
+pub mod mixup;
 pub mod plots;
 pub mod recipe;
 
