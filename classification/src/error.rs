@@ -32,6 +32,14 @@ pub enum Error {
         /// The underlying error.
         cause: std::io::Error,
     },
+    /// A picture could not be drawn or written.
+    #[error("cannot draw {path}: {message}")]
+    Plot {
+        /// The PNG file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
     /// A weights file is not a usable classifier.
     #[error("{path}: {msg}")]
     BadWeights {

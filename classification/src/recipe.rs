@@ -55,11 +55,42 @@ pub struct DataConfig {
     pub eval_interpolation: String,
     /// Images per batch at evaluation.
     pub eval_batch_size: usize,
+    /// The built-in synthetic set, generated when no `--data` is given.
+    pub synthetic: SyntheticConfig,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { input_size: 224, crop_pct: 0.875, eval_interpolation: "bicubic".into(), eval_batch_size: 64 }
+        Self { input_size: 224, crop_pct: 0.875, eval_interpolation: "bicubic".into(), eval_batch_size: 64, synthetic: SyntheticConfig::default() }
+    }
+}
+
+/// The built-in synthetic classification set (`vitdet data shapes
+/// --classification`): one dominant shape per image, its kind the class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticConfig {
+    /// Training images (balanced over the classes).
+    pub train: usize,
+    /// Validation images.
+    pub val: usize,
+    /// Square image side in pixels.
+    pub size: u32,
+    /// The shape kinds, one class each.
+    pub categories: Vec<coco::shapes::ShapeKind>,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        Self { train: 600, val: 180, size: 72, categories: coco::shapes::ShapeKind::ALL.to_vec() }
+    }
+}
+
+impl SyntheticConfig {
+    /// The generator settings for this section and a seed.
+    pub fn shapes_config(&self, seed: u64) -> coco::shapes::ShapesConfig {
+        let scene = coco::shapes::SceneParams { categories: self.categories.clone(), ..Default::default() };
+        coco::shapes::ShapesConfig { train: self.train, val: self.val, size: self.size, seed, task: coco::shapes::ShapesTask::Classification, scene }
     }
 }
 
@@ -181,6 +212,14 @@ impl Default for AugmentConfig {
     }
 }
 
+impl AugmentConfig {
+    /// The RandAugment policy, or `None` when `auto_augment` is absent or `"none"`
+    /// (TOML has no null, so recipes switch it off by name).
+    pub fn policy(&self) -> Option<&str> {
+        self.auto_augment.as_deref().filter(|p| !p.is_empty() && *p != "none")
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -207,6 +246,20 @@ impl Default for TrainConfig {
         }
     }
 }
+
+/// The recipes shipped in `configs/`, built into the binary so `--config NAME` works anywhere.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("finetune_imagenet_tiny", include_str!("../../configs/finetune_imagenet_tiny.toml")),
+    ("finetune_shapes_tiny", include_str!("../../configs/finetune_shapes_tiny.toml")),
+    ("scratch_deit_tiny", include_str!("../../configs/scratch_deit_tiny.toml")),
+    ("linprobe_tiny", include_str!("../../configs/linprobe_tiny.toml")),
+    ("transfer_cifar100_tiny", include_str!("../../configs/transfer_cifar100_tiny.toml")),
+    ("transfer_flowers_tiny", include_str!("../../configs/transfer_flowers_tiny.toml")),
+    ("transfer_pets_tiny", include_str!("../../configs/transfer_pets_tiny.toml")),
+    ("transfer_aircraft_tiny", include_str!("../../configs/transfer_aircraft_tiny.toml")),
+    ("transfer_cars_tiny", include_str!("../../configs/transfer_cars_tiny.toml")),
+    ("transfer_inat18_tiny", include_str!("../../configs/transfer_inat18_tiny.toml")),
+];
 
 /// A whole classification recipe.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -248,6 +301,25 @@ impl Recipe {
         Self::parse(&text, path)
     }
 
+    /// A recipe file, or a built-in recipe by name (`finetune_imagenet_tiny`, ...).
+    ///
+    /// # Errors
+    /// As [`Recipe::load`]; a name that is neither a file nor built in lists the built-in ones.
+    pub fn load_or_builtin(spec: &str) -> Result<Self> {
+        let path = Path::new(spec);
+        if path.exists() {
+            return Self::load(path);
+        }
+        let name = spec.trim_end_matches(".toml").rsplit('/').next().unwrap_or(spec);
+        match BUILTIN.iter().find(|(n, _)| *n == name) {
+            Some((n, text)) => Self::parse(text, Path::new(&format!("configs/{n}.toml"))),
+            None => Err(Error::Config {
+                key: "--config".into(),
+                msg: format!("{spec}: no such file, and not a built-in recipe ({})", BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
+            }),
+        }
+    }
+
     /// Parses and checks recipe text; `origin` names it in errors.
     ///
     /// # Errors
@@ -274,6 +346,7 @@ impl Recipe {
         if !(self.data.crop_pct > 0.0 && self.data.crop_pct <= 1.0) {
             return bad("data.crop_pct", "must be in (0, 1]");
         }
+        self.data.synthetic.shapes_config(0).validate().map_err(|e| Error::Config { key: "data.synthetic".into(), msg: e.to_string() })?;
         if self.data.eval_batch_size == 0 {
             return bad("data.eval_batch_size", "must be >= 1");
         }
@@ -378,6 +451,20 @@ mod tests {
         let short = r.plan(5_000, Some(30)).unwrap();
         let Schedule::WarmupCosine { warmup_iters, total_iters, .. } = short.schedule else { panic!("cosine") };
         assert_eq!((warmup_iters, total_iters), (6, 30));
+    }
+
+    #[test]
+    fn every_built_in_recipe_parses_and_names_its_policy() {
+        for (name, text) in BUILTIN {
+            let r = Recipe::parse(text, Path::new(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let transfer = name.starts_with("transfer_") || name.starts_with("linprobe");
+            assert_eq!(r.train.augment.policy().is_none(), transfer || name.contains("shapes"), "{name}");
+        }
+        let transfer = Recipe::load_or_builtin("transfer_cifar100_tiny").unwrap();
+        assert_eq!(transfer.train.optimizer, OptimizerConfig::Sgd(engine::optim::SgdConfig { momentum: 0.9, nesterov: true }));
+        assert_eq!((transfer.train.layer_decay, transfer.train.clip_grad_norm, transfer.train.weight_decay), (0.75, 1.0, 0.0));
+        let e = Recipe::load_or_builtin("nope").unwrap_err().to_string();
+        assert!(e.contains("finetune_imagenet_tiny"), "{e}");
     }
 
     #[test]
