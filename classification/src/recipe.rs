@@ -13,6 +13,9 @@ use engine::optim::{AdamWConfig, OptimizerConfig};
 use engine::schedule::Schedule;
 use serde::{Deserialize, Serialize};
 
+use vision::transforms::{Interpolation, TrainTransformConfig};
+
+use crate::mixup::MixupConfig;
 use crate::{Error, Result};
 
 /// The network: a plain ViT with a linear classifier.
@@ -94,33 +97,6 @@ impl SyntheticConfig {
     }
 }
 
-/// Batch mixing (timm's `Mixup`, batch mode); all zero disables it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MixupConfig {
-    /// Beta(alpha, alpha) of mixup's lambda (0: no mixup).
-    pub mixup_alpha: f64,
-    /// Beta(alpha, alpha) of cutmix's lambda (0: no cutmix).
-    pub cutmix_alpha: f64,
-    /// Probability that a batch is mixed at all.
-    pub prob: f64,
-    /// Probability of cutmix instead of mixup when both are enabled.
-    pub switch_prob: f64,
-}
-
-impl Default for MixupConfig {
-    fn default() -> Self {
-        Self { mixup_alpha: 0.0, cutmix_alpha: 0.0, prob: 1.0, switch_prob: 0.5 }
-    }
-}
-
-impl MixupConfig {
-    /// Whether any mixing happens.
-    pub fn enabled(&self) -> bool {
-        self.prob > 0.0 && (self.mixup_alpha > 0.0 || self.cutmix_alpha > 0.0)
-    }
-}
-
 /// How the classifier is trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -155,9 +131,10 @@ pub struct TrainConfig {
     pub min_lr: f64,
     /// Clip the global gradient norm to this value (0: no clipping).
     pub clip_grad_norm: f64,
-    /// Label smoothing of the targets.
+    /// Label smoothing of the targets (of the mixed targets under mixup).
     pub label_smoothing: f64,
-    /// Mixup / cutmix.
+    /// Mixup / cutmix (timm's `Mixup`; its `num_classes` and
+    /// `label_smoothing` are set from the dataset and `label_smoothing`).
     pub mixup: MixupConfig,
     /// Decay of an exponential moving average of the weights, evaluated
     /// beside them (timm's `ModelEmaV2`; 0: none).
@@ -168,56 +145,15 @@ pub struct TrainConfig {
     pub checkpoint_period_epochs: usize,
     /// Seed of initialisation, sampling and augmentation.
     pub seed: u64,
-    /// Training augmentation, timm's `transforms_imagenet_train` keys.
-    pub augment: AugmentConfig,
+    /// Training augmentation, timm's `transforms_imagenet_train` keys (its
+    /// `size` is set from `data.input_size`).
+    pub augment: TrainTransformConfig,
 }
 
-/// The training augmentation of a recipe, with timm's argument names.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AugmentConfig {
-    /// RandomResizedCrop area range.
-    pub scale: [f64; 2],
-    /// RandomResizedCrop aspect-ratio range.
-    pub ratio: [f64; 2],
-    /// Crop resize filter: `bilinear`, `bicubic` or `random`.
-    pub interpolation: String,
-    /// Horizontal flip probability.
-    pub hflip: f64,
-    /// Colour jitter strength (ignored when `auto_augment` is set, as timm).
-    pub color_jitter: Option<f64>,
-    /// RandAugment policy in timm's grammar, e.g. `rand-m9-mstd0.5-inc1`.
-    pub auto_augment: Option<String>,
-    /// Random-erasing probability (0: off).
-    pub re_prob: f64,
-    /// Random-erasing fill: `const`, `rand` or `pixel`.
-    pub re_mode: String,
-    /// Random-erasing boxes per image.
-    pub re_count: usize,
-}
-
-impl Default for AugmentConfig {
-    fn default() -> Self {
-        Self {
-            scale: [0.08, 1.0],
-            ratio: [3.0 / 4.0, 4.0 / 3.0],
-            interpolation: "bicubic".into(),
-            hflip: 0.5,
-            color_jitter: None,
-            auto_augment: Some("rand-m10-mstd0.5-inc1".into()),
-            re_prob: 0.0,
-            re_mode: "pixel".into(),
-            re_count: 1,
-        }
-    }
-}
-
-impl AugmentConfig {
-    /// The RandAugment policy, or `None` when `auto_augment` is absent or `"none"`
-    /// (TOML has no null, so recipes switch it off by name).
-    pub fn policy(&self) -> Option<&str> {
-        self.auto_augment.as_deref().filter(|p| !p.is_empty() && *p != "none")
-    }
+/// The RandAugment policy of `augment`, or `None` when `auto_augment` is
+/// absent or `"none"` (TOML has no null, so recipes switch it off by name).
+pub fn rand_augment_policy(augment: &TrainTransformConfig) -> Option<&str> {
+    augment.auto_augment.as_deref().filter(|p| !p.is_empty() && *p != "none")
 }
 
 impl Default for TrainConfig {
@@ -237,12 +173,23 @@ impl Default for TrainConfig {
             min_lr: 1e-6,
             clip_grad_norm: 0.0,
             label_smoothing: 0.0,
-            mixup: MixupConfig { mixup_alpha: 0.2, ..MixupConfig::default() },
+            mixup: MixupConfig { mixup_alpha: 0.2, cutmix_alpha: 0.0, prob: 1.0, switch_prob: 0.5, ..MixupConfig::default() },
             ema_decay: 0.0,
             eval_period_epochs: 1,
             checkpoint_period_epochs: 1,
             seed: 0,
-            augment: AugmentConfig::default(),
+            augment: TrainTransformConfig {
+                size: 224,
+                scale: [0.08, 1.0],
+                ratio: [3.0 / 4.0, 4.0 / 3.0],
+                interpolation: Interpolation::Bicubic,
+                hflip: 0.5,
+                // 0.3 in the release, but timm ignores it under RandAugment.
+                color_jitter: None,
+                auto_augment: Some("rand-m10-mstd0.5-inc1".into()),
+                re_prob: 0.0,
+                ..TrainTransformConfig::default()
+            },
         }
     }
 }
@@ -374,11 +321,29 @@ impl Recipe {
         if t.eval_period_epochs == 0 || t.checkpoint_period_epochs == 0 {
             return bad("train.eval_period_epochs", "periods must be >= 1 epoch");
         }
+        if let Err(e) = self.train_transform().build() {
+            return Err(Error::Config { key: "train.augment".into(), msg: e.to_string() });
+        }
         if t.keep_blocks == Some(0) && t.backbone != "scratch" {
             // Allowed but pointless: say so rather than silently train from scratch.
             return bad("train.keep_blocks", "0 keeps no pre-trained block; use --backbone scratch instead");
         }
         Ok(())
+    }
+
+    /// The training transform: `train.augment` at `data.input_size`, with
+    /// `auto_augment = "none"` meaning none.
+    pub fn train_transform(&self) -> TrainTransformConfig {
+        let augment = &self.train.augment;
+        let auto_augment = rand_augment_policy(augment).map(str::to_string);
+        TrainTransformConfig { size: self.data.input_size, auto_augment, ..augment.clone() }
+    }
+
+    /// The mixup settings for `num_classes` classes, or `None` when mixing is off.
+    pub fn mixup(&self, num_classes: usize) -> Option<MixupConfig> {
+        let m = &self.train.mixup;
+        let on = m.prob > 0.0 && (m.mixup_alpha > 0.0 || m.cutmix_alpha > 0.0 || m.cutmix_minmax.is_some());
+        on.then(|| MixupConfig { num_classes, label_smoothing: self.train.label_smoothing, ..m.clone() })
     }
 
     /// The run in optimizer steps for `train_len` training images, or for
@@ -430,7 +395,7 @@ mod tests {
         assert_eq!((r.train.blr, r.train.weight_decay, r.train.layer_decay), (1e-3, 0.05, 0.85));
         assert_eq!((r.train.epochs, r.train.batch_size, r.train.warmup_epochs), (300, 1024, 5.0));
         assert_eq!(r.train.mixup.mixup_alpha, 0.2);
-        assert_eq!(r.train.augment.auto_augment.as_deref(), Some("rand-m10-mstd0.5-inc1"));
+        assert_eq!(rand_augment_policy(&r.train.augment), Some("rand-m10-mstd0.5-inc1"));
         assert_eq!((r.data.input_size, r.data.crop_pct), (224, 0.875));
         assert_eq!(r.model.pool, backbone::Pool::Avg);
     }
@@ -458,7 +423,7 @@ mod tests {
         for (name, text) in BUILTIN {
             let r = Recipe::parse(text, Path::new(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             let transfer = name.starts_with("transfer_") || name.starts_with("linprobe");
-            assert_eq!(r.train.augment.policy().is_none(), transfer || name.contains("shapes"), "{name}");
+            assert_eq!(rand_augment_policy(&r.train.augment).is_none(), transfer || name.contains("shapes"), "{name}");
         }
         let transfer = Recipe::load_or_builtin("transfer_cifar100_tiny").unwrap();
         assert_eq!(transfer.train.optimizer, OptimizerConfig::Sgd(engine::optim::SgdConfig { momentum: 0.9, nesterov: true }));
