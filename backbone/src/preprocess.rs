@@ -1,11 +1,7 @@
 //! Image preprocessing for the backbone: timm's evaluation transform.
 
-use std::path::Path;
-
 use candle_core::{Device, Tensor};
 use image::imageops::FilterType;
-
-use crate::{Error, Result};
 
 /// ImageNet channel means (RGB, 0..1 scale).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -43,38 +39,6 @@ pub fn eval_transform(img: &image::DynamicImage, size: usize, device: &Device) -
         }
     }
     Tensor::from_vec(data, (3, size, size), device)
-}
-
-/// Opens an image file.
-///
-/// # Errors
-/// [`Error::Image`] naming the file when it is missing or not a decodable image.
-pub fn open_image(path: &Path) -> Result<image::DynamicImage> {
-    image::open(path).map_err(|e| Error::Image { path: path.into(), msg: e.to_string() })
-}
-
-/// Image files (by extension) directly inside `dir`, sorted by name; or `[dir]` when it is a file.
-///
-/// # Errors
-/// An unreadable folder, or one without images, names the path.
-pub fn list_images(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    if dir.is_file() {
-        return Ok(vec![dir.to_path_buf()]);
-    }
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::Image { path: dir.into(), msg: e.to_string() })?;
-    let mut files: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg" | "bmp" | "webp"))
-        })
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(Error::Image { path: dir.into(), msg: "no images (.png, .jpg, .jpeg) found".into() });
-    }
-    Ok(files)
 }
 
 /// The ImageNet-1k class names in class-index order (first WordNet lemma of

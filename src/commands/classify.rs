@@ -44,7 +44,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
             args.weights.weights
         )));
     }
-    let img = backbone::preprocess::open_image(&args.image)?;
+    let img = image::DynamicImage::ImageRgb8(vision::decode::decode_upright(&args.image)?.into_buffer()?);
     let x = backbone::preprocess::eval_transform(&img, loaded.config.img_size, &device)?.unsqueeze(0)?;
     let features = backbone::features::extract_features(&loaded.model, &x, 1)?;
     let logits: &Tensor = features

@@ -39,7 +39,7 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
     let device = Device::Cpu;
     // Check the inputs before the (slower) weight loading.
     let given_pixels = args.pixels.as_deref().map(read_pixels).transpose()?;
-    let files = args.images.as_ref().map(|d| backbone::preprocess::list_images(d)).transpose()?;
+    let files = args.images.as_ref().map(|d| vision::list::list_images(d, false)).transpose()?;
     let loaded = super::weights::load(&args.weights, &device)?;
     let mut meta = HashMap::new();
     let pixels = match (files, given_pixels) {
@@ -47,7 +47,10 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
             let size = loaded.config.img_size;
             let batch = files
                 .iter()
-                .map(|f| backbone::preprocess::eval_transform(&backbone::preprocess::open_image(f)?, size, &device).map_err(anyhow::Error::from))
+                .map(|f| {
+                    let img = image::DynamicImage::ImageRgb8(vision::decode::decode_upright(f)?.into_buffer()?);
+                    backbone::preprocess::eval_transform(&img, size, &device).map_err(anyhow::Error::from)
+                })
                 .collect::<anyhow::Result<Vec<Tensor>>>()?;
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             meta.insert("images".to_string(), serde_json::to_string(&names)?);

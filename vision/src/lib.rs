@@ -1,8 +1,13 @@
-//! Images for every task: decoding (upright, by EXIF orientation), resizing
-//! exactly as Pillow does, timm's training and evaluation transforms, the
-//! `Dataset` trait and the deterministic prefetching loader that detection,
-//! classification and pre-training share.
+//! Images for every task: decoding (upright, by EXIF orientation), listing
+//! image folders, resizing exactly as Pillow does, timm's training and
+//! evaluation transforms, the `Dataset` trait and the deterministic
+//! prefetching loader that detection, classification and pre-training share.
 
+pub mod decode;
+mod error;
+pub mod list;
 pub mod resize;
+pub mod rgb;
 
-pub use resize::RgbImage;
+pub use error::{Error, Result};
+pub use rgb::RgbImage;
