@@ -5,7 +5,10 @@
 
 pub mod decode;
 mod error;
+pub mod eval_transform;
 pub mod list;
+pub mod loader;
+pub mod normalize;
 pub mod resize;
 pub mod rgb;
 
