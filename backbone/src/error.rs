@@ -22,14 +22,6 @@ pub enum Error {
     /// A named backbone's weight file was not found.
     #[error("{0}")]
     WeightsNotFound(String),
-    /// An image could not be read or decoded.
-    #[error("{path}: {msg}")]
-    Image {
-        /// The image file or folder.
-        path: PathBuf,
-        /// What went wrong.
-        msg: String,
-    },
     /// An invalid model configuration.
     #[error("config: {0}")]
     Config(String),
@@ -41,7 +33,7 @@ impl Error {
         match self {
             Error::Engine(e) => e.is_user_error(),
             Error::Candle(_) => false,
-            Error::Checkpoint { .. } | Error::WeightsNotFound(_) | Error::Image { .. } | Error::Config(_) => true,
+            Error::Checkpoint { .. } | Error::WeightsNotFound(_) | Error::Config(_) => true,
         }
     }
 }

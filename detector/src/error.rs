@@ -98,15 +98,11 @@ pub enum Error {
     /// Reading or validating a COCO file failed (the message names the file).
     #[error(transparent)]
     Coco(#[from] coco::Error),
-    /// One image could not be read or decoded, or its size differs from its
-    /// annotation entry. The data loader counts these and skips the image.
-    #[error("{path}: {reason}")]
-    ImageDecode {
-        /// The image file.
-        path: std::path::PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
+    /// Reading or listing images failed, or an image is unusable for its
+    /// annotation (the message names the file). The data loader counts
+    /// these and skips the image.
+    #[error(transparent)]
+    Vision(#[from] vision::Error),
     /// A score is NaN, so no score order exists.
     #[error("score {index} is NaN")]
     NanScore {
@@ -121,10 +117,11 @@ impl Error {
     /// exits with code 2 for these and with 1 for everything else.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::DataLayout { .. } | Error::Config { .. } | Error::ImageDecode { .. } | Error::Recipe { .. } | Error::BadWeights { .. } => true,
+            Error::DataLayout { .. } | Error::Config { .. } | Error::Recipe { .. } | Error::BadWeights { .. } => true,
             Error::Coco(e) => e.is_user_error(),
             Error::Engine(e) => e.is_user_error(),
             Error::Backbone(e) => e.is_user_error(),
+            Error::Vision(e) => e.is_user_error(),
             _ => false,
         }
     }

@@ -7,40 +7,14 @@ use candle_core::Device;
 use coco::mask::Rle;
 use coco::types::DetectionResult;
 
-use crate::data::loader::decode_upright;
-use vision::resize::RgbImage;
 use crate::data::transforms::apply_test;
 use crate::data::ImageRecord;
 use crate::draw::{draw_detections, DrawnDetection};
 use crate::evaluate::to_coco_results;
 use crate::model::ModelInputs;
 use crate::weights::TrainedDetector;
-use crate::{Error, Result};
-
-/// Image file extensions `vitdet predict` picks up in a folder.
-const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
-
-/// The images a `--image` argument names: the file, or the image files of
-/// the folder in name order.
-///
-/// # Errors
-/// [`Error::DataLayout`] when the path does not exist or the folder holds no image.
-pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
-    if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let not_found = |expected: &str| Error::DataLayout { path: path.to_path_buf(), expected: expected.into() };
-    let entries = std::fs::read_dir(path).map_err(|_| not_found("expected an image file or a folder of images; not found"))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(not_found("expected image files (.png, .jpg, .jpeg, .bmp) in this folder; found none"));
-    }
-    Ok(files)
-}
+use crate::Result;
+use vision::decode::decode_upright;
 
 /// Detections of one image file.
 #[derive(Debug, Clone)]
@@ -67,9 +41,9 @@ pub fn predict_files(detector: &TrainedDetector, files: &[PathBuf], min_score: f
         .enumerate()
         .map(|(i, path)| {
             let upright = decode_upright(path)?;
-            let (width, height) = (upright.width() as usize, upright.height() as usize);
+            let (width, height) = (upright.width, upright.height);
             let record = ImageRecord { image_id: i as u64, path: path.clone(), height, width, instances: Vec::new() };
-            let sample = apply_test(&record, &RgbImage { height, width, data: upright.into_raw() }, size);
+            let sample = apply_test(&record, &upright, size);
             let inputs = ModelInputs::from_samples(std::slice::from_ref(&sample), device)?;
             let detections = detector.model.predict(&inputs.images, &inputs.image_hw)?;
             let mut results = Vec::new();
@@ -87,7 +61,7 @@ pub fn predict_files(detector: &TrainedDetector, files: &[PathBuf], min_score: f
 /// # Errors
 /// An unreadable image or an unwritable output.
 pub fn draw_prediction(detector: &TrainedDetector, prediction: &FilePrediction, out: &Path) -> Result<()> {
-    let image = decode_upright(&prediction.path)?;
+    let image = decode_upright(&prediction.path)?.into_buffer()?;
     let drawn: Vec<DrawnDetection> = prediction
         .results
         .iter()

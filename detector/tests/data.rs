@@ -2,7 +2,8 @@
 //! normalisation (fixtures from `fixtures/make_data_fixtures.py`),
 //! hand-worked polygon clipping with recomputed boxes, RLE → rectangle
 //! polygons, dataset discovery errors, and a tiny shapes dataset end to end
-//! through the loader (determinism, resumption, skipped images).
+//! through the loader (determinism, resumption, skipped images), and the
+//! check of a decoded image's size against its annotation.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,7 +17,7 @@ use coco::shapes::{ShapesConfig, ShapesTask, Split};
 use common::fixture;
 use detector::data::dataset::{DetectionDataset, ImageRecord, Instance, Purpose};
 use detector::data::layout::{DataLayout, LayoutKind, SplitFiles, SplitKind};
-use detector::data::loader::{decode_upright, eval_stream, load_image, pixels_to_tensor, train_batch, train_stream, LoaderConfig, LoaderStats};
+use detector::data::loader::{eval_stream, load_image, pixels_to_tensor, train_batch, train_stream, LoaderConfig, LoaderStats};
 use vision::resize::{resize, Filter, RgbImage};
 use detector::data::rle_polygons::rle_to_rectangles;
 use detector::data::transforms::{
@@ -343,47 +344,17 @@ fn eval_stream_is_ordered_and_skips_corrupt_images() {
     }
 }
 
-/// A big-endian TIFF block holding one EXIF orientation entry.
-fn exif_orientation(value: u16) -> Vec<u8> {
-    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one IFD entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes()); // one value
-    tiff.extend_from_slice(&value.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0]);
-    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
-    tiff
-}
-
 #[test]
-fn images_are_decoded_upright_with_their_exif_orientation() {
-    use image::ImageEncoder;
+fn an_annotation_size_differing_from_the_upright_image_is_reported() {
+    // EXIF orientation itself is tested with vision::decode (vision/tests/decode.rs).
     let tmp = tempfile::tempdir().unwrap();
-    // 32 wide, 16 high: the left half red, the right half blue.
-    let stored = image::RgbImage::from_fn(32, 16, |x, _| if x < 16 { image::Rgb([250, 0, 0]) } else { image::Rgb([0, 0, 250]) });
-    let path = tmp.path().join("photo.jpg");
-    let mut bytes = Vec::new();
-    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95);
-    // 6: the camera was turned; show the stored bitmap rotated 90 degrees clockwise.
-    encoder.set_exif_metadata(exif_orientation(6)).unwrap();
-    encoder.write_image(stored.as_raw(), 32, 16, image::ExtendedColorType::Rgb8).unwrap();
-    std::fs::write(&path, &bytes).unwrap();
-
-    let upright = decode_upright(&path).unwrap();
-    assert_eq!(upright.dimensions(), (16, 32), "rotated: 16 wide, 32 high");
-    // The stored left (red) half is now the top.
-    assert!(upright.get_pixel(8, 4)[0] > 200 && upright.get_pixel(8, 4)[2] < 50, "{:?}", upright.get_pixel(8, 4));
-    assert!(upright.get_pixel(8, 28)[2] > 200 && upright.get_pixel(8, 28)[0] < 50, "{:?}", upright.get_pixel(8, 28));
-
-    // An annotation made on the stored (sideways) size is reported, naming both sizes.
+    let path = tmp.path().join("photo.png");
+    image::RgbImage::from_pixel(32, 16, image::Rgb([9, 8, 7])).save(&path).unwrap();
     let record = |width, height| ImageRecord { image_id: 1, path: path.clone(), height, width, instances: Vec::new() };
-    assert_eq!(load_image(&record(16, 32)).unwrap().height, 32);
-    let err = load_image(&record(32, 16)).unwrap_err().to_string();
-    assert!(err.contains("photo.jpg") && err.contains("32x16") && err.contains("16x32") && err.contains("EXIF"), "{err}");
-
-    // Without a tag nothing turns.
-    let plain = tmp.path().join("plain.png");
-    stored.save(&plain).unwrap();
-    assert_eq!(decode_upright(&plain).unwrap(), stored);
+    assert_eq!(load_image(&record(32, 16)).unwrap().height, 16);
+    // An annotation made on the other orientation names the file and both sizes.
+    let err = load_image(&record(16, 32)).unwrap_err();
+    assert!(err.is_user_error());
+    let err = err.to_string();
+    assert!(err.contains("photo.png") && err.contains("32x16") && err.contains("16x32") && err.contains("EXIF"), "{err}");
 }

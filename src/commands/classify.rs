@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
+use vision::eval_transform::{eval_transform, EvalTransform};
+
 use super::weights::WeightsArgs;
 
 /// Classify one image with a checkpoint that has a classifier head, using
@@ -44,8 +46,10 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
             args.weights.weights
         )));
     }
-    let img = backbone::preprocess::open_image(&args.image)?;
-    let x = backbone::preprocess::eval_transform(&img, loaded.config.img_size, &device)?.unsqueeze(0)?;
+    let img = vision::decode::decode_upright(&args.image)?;
+    let transform = EvalTransform { size: loaded.config.img_size, ..EvalTransform::default() };
+    let pixels = eval_transform(&img, &transform)?;
+    let x = vision::loader::stack_chw(&[pixels], (3, transform.size, transform.size), &device)?;
     let features = backbone::features::extract_features(&loaded.model, &x, 1)?;
     let logits: &Tensor = features
         .tensors

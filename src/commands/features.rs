@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 
+use vision::eval_transform::{eval_transform, EvalTransform};
+
 use super::weights::WeightsArgs;
 
 /// Run the backbone and save `block.{i}` (each block's output tokens, cls
@@ -39,19 +41,19 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
     let device = Device::Cpu;
     // Check the inputs before the (slower) weight loading.
     let given_pixels = args.pixels.as_deref().map(read_pixels).transpose()?;
-    let files = args.images.as_ref().map(|d| backbone::preprocess::list_images(d)).transpose()?;
+    let files = args.images.as_ref().map(|d| vision::list::list_images(d, false)).transpose()?;
     let loaded = super::weights::load(&args.weights, &device)?;
     let mut meta = HashMap::new();
     let pixels = match (files, given_pixels) {
         (Some(files), _) => {
-            let size = loaded.config.img_size;
+            let transform = EvalTransform { size: loaded.config.img_size, ..EvalTransform::default() };
             let batch = files
                 .iter()
-                .map(|f| backbone::preprocess::eval_transform(&backbone::preprocess::open_image(f)?, size, &device).map_err(anyhow::Error::from))
-                .collect::<anyhow::Result<Vec<Tensor>>>()?;
+                .map(|f| eval_transform(&vision::decode::decode_upright(f)?, &transform))
+                .collect::<vision::Result<Vec<Vec<f32>>>>()?;
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             meta.insert("images".to_string(), serde_json::to_string(&names)?);
-            Tensor::stack(&batch, 0)?
+            vision::loader::stack_chw(&batch, (3, transform.size, transform.size), &device)?
         }
         (None, Some(pixels)) => pixels,
         (None, None) => return Err(crate::exit::user("pass --images or --pixels")),

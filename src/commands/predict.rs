@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use detector::predict::{draw_prediction, image_files, predict_files};
+use detector::predict::{draw_prediction, predict_files};
 
 /// Arguments of `vitdet predict`.
 #[derive(clap::Args, Debug)]
@@ -18,7 +18,7 @@ pub struct PredictArgs {
     /// A trained detector (vitdet train's OUT/model.safetensors).
     #[arg(long, value_name = "MODEL.safetensors")]
     weights: PathBuf,
-    /// An image file, or a folder of images (.png, .jpg, .jpeg, .bmp).
+    /// An image file, or a folder of images (.jpg, .jpeg, .png, .bmp, .ppm, .pgm; any case).
     #[arg(long, value_name = "FILE_OR_DIR")]
     image: PathBuf,
     /// Output folder (created if missing).
@@ -38,7 +38,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         return Err(crate::exit::user(format!("--score {} must be in [0, 1]", args.score)));
     }
     let device = engine::device::parse_device(&args.device)?;
-    let files = image_files(&args.image)?;
+    let files = vision::list::list_images(&args.image, false)?;
     let detector = detector::weights::load(&args.weights, &device)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let predictions = predict_files(&detector, &files, args.score, &device)?;

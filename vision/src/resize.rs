@@ -29,20 +29,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The image type of every signature here; re-exported so
+/// `vision::resize::{resize, Filter, RgbImage}` is one import.
+pub use crate::rgb::RgbImage;
+
 /// Fraction bits of Pillow's fixed-point weights for 8-bit images
 /// (`PRECISION_BITS = 32 - 8 - 2`).
 const PRECISION_BITS: u32 = 22;
-
-/// A row-major RGB image with 8 bits per channel (`data[(y * width + x) * 3 + c]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RgbImage {
-    /// Height in pixels.
-    pub height: usize,
-    /// Width in pixels.
-    pub width: usize,
-    /// `height * width * 3` bytes.
-    pub data: Vec<u8>,
-}
 
 /// Pillow's resampling filter (`Image.Resampling`), the two this crate needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -282,7 +282,7 @@ fn random_erasing_matches_timm() {
     let input = read_f32(e["input"].as_str().unwrap());
     assert_eq!(input.len(), c * h * w);
     // the erasing input is torchvision's ToTensor + Normalize of in_a.png
-    let normalised = vision::transforms::pipeline::to_chw_normalized(&load_png("in_a.png"), vision::transforms::IMAGENET_MEAN, vision::transforms::IMAGENET_STD);
+    let normalised = vision::normalize::to_chw_normalized(&load_png("in_a.png"), vision::normalize::IMAGENET_MEAN, vision::normalize::IMAGENET_STD);
     assert!(normalised.iter().zip(&input).all(|(a, b)| a.to_bits() == b.to_bits()));
     for run in e["runs"].as_array().unwrap() {
         let want = read_f32(run["output"].as_str().unwrap());

@@ -16,7 +16,9 @@
 //! is an error. With the same class folders in both, as in ImageNet, the
 //! result is torchvision's exactly.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use vision::list::{is_image_file, list_images, IMAGE_EXTENSIONS};
 
 use super::error::{read_error, DatasetError, Result};
 use super::{ImageSource, LabeledImages, Split};
@@ -50,14 +52,15 @@ pub(crate) fn open(root: &Path, split: Split) -> Result<LabeledImages> {
         if !own_classes.contains(class) {
             continue;
         }
-        let mut files = list_images(&class_dir, true)?;
-        if files.is_empty() {
-            return Err(DatasetError::Layout {
-                path: class_dir,
-                expected: format!("image files ({}) in every class folder", IMAGE_EXTENSIONS.join(", ")),
-            });
-        }
-        sort_like_os_walk(&mut files);
+        // vision's lister walks the folder in torchvision's make_dataset order.
+        let files = list_images(&class_dir, true).map_err(|e| match e {
+            vision::Error::NoImages { .. } => DatasetError::Layout {
+                path: class_dir.clone(),
+                expected: format!("image files (.{}) in every class folder", IMAGE_EXTENSIONS.join(", .")),
+            },
+            vision::Error::ReadDir { path, source } => DatasetError::Read { path, source },
+            other => DatasetError::Layout { path: class_dir.clone(), expected: other.to_string() },
+        })?;
         items.extend(files.into_iter().map(|f| (ImageSource::File(f), label)));
     }
     Ok(LabeledImages { items, classes, root: root.to_path_buf() })
@@ -87,70 +90,4 @@ fn class_folders(dir: &Path) -> Result<Vec<String>> {
     // Python sorts str by code point, which is UTF-8 byte order.
     classes.sort_unstable();
     Ok(classes)
-}
-
-/// Orders files as `sorted(os.walk(top))` visits them: by their directory
-/// compared as a string (so `a/b-c` precedes `a/b/d`), then by file name.
-fn sort_like_os_walk(files: &mut [PathBuf]) {
-    let key = |p: &PathBuf| {
-        let dir = p.parent().map(|d| d.as_os_str().as_encoded_bytes().to_vec()).unwrap_or_default();
-        let name = p.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
-        (dir, name)
-    };
-    files.sort_by_cached_key(key);
-}
-
-/// torchvision's `IMG_EXTENSIONS`, compared case-insensitively.
-const IMAGE_EXTENSIONS: [&str; 9] = [".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"];
-
-// Stand-in for `vision::list::{list_images, is_image_file}` (branch
-// vision-core): replace both with those once they land on main.
-/// Whether `path`'s name ends in one of torchvision's image extensions.
-fn is_image_file(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-    IMAGE_EXTENSIONS.iter().any(|ext| name.ends_with(ext))
-}
-
-// Stand-in for `vision::list::list_images` (see `is_image_file`).
-/// The image files in `dir` (and below it if `recursive`), links followed,
-/// in no particular order.
-fn list_images(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current).map_err(read_error(&current))? {
-            let path = entry.map_err(read_error(&current))?.path();
-            if path.is_dir() {
-                if recursive {
-                    pending.push(path);
-                }
-            } else if is_image_file(&path) {
-                out.push(path);
-            }
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn os_walk_order_compares_directories_as_strings() {
-        let mut files: Vec<PathBuf> = ["c/b/d/1.jpg", "c/b-c/0.jpg", "c/z.jpg", "c/b/2.jpg", "c/a.jpg"].iter().map(PathBuf::from).collect();
-        sort_like_os_walk(&mut files);
-        let got: Vec<_> = files.iter().map(|p| p.to_str().unwrap()).collect();
-        assert_eq!(got, ["c/a.jpg", "c/z.jpg", "c/b/2.jpg", "c/b-c/0.jpg", "c/b/d/1.jpg"]);
-    }
-
-    #[test]
-    fn extensions_match_case_insensitively() {
-        assert!(is_image_file(Path::new("x/IMG.JPEG")));
-        assert!(is_image_file(Path::new("x/a.WebP")));
-        assert!(!is_image_file(Path::new("x/a.gif")));
-        assert!(!is_image_file(Path::new("x/jpg")));
-    }
 }

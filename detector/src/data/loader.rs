@@ -34,7 +34,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::dataset::{DetectionDataset, ImageRecord};
-use vision::resize::RgbImage;
+use vision::decode::decode_upright;
+use vision::RgbImage;
 use super::transforms::{apply_lsj, apply_test, draw_lsj, DetectionSample, LsjConfig};
 use crate::{Error, Result};
 
@@ -80,7 +81,7 @@ impl LoaderStats {
         if let Ok(mut first) = self.first.lock() {
             if first.is_none() {
                 let path = match err {
-                    Error::ImageDecode { path, .. } => path.clone(),
+                    Error::Vision(e) => e.path().map(Path::to_path_buf).unwrap_or_default(),
                     _ => PathBuf::new(),
                 };
                 *first = Some((path, err.to_string()));
@@ -101,38 +102,25 @@ impl LoaderStats {
     }
 }
 
-/// Reads and decodes an image file to 8-bit RGB, upright: an EXIF
-/// orientation tag (phone photos) is applied, as detectron2's `read_image`
-/// does, so annotations and pictures refer to the image as people see it.
+/// The upright image of `record` ([`vision::decode::decode_upright`]),
+/// checked against the annotation entry's size.
 ///
 /// # Errors
-/// [`Error::ImageDecode`] naming the file if it cannot be opened or decoded.
-pub fn decode_upright(path: &Path) -> Result<image::RgbImage> {
-    use image::ImageDecoder as _;
-    let fail = |e: &dyn std::fmt::Display| Error::ImageDecode { path: path.to_path_buf(), reason: e.to_string() };
-    let mut decoder = image::ImageReader::open(path).map_err(|e| fail(&e))?.with_guessed_format().map_err(|e| fail(&e))?.into_decoder().map_err(|e| fail(&e))?;
-    // An unreadable EXIF block is no reason to lose the pixels.
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut decoded = image::DynamicImage::from_decoder(decoder).map_err(|e| fail(&e))?;
-    decoded.apply_orientation(orientation);
-    Ok(decoded.into_rgb8())
-}
-
-/// [`decode_upright`] checked against the annotation entry's size.
-///
-/// # Errors
-/// [`Error::ImageDecode`] naming the file if it cannot be opened or decoded,
-/// or if its upright size differs from `record`'s.
+/// [`Error::Vision`] naming the file if it cannot be opened or decoded
+/// ([`vision::Error::Decode`]), or if its upright size differs from
+/// `record`'s ([`vision::Error::BadSample`]).
 pub fn load_image(record: &ImageRecord) -> Result<RgbImage> {
-    let decoded = decode_upright(&record.path)?;
-    let (w, h) = (decoded.width() as usize, decoded.height() as usize);
-    if (h, w) != (record.height, record.width) {
-        return Err(Error::ImageDecode {
+    let image = decode_upright(&record.path)?;
+    if (image.height, image.width) != (record.height, record.width) {
+        return Err(Error::Vision(vision::Error::BadSample {
             path: record.path.clone(),
-            reason: format!("decoded size {h}x{w} (EXIF orientation applied) differs from the annotation file's {}x{}", record.height, record.width),
-        });
+            reason: format!(
+                "decoded size {}x{} (EXIF orientation applied) differs from the annotation file's {}x{}",
+                image.height, image.width, record.height, record.width
+            ),
+        }));
     }
-    Ok(RgbImage { height: h, width: w, data: decoded.into_raw() })
+    Ok(image)
 }
 
 /// Image of training sample position `p` (see the module doc): the epoch's

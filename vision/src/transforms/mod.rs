@@ -34,7 +34,7 @@ pub use crop::{CropBox, Interpolation, RandomResizedCrop};
 pub use erasing::{EraseMode, RandomErasing};
 pub use geometry::Resample;
 pub use photometric::ColorJitter;
-pub use pipeline::{ssl_view, ColorJitterSpec, SslView, SslViewTransform, TrainTransform, TrainTransformConfig, IMAGENET_MEAN, IMAGENET_STD};
+pub use pipeline::{ssl_view, ColorJitterSpec, SslView, SslViewTransform, TrainTransform, TrainTransformConfig};
 pub use rand_augment::{RandAugment, RandAugmentConfig};
 
 /// A transform configuration that cannot be used, or an input that cannot be

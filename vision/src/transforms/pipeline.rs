@@ -25,12 +25,9 @@ use super::photometric::{random_gaussian_blur, random_grayscale, random_solarize
 use super::rand_augment::{RandAugment, RandAugmentConfig, TRANSLATE_PCT};
 use super::random::coin;
 use super::TransformError;
+use crate::normalize::{to_chw_normalized, IMAGENET_MEAN, IMAGENET_STD};
 use crate::RgbImage;
 
-/// ImageNet channel means (timm `IMAGENET_DEFAULT_MEAN`).
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// ImageNet channel standard deviations (timm `IMAGENET_DEFAULT_STD`).
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// timm's `color_jitter` argument: one strength for brightness, contrast and
 /// saturation (no hue), or 3 or 4 per-component strengths. 0 disables.
@@ -296,16 +293,3 @@ impl SslViewTransform {
     }
 }
 
-/// torchvision's `ToTensor` then `Normalize(mean, std)`: `(v / 255 - mean) /
-/// std` per channel in `f32`, channel-major. Bit-identical to torch (pinned
-/// by `vision/tests/augment.rs::random_erasing_matches_timm`).
-pub fn to_chw_normalized(img: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
-    let plane = img.height * img.width;
-    let mut out = vec![0f32; 3 * plane];
-    for (k, px) in img.data.chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            out[c * plane + k] = (f32::from(px[c]) / 255.0 - mean[c]) / std[c];
-        }
-    }
-    out
-}
