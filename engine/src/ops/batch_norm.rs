@@ -131,7 +131,7 @@ impl BatchNorm1d {
     /// `eps` is not positive or `momentum` not in [0, 1], or `vb` fails
     /// (e.g. a loaded tensor of the wrong shape).
     pub fn new(num_features: usize, cfg: BatchNormConfig, vb: VarBuilder) -> Result<Self> {
-        if !(cfg.eps > 0.0 && cfg.eps.is_finite()) || !(0.0..=1.0).contains(&cfg.momentum) {
+        if !(cfg.eps > 0.0 && cfg.eps.is_finite() && (0.0..=1.0).contains(&cfg.momentum)) {
             return Err(candle_core::Error::Msg(format!(
                 "{}: batch norm needs eps > 0 and momentum in [0, 1], got eps {} and momentum {}",
                 vb.prefix(),
