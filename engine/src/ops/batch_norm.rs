@@ -23,10 +23,10 @@
 //! buffer (it only matters for `momentum=None`, the cumulative average, which
 //! is not supported) and 3-D (B, C, L) input.
 //!
-//! Composed from candle primitives: the statistics are (C) vectors from
-//! reductions over the batch dimension, and a fused kernel would not pay
-//! where this layer is used (one BN of at most (B, 4096) beside 4096-wide
-//! linear layers).
+//! Composed from candle primitives. A fused CPU kernel would not pay where
+//! this layer is used: at MoCo-v3's widest, (256, 4096), forward plus
+//! backward take 0.18 s on the 2-core CPU against 0.55 s for the 4096 x
+//! 4096 linear layer beside it, and both are small beside the ViT.
 //!
 //! Shapes: B batch, C features (channels).
 
