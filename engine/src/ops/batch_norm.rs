@@ -272,6 +272,20 @@ mod tests {
         assert_eq!(stored("head.0.running_mean"), [0.75, 3.0], "eval must not update");
     }
 
+    /// Train mode gives the affine parameters gradients; the buffers get none
+    /// and the every-variable check knows it.
+    #[test]
+    fn every_parameter_gets_a_gradient_and_no_buffer_does() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
+        let bn = BatchNorm1d::new(3, BatchNormConfig::default(), vb.pp("bn")).unwrap();
+        let x = random_tensor(&[4, 3], 6);
+        let grads = bn.forward_t(&x, true).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        crate::testing::assert_all_vars_have_grad(&varmap, &grads).unwrap();
+        let data = varmap.data().lock().unwrap();
+        assert!(grads.get(&data["bn.weight"]).is_some() && grads.get(&data["bn.running_var"]).is_none());
+    }
+
     #[test]
     fn bad_inputs_are_errors() {
         let varmap = VarMap::new();
