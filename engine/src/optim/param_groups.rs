@@ -82,7 +82,12 @@ pub enum DecayRule {
 ///
 /// `tests/param_groups_reference.rs` proves the groups this gives on timm's
 /// ViT-Tiny equal timm's `param_groups_layer_decay`, MAE's
-/// `param_groups_lrd` and MAE-Lite's `get_parameter_groups`.
+/// `param_groups_lrd` and MAE-Lite's `get_parameter_groups`. One known
+/// difference between those references: a final `norm` (cls-token models)
+/// is in layer `L + 1` with the head for MAE and MAE-Lite, which this
+/// follows, while timm ≥ 0.9 merges it into the last block's layer `L`.
+/// (MAE-Lite also puts a `mask_token` in layer 0; fine-tuned models have
+/// none, and pre-training uses no layer decay.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViTNameRules {
     /// Number of transformer blocks `L`.
