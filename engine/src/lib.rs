@@ -7,6 +7,7 @@
 pub mod bench_convs;
 pub mod checkpoint;
 pub mod device;
+pub mod ema;
 mod error;
 pub mod ops;
 pub mod optim;

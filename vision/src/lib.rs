@@ -4,5 +4,6 @@
 //! classification and pre-training share.
 
 pub mod resize;
+pub mod transforms;
 
 pub use resize::RgbImage;

@@ -32,7 +32,7 @@ use coco::geometry::clip_polygon;
 use rand::Rng;
 
 use super::dataset::{ImageRecord, Instance};
-use vision::resize::{resize, resize_window, RgbImage};
+use vision::resize::{resize, resize_window, Filter, RgbImage};
 
 /// ImageNet mean of the RGB channels in 0..255 units (detectron2 `pixel_mean`).
 pub const PIXEL_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
@@ -180,7 +180,7 @@ pub fn apply_lsj(record: &ImageRecord, image: &RgbImage, params: &LsjParams, sid
     };
     let (new_h, new_w) = params.resized_hw;
     let (oy, ox) = params.offset_yx;
-    let crop = resize_window(source, new_h, new_w, oy..oy + side, ox..ox + side);
+    let crop = resize_window(source, new_h, new_w, oy..oy + side, ox..ox + side, Filter::Bilinear);
 
     // Geometry: flip (x → w - x), resize per axis, clip to the crop window, shift.
     let (sx, sy) = (new_w as f64 / w as f64, new_h as f64 / h as f64);
@@ -217,7 +217,7 @@ pub fn apply_lsj(record: &ImageRecord, image: &RgbImage, params: &LsjParams, sid
 pub fn apply_test(record: &ImageRecord, image: &RgbImage, side: usize) -> DetectionSample {
     let (h, w) = (image.height, image.width);
     let (scale, (new_h, new_w)) = test_resize_size(h, w, side);
-    let resized = resize(image, new_h, new_w);
+    let resized = resize(image, new_h, new_w, Filter::Bilinear);
     let (sx, sy) = (new_w as f64 / w as f64, new_h as f64 / h as f64);
     let instances = record.instances.iter().map(|inst: &Instance| {
         let parts = inst
