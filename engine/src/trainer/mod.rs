@@ -50,10 +50,11 @@ mod state;
 mod step;
 mod task;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{Device, Var};
+use candle_core::{Device, TensorId, Var};
 
 use crate::checkpoint::{restore_vars, var_tensors, TrainState};
 use crate::optim::{all_vars, clip_grad_norm, Optimizer};
@@ -207,6 +208,8 @@ pub struct Trainer<'t, T: TrainTask> {
     cfg: LoopConfig,
     run: RunDir,
     named: Vec<(String, Var)>,
+    /// The variables the optimizer updates, in the task's order.
+    trained: Vec<Var>,
     start: usize,
     rng: TrainRng,
     best: Option<BestEval>,
@@ -231,7 +234,8 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
     ///
     /// # Errors
     /// An invalid `cfg`; a variable named with [`TASK_TENSOR_PREFIX`]; an
-    /// unreadable checkpoint or one that does not fit the task or optimizer.
+    /// optimizer parameter that is not a task variable; an unreadable
+    /// checkpoint or one that does not fit the task or optimizer.
     pub fn new(
         task: &'t mut T,
         mut optimizer: Box<dyn Optimizer>,
@@ -250,6 +254,7 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             ))
             .into());
         }
+        let trained = trained_vars(&named, optimizer.as_ref())?;
         let (start, rng, best) = if resume {
             let device = named
                 .first()
@@ -274,6 +279,7 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             cfg,
             run,
             named,
+            trained,
             start,
             rng,
             best,
@@ -305,59 +311,25 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
     where
         I: Iterator<Item = Result<T::Batch, T::Error>>,
     {
-        let cfg = self.cfg.clone();
-        let vars = all_vars(self.optimizer.groups());
-        let mut progress = Progress::new(cfg.max_iter, self.start, cfg.progress.clone());
+        let max_iter = self.cfg.max_iter;
+        let mut progress = Progress::new(max_iter, self.start, self.cfg.progress.clone());
         let mut train_seconds = 0.0;
         let mut last_eval = None;
-        for iter in self.start..cfg.max_iter {
-            let began = Instant::now();
-            let lr = cfg.schedule.lr_at(iter);
-            let micro = MicroBatches {
-                source: &mut batches,
-                grad_accum: cfg.grad_accum,
-                max_empty: cfg.max_empty_batches,
-            };
-            let mut acc = accumulate(self.task, micro, &mut self.rng, iter, &vars)?;
-            let grad_norm = match cfg.clip_grad_norm {
-                Some(max) => {
-                    let norm = clip_grad_norm(&mut acc.grads, &vars, max)?;
-                    if !norm.is_finite() {
-                        return Err(stopped(
-                            iter,
-                            format!("the gradient norm is {norm}; lower the learning rate"),
-                        )
-                        .into());
-                    }
-                    Some(norm)
-                }
-                None => None,
-            };
-            self.optimizer.step(&acc.grads, lr)?;
-            self.task.after_step(iter)?;
-            let seconds = began.elapsed().as_secs_f64();
+        for iter in self.start..max_iter {
+            let (mut record, seconds) = self.train_step(iter, &mut batches)?;
             train_seconds += seconds;
-
-            let loss = acc.loss();
-            let img_s = cfg.images_per_step as f64 / seconds.max(1e-9);
-            let mut record = Record::new(iter, loss, lr, img_s);
-            for (name, v) in acc.terms {
-                record = record.term(name, v);
-            }
-            if let Some(norm) = grad_norm {
-                record = record.extra(GRAD_NORM_FIELD, norm);
-            }
             let done = iter + 1;
-            let checkpointed = done == cfg.max_iter || done.is_multiple_of(cfg.checkpoint_period);
+            let checkpointed = done == max_iter || done.is_multiple_of(self.cfg.checkpoint_period);
             if checkpointed {
                 self.save_checkpoint(done)?;
                 self.task.save_model(&self.run.model_path())?;
             }
-            if cfg.eval_period.due(done, cfg.max_iter) {
+            if self.cfg.eval_period.due(done, max_iter) {
                 match self.evaluate(iter, &mut record) {
                     Ok((outcome, improved)) => {
                         last_eval = Some((iter, outcome));
                         if improved && checkpointed {
+                            // The checkpoint just written must know the new best.
                             self.save_checkpoint(done)?;
                         }
                     }
@@ -368,21 +340,71 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
                 }
             }
             self.metrics.log(&record)?;
-            progress.update(iter, StepStats { loss, lr, img_s });
+            let stats = StepStats {
+                loss: record.loss,
+                lr: record.lr,
+                img_s: record.img_s,
+            };
+            progress.update(iter, stats);
         }
         progress.finish();
-        let iterations = cfg.max_iter.saturating_sub(self.start);
+        let iterations = max_iter.saturating_sub(self.start);
         if iterations == 0 {
             self.task.save_model(&self.run.model_path())?;
         }
+        let images = (iterations * self.cfg.images_per_step) as f64;
         Ok(RunSummary {
             iterations,
-            train_img_s: (iterations * cfg.images_per_step) as f64 / train_seconds.max(1e-9),
+            train_img_s: images / train_seconds.max(1e-9),
             last_eval,
             best_model_path: self.best.as_ref().map(|_| self.best_model_path()),
             best: self.best,
             model_path: self.run.model_path(),
         })
+    }
+
+    /// Iteration `iter` up to the optimizer step and
+    /// [`TrainTask::after_step`]: its metrics record (loss, terms, lr,
+    /// images/s, grad norm) and its duration in seconds.
+    fn train_step<I>(&mut self, iter: usize, batches: &mut I) -> Result<(Record, f64), T::Error>
+    where
+        I: Iterator<Item = Result<T::Batch, T::Error>>,
+    {
+        let began = Instant::now();
+        let lr = self.cfg.schedule.lr_at(iter);
+        let micro = MicroBatches {
+            source: batches,
+            grad_accum: self.cfg.grad_accum,
+            max_empty: self.cfg.max_empty_batches,
+        };
+        let mut acc = accumulate(self.task, micro, &mut self.rng, iter, &self.trained)?;
+        let grad_norm = match self.cfg.clip_grad_norm {
+            Some(max) => {
+                let norm = clip_grad_norm(&mut acc.grads, &self.trained, max)?;
+                if !norm.is_finite() {
+                    return Err(stopped(
+                        iter,
+                        format!("the gradient norm is {norm}; lower the learning rate"),
+                    )
+                    .into());
+                }
+                Some(norm)
+            }
+            None => None,
+        };
+        self.optimizer.step(&acc.grads, lr)?;
+        self.task.after_step(iter)?;
+        let seconds = began.elapsed().as_secs_f64();
+
+        let img_s = self.cfg.images_per_step as f64 / seconds.max(1e-9);
+        let mut record = Record::new(iter, acc.loss(), lr, img_s);
+        for (name, v) in acc.terms {
+            record = record.term(name, v);
+        }
+        if let Some(norm) = grad_norm {
+            record = record.extra(GRAD_NORM_FIELD, norm);
+        }
+        Ok((record, seconds))
     }
 
     /// `OUT/model_best.safetensors`.
@@ -435,6 +457,35 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
     }
 }
 
+/// The variables `optimizer` updates, in the order of `named` (which fixes
+/// the summation order of the gradient norm). Every one of them must be a
+/// task variable, or its trained values would be missing from checkpoints.
+fn trained_vars(named: &[(String, Var)], optimizer: &dyn Optimizer) -> Result<Vec<Var>> {
+    let in_optimizer: HashSet<TensorId> = all_vars(optimizer.groups())
+        .iter()
+        .map(|v| v.as_tensor().id())
+        .collect();
+    let trained: Vec<Var> = named
+        .iter()
+        .filter(|(_, v)| in_optimizer.contains(&v.as_tensor().id()))
+        .map(|(_, v)| v.clone())
+        .collect();
+    if trained.len() < in_optimizer.len() {
+        let known: HashSet<TensorId> = trained.iter().map(|v| v.as_tensor().id()).collect();
+        let missing: Vec<&str> = optimizer
+            .groups()
+            .iter()
+            .flat_map(|g| &g.params)
+            .filter(|(_, v)| !known.contains(&v.as_tensor().id()))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        return Err(Error::Config(format!(
+            "the optimizer updates {missing:?}, which are not among the task's variables (they would be missing from checkpoints)"
+        )));
+    }
+    Ok(trained)
+}
+
 #[cfg(test)]
 mod tests {
     #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -448,6 +499,44 @@ mod tests {
         assert_eq!(due(EvalPeriod::Every(4)), vec![4, 8, 10]);
         assert_eq!(EvalPeriod::from_period(0), EvalPeriod::AtEnd);
         assert_eq!(EvalPeriod::from_period(3), EvalPeriod::Every(3));
+    }
+
+    #[test]
+    fn trained_vars_follow_the_task_order_and_must_all_be_task_variables() {
+        use crate::optim::{Sgd, SgdConfig};
+        use candle_core::DType;
+        let var = || Var::zeros(2, DType::F32, &Device::Cpu).unwrap();
+        let (a, b, c) = (var(), var(), var());
+        let group = |params: Vec<(&str, &Var)>| crate::optim::ParamGroup {
+            params: params
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect(),
+            lr_scale: 1.0,
+            weight_decay: 0.0,
+        };
+        let sgd = Sgd::new(
+            vec![group(vec![("c", &c)]), group(vec![("a", &a)])],
+            SgdConfig::default(),
+        )
+        .unwrap();
+        let named = vec![
+            ("a".to_string(), a.clone()),
+            ("b".to_string(), b),
+            ("c".to_string(), c.clone()),
+        ];
+        let ids: Vec<_> = trained_vars(&named, &sgd)
+            .unwrap()
+            .iter()
+            .map(|v| v.as_tensor().id())
+            .collect();
+        assert_eq!(
+            ids,
+            vec![a.as_tensor().id(), c.as_tensor().id()],
+            "frozen b is left out, task order kept"
+        );
+        let e = trained_vars(&named[..2], &sgd).unwrap_err();
+        assert!(e.to_string().contains("updates [\"c\"]"), "{e}");
     }
 
     #[test]
