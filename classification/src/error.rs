@@ -15,6 +15,15 @@ pub enum Error {
     /// The backbone could not be built or loaded.
     #[error(transparent)]
     Backbone(#[from] backbone::Error),
+    /// Images could not be read or batched.
+    #[error(transparent)]
+    Vision(#[from] vision::Error),
+    /// A dataset's files are missing or malformed.
+    #[error(transparent)]
+    Dataset(#[from] crate::datasets::DatasetError),
+    /// Mixup settings or a batch it cannot mix.
+    #[error(transparent)]
+    Mixup(#[from] crate::mixup::MixupError),
     /// A recipe value is invalid.
     #[error("{key}: {msg}")]
     Config {
@@ -48,6 +57,21 @@ pub enum Error {
         /// What is wrong with it.
         msg: String,
     },
+}
+
+impl Error {
+    /// Whether the user can fix this (a missing file, a bad recipe value,
+    /// a malformed dataset) rather than it being a failure of ours.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Error::Engine(e) => e.is_user_error(),
+            Error::Backbone(e) => e.is_user_error(),
+            Error::Vision(e) => e.is_user_error(),
+            Error::Dataset(_) | Error::Config { .. } | Error::Io { .. } | Error::BadWeights { .. } => true,
+            Error::Mixup(e) => matches!(e, crate::mixup::MixupError::Config(_)),
+            Error::Candle(_) | Error::Plot { .. } => false,
+        }
+    }
 }
 
 /// Results of this crate.

@@ -8,7 +8,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use engine::ops::{BatchNorm1d, Linear};
+use engine::ops::{BatchNorm1d, BatchNormConfig, Linear};
 use rand::SeedableRng;
 
 use backbone::import::{backbone_tensors, infer_config, load_into, read_checkpoint, LoadReport};
@@ -87,7 +87,7 @@ impl Classifier {
             let dim = spec.vit.embed_dim;
             let head = vb.pp("head");
             Some(LinearProbe {
-                norm: BatchNorm1d::new(dim, false, PROBE_BN_EPS, BN_MOMENTUM, head.pp("0"))?,
+                norm: BatchNorm1d::new(dim, BatchNormConfig { eps: PROBE_BN_EPS, momentum: BN_MOMENTUM, affine: false }, head.pp("0"))?,
                 linear: Linear::new(dim, num_classes, true, head.pp("1"))?,
             })
         } else {
@@ -120,7 +120,7 @@ impl Classifier {
             Some(probe) => {
                 // Frozen features: no dropout, no graph back into the backbone.
                 let out = self.vit.forward(pixels, &ForwardOptions::default(), rng)?;
-                let features = probe.norm.forward(&out.pooled.detach(), train)?;
+                let features = probe.norm.forward_t(&out.pooled.detach(), train)?;
                 Ok(probe.linear.forward(&features)?)
             }
         }

@@ -287,7 +287,7 @@ impl Recipe {
     pub fn validate(&self) -> Result<()> {
         let t = &self.train;
         let bad = |key: &str, msg: &str| Err(Error::Config { key: key.into(), msg: msg.into() });
-        if self.data.input_size == 0 || self.data.input_size % 16 != 0 {
+        if self.data.input_size == 0 || !self.data.input_size.is_multiple_of(16) {
             return bad("data.input_size", "must be a positive multiple of the patch size 16");
         }
         if !(self.data.crop_pct > 0.0 && self.data.crop_pct <= 1.0) {
@@ -297,7 +297,7 @@ impl Recipe {
         if self.data.eval_batch_size == 0 {
             return bad("data.eval_batch_size", "must be >= 1");
         }
-        if t.batch_size == 0 || t.grad_accum == 0 || t.batch_size % t.grad_accum != 0 {
+        if t.batch_size == 0 || t.grad_accum == 0 || !t.batch_size.is_multiple_of(t.grad_accum) {
             return bad("train.grad_accum", "must be >= 1 and divide train.batch_size");
         }
         if t.epochs == 0 {
@@ -410,18 +410,16 @@ mod tests {
         assert_eq!(plan.iters_per_epoch, 9); // 5000 / 512, drop_last
         assert_eq!(plan.max_iter, 90);
         assert!((plan.lr - 2e-3).abs() < 1e-15);
-        let Schedule::WarmupCosine { warmup_iters, total_iters, .. } = plan.schedule else { panic!("cosine") };
-        assert_eq!((warmup_iters, total_iters), (18, 90));
+        assert!(matches!(plan.schedule, Schedule::WarmupCosine { warmup_iters: 18, total_iters: 90, .. }), "{:?}", plan.schedule);
         // --max-iter keeps the warmup's share of the run.
         let short = r.plan(5_000, Some(30)).unwrap();
-        let Schedule::WarmupCosine { warmup_iters, total_iters, .. } = short.schedule else { panic!("cosine") };
-        assert_eq!((warmup_iters, total_iters), (6, 30));
+        assert!(matches!(short.schedule, Schedule::WarmupCosine { warmup_iters: 6, total_iters: 30, .. }), "{:?}", short.schedule);
     }
 
     #[test]
     fn every_built_in_recipe_parses_and_names_its_policy() {
         for (name, text) in BUILTIN {
-            let r = Recipe::parse(text, Path::new(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let r = Recipe::parse(text, Path::new(name)).map_err(|e| format!("{name}: {e}")).unwrap();
             let transfer = name.starts_with("transfer_") || name.starts_with("linprobe");
             assert_eq!(rand_augment_policy(&r.train.augment).is_none(), transfer || name.contains("shapes"), "{name}");
         }
