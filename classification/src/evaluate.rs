@@ -32,14 +32,12 @@ pub fn evaluate(model: &Classifier, set: &Arc<ClassificationSet>, batch_size: us
     let cfg = LoaderConfig { batch_size, threads: rayon::current_num_threads(), prefetch: 2, seed: 0 };
     let mut stream = eval_stream(Arc::clone(set), cfg)?;
     let mut acc = Accumulator::new(classes);
-    // Eval mode draws nothing; the generator only satisfies the signature.
-    let mut rng = rand::rngs::mock::StepRng::new(0, 0);
     for batch in stream.by_ref() {
         if batch.samples.is_empty() {
             continue;
         }
         let batch = ClsBatch::from_samples(&batch.samples, size, device)?;
-        let logits = model.forward(&batch.images, false, &mut rng)?;
+        let logits = model.predict(&batch.images)?;
         let labels: Vec<usize> = batch.labels.iter().map(|&l| l as usize).collect();
         acc.add(&logits.flatten_all()?.to_vec1::<f32>()?, &labels);
     }

@@ -126,6 +126,15 @@ impl Classifier {
         }
     }
 
+    /// Logits (B, K) in eval mode (no drop path, BatchNorm's running statistics).
+    ///
+    /// # Errors
+    /// As [`Classifier::forward`].
+    pub fn predict(&self, pixels: &Tensor) -> Result<Tensor> {
+        // Eval mode draws no random number.
+        self.forward(pixels, false, &mut rand::rngs::mock::StepRng::new(0, 0))
+    }
+
     /// Whether variable `name` is trained: everything when fine-tuning, the
     /// probe's head (not its BatchNorm statistics) when probing.
     pub fn is_trainable(&self, name: &str) -> bool {
