@@ -1,8 +1,336 @@
-//! Batches: stacking per-sample (C, H, W) buffers into one tensor.
+//! Batches for training and evaluation, for any [`Dataset`]: samples made in
+//! parallel (rayon, a pool of its own), handed over through a bounded
+//! prefetch queue filled by a background thread, so the model only waits when
+//! the loader is truly slower; and [`stack_chw`] to turn a batch's pixels
+//! into one tensor.
+//!
+//! Shapes: B samples per batch, N samples in the dataset.
+//!
+//! Training stream (infinite, like detectron2's `TrainingSampler`): sample
+//! position `p = i·B + j` of iteration `i` is sample `perm_e[p mod N]` of
+//! epoch `e = p div N`, where `perm_e` is a shuffle drawn from ChaCha8(seed,
+//! stream e); its random draws come from ChaCha8(seed, stream 2^63 + p)
+//! ([`sample_rng`]). A batch is therefore a pure function of (seed, i, B, the
+//! dataset), independent of thread count, and resuming at iteration i
+//! reproduces the stream ([`train_batch`]). Batches may straddle epochs, as
+//! in detectron2.
+//!
+//! Evaluation stream (finite): the samples in dataset order, B at a time (the
+//! last batch may be shorter).
+//!
+//! A sample that fails (unreadable, undecodable, unusable) is skipped and
+//! counted in [`LoaderStats`] with its path and reason; its batch is then one
+//! shorter. Nothing is retried, so determinism holds.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::{Error, Result};
+
+/// RNG stream tag of the per-sample random draws (epoch shuffles use the
+/// streams below it).
+const SAMPLE_STREAM: u64 = 1 << 63;
+
+/// A collection of samples the loader can draw from: a dataset paired with
+/// its transforms. Implementations are shared by the worker threads.
+pub trait Dataset: Send + Sync {
+    /// What one sample is (for example pixels and targets).
+    type Sample: Send;
+
+    /// Number of samples N; the loader calls the methods below with
+    /// `index < len()` only.
+    fn len(&self) -> usize;
+
+    /// True when there is no sample.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sample `index` with the training transform, drawing every random
+    /// choice from `rng` (which is a function of the seed and the sample's
+    /// position in the stream only).
+    ///
+    /// # Errors
+    /// Any [`Error`] naming the file: the sample is then skipped and counted.
+    fn train_sample(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Self::Sample>;
+
+    /// Sample `index` with the (deterministic) evaluation transform.
+    ///
+    /// # Errors
+    /// As [`Dataset::train_sample`].
+    fn eval_sample(&self, index: usize) -> Result<Self::Sample>;
+}
+
+/// Loader settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoaderConfig {
+    /// Samples per batch B.
+    pub batch_size: usize,
+    /// Worker threads making samples.
+    pub threads: usize,
+    /// Batches prepared ahead of the consumer (queue bound; 0 counts as 1).
+    pub prefetch: usize,
+    /// Seed of the shuffles and of the per-sample random draws.
+    pub seed: u64,
+}
+
+impl LoaderConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `data.batch_size` or `data.threads` when 0.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key, msg: &str| Err(Error::Config { key, msg: msg.to_owned() });
+        if self.batch_size == 0 {
+            return bad("data.batch_size", "must be >= 1");
+        }
+        if self.threads == 0 {
+            return bad("data.threads", "must be >= 1");
+        }
+        Ok(())
+    }
+}
+
+/// A batch and the iteration it belongs to (training) or its index (evaluation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch<S> {
+    /// Training iteration, or evaluation batch index.
+    pub index: u64,
+    /// The samples (fewer than B if samples were skipped or at the end of evaluation).
+    pub samples: Vec<S>,
+}
+
+/// Samples skipped because they failed, shared by a stream's workers.
+#[derive(Debug, Default)]
+pub struct LoaderStats {
+    skipped: AtomicU64,
+    first: Mutex<Option<(PathBuf, String)>>,
+}
+
+impl LoaderStats {
+    /// Records one skipped sample.
+    fn skip(&self, err: &Error) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first.lock() {
+            if first.is_none() {
+                *first = Some((err.path().map(PathBuf::from).unwrap_or_default(), err.to_string()));
+            }
+        }
+    }
+
+    /// Number of samples skipped so far (each time one was drawn).
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// The file and reason of the first skipped sample, if any.
+    pub fn first(&self) -> Option<(PathBuf, String)> {
+        self.first.lock().ok()?.clone()
+    }
+
+    /// `skipped: N image load(s) (first: reason naming the file)`, or `None`
+    /// if nothing was skipped.
+    pub fn summary(&self) -> Option<String> {
+        let n = self.skipped();
+        let (_, reason) = self.first()?;
+        (n > 0).then(|| format!("skipped: {n} image load(s) (first: {reason})"))
+    }
+}
+
+/// The random source of the sample at training-stream position `position`:
+/// ChaCha8 seeded with `seed`, on stream `2^63 | position`.
+pub fn sample_rng(seed: u64, position: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(SAMPLE_STREAM | position);
+    rng
+}
+
+/// Sample index of training position `p` (see the module doc); the current
+/// epoch's shuffle is cached across calls.
+struct EpochOrder {
+    seed: u64,
+    n: usize,
+    epoch: Option<u64>,
+    perm: Vec<usize>,
+}
+
+impl EpochOrder {
+    fn new(seed: u64, n: usize) -> Self {
+        EpochOrder { seed, n, epoch: None, perm: Vec::new() }
+    }
+
+    /// Requires `n > 0`.
+    fn index_at(&mut self, position: u64) -> usize {
+        let n = self.n as u64;
+        let epoch = position / n;
+        if self.epoch != Some(epoch) {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+            rng.set_stream(epoch);
+            self.perm = (0..self.n).collect();
+            self.perm.shuffle(&mut rng);
+            self.epoch = Some(epoch);
+        }
+        self.perm[(position % n) as usize]
+    }
+}
+
+/// Samples that were made; failures are counted.
+fn keep_ok<S>(results: Vec<Result<S>>, stats: &LoaderStats) -> Vec<S> {
+    results
+        .into_iter()
+        .filter_map(|r| match r {
+            Ok(sample) => Some(sample),
+            Err(e) => {
+                stats.skip(&e);
+                None
+            }
+        })
+        .collect()
+}
+
+/// The training batch of iteration `iteration`: a pure function of
+/// (`cfg.seed`, `iteration`, B, the dataset). Runs on the current rayon pool.
+/// An empty dataset gives an empty batch.
+pub fn train_batch<D: Dataset + ?Sized>(dataset: &D, cfg: &LoaderConfig, iteration: u64, stats: &LoaderStats) -> Batch<D::Sample> {
+    let mut order = EpochOrder::new(cfg.seed, dataset.len());
+    train_batch_with(dataset, cfg, iteration, stats, &mut order)
+}
+
+fn train_batch_with<D: Dataset + ?Sized>(
+    dataset: &D,
+    cfg: &LoaderConfig,
+    iteration: u64,
+    stats: &LoaderStats,
+    order: &mut EpochOrder,
+) -> Batch<D::Sample> {
+    if dataset.is_empty() {
+        return Batch { index: iteration, samples: Vec::new() };
+    }
+    let b = cfg.batch_size as u64;
+    let jobs: Vec<(u64, usize)> = (iteration * b..(iteration + 1) * b).map(|p| (p, order.index_at(p))).collect();
+    let results: Vec<Result<D::Sample>> =
+        jobs.par_iter().map(|&(position, index)| dataset.train_sample(index, &mut sample_rng(cfg.seed, position))).collect();
+    Batch { index: iteration, samples: keep_ok(results, stats) }
+}
+
+/// Evaluation batch `index`: samples `index·B .. (index+1)·B` in dataset
+/// order, evaluation transform. Runs on the current rayon pool.
+pub fn eval_batch<D: Dataset + ?Sized>(dataset: &D, cfg: &LoaderConfig, index: u64, stats: &LoaderStats) -> Batch<D::Sample> {
+    let b = cfg.batch_size;
+    let start = usize::try_from(index).unwrap_or(usize::MAX).saturating_mul(b).min(dataset.len());
+    let end = start.saturating_add(b).min(dataset.len());
+    let results: Vec<Result<D::Sample>> = (start..end).into_par_iter().map(|i| dataset.eval_sample(i)).collect();
+    Batch { index, samples: keep_ok(results, stats) }
+}
+
+/// A stream of batches prepared by a background thread; iterate it.
+/// Dropping it stops the thread after the batch in progress.
+pub struct BatchStream<S> {
+    rx: Option<Receiver<Batch<S>>>,
+    worker: Option<JoinHandle<()>>,
+    stats: Arc<LoaderStats>,
+}
+
+impl<S: Send + 'static> BatchStream<S> {
+    /// Skipped-sample counts of this stream.
+    pub fn stats(&self) -> &LoaderStats {
+        &self.stats
+    }
+
+    /// Starts the worker thread, which runs `next` on a pool of
+    /// `cfg.threads` threads until it returns `None` or the stream is dropped.
+    fn spawn(cfg: &LoaderConfig, mut next: impl FnMut(&LoaderStats) -> Option<Batch<S>> + Send + 'static) -> Result<Self> {
+        cfg.validate()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.threads)
+            .thread_name(|i| format!("vitdet-data-{i}"))
+            .build()
+            .map_err(|e| Error::Config { key: "data.threads", msg: e.to_string() })?;
+        let (tx, rx) = sync_channel(cfg.prefetch.max(1));
+        let stats = Arc::new(LoaderStats::default());
+        let worker_stats = Arc::clone(&stats);
+        let worker = std::thread::Builder::new()
+            .name("vitdet-data".into())
+            .spawn(move || {
+                while let Some(batch) = pool.install(|| next(&worker_stats)) {
+                    if tx.send(batch).is_err() {
+                        break; // the consumer is gone
+                    }
+                }
+            })
+            .map_err(|e| Error::Config { key: "data.threads", msg: format!("cannot start the loader thread: {e}") })?;
+        Ok(BatchStream { rx: Some(rx), worker: Some(worker), stats })
+    }
+}
+
+impl<S> Iterator for BatchStream<S> {
+    type Item = Batch<S>;
+
+    fn next(&mut self) -> Option<Batch<S>> {
+        self.rx.as_ref()?.recv().ok()
+    }
+}
+
+impl<S> Drop for BatchStream<S> {
+    fn drop(&mut self) {
+        // Closing the queue makes the worker's next send fail, so it exits.
+        self.rx.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// The infinite training stream from iteration `start` on (resuming).
+///
+/// # Errors
+/// [`Error::Config`] for invalid settings, for a dataset without samples
+/// (the stream would never yield one), or if the threads cannot start.
+pub fn train_stream<D>(dataset: Arc<D>, cfg: LoaderConfig, start: u64) -> Result<BatchStream<D::Sample>>
+where
+    D: Dataset + 'static,
+    D::Sample: 'static,
+{
+    if dataset.is_empty() {
+        return Err(Error::Config { key: "data", msg: "the training set has no samples".into() });
+    }
+    let mut iteration = start;
+    let mut order = EpochOrder::new(cfg.seed, dataset.len());
+    BatchStream::spawn(&cfg, move |stats| {
+        let batch = train_batch_with(&*dataset, &cfg, iteration, stats, &mut order);
+        iteration += 1;
+        Some(batch)
+    })
+}
+
+/// The finite evaluation stream over all samples in order.
+///
+/// # Errors
+/// [`Error::Config`] for invalid settings or if the threads cannot start.
+pub fn eval_stream<D>(dataset: Arc<D>, cfg: LoaderConfig) -> Result<BatchStream<D::Sample>>
+where
+    D: Dataset + 'static,
+    D::Sample: 'static,
+{
+    let batches = dataset.len().div_ceil(cfg.batch_size.max(1)) as u64;
+    let mut index = 0;
+    BatchStream::spawn(&cfg, move |stats| {
+        (index < batches).then(|| {
+            let batch = eval_batch(&*dataset, &cfg, index, stats);
+            index += 1;
+            batch
+        })
+    })
+}
 
 /// Stacks per-sample (C, H, W) f32 buffers into a (B, C, H, W) tensor on
 /// `device` (B = `samples.len()`; an empty slice gives a (0, C, H, W) tensor).
