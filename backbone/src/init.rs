@@ -8,7 +8,7 @@
 use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
 use rand::{Rng, SeedableRng};
-use rand_distr_free::normal;
+pub use rand_distr_free::normal;
 
 use crate::config::{PosEmbedKind, VitConfig};
 use crate::import::strip_var_prefix;

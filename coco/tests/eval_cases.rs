@@ -18,6 +18,29 @@ const TOLERANCE: f64 = 1e-12;
 #[derive(Deserialize)]
 struct Fixture {
     cases: Vec<Case>,
+    empty_results_cases: Vec<EmptyCase>,
+}
+
+/// A model that detected nothing, scored on a case's GT.
+#[derive(Deserialize)]
+struct EmptyCase {
+    case: String,
+    /// The GT cut to annotations of area in (32², 96²].
+    medium_only: bool,
+    expected: EmptyExpected,
+}
+
+#[derive(Deserialize)]
+struct EmptyExpected {
+    bbox: EmptyAnswers,
+    segm: EmptyAnswers,
+}
+
+/// Floats are IEEE-754 bit patterns.
+#[derive(Deserialize)]
+struct EmptyAnswers {
+    stats: Vec<u64>,
+    summary: String,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +146,27 @@ fn summary_printout_equals_pycocotools_text() {
             let (acc, _) = run(&case, iou_type);
             let printed = summarize(&acc).unwrap().to_string();
             assert!(printed == answers.summary, "{} {}:\n--- ours\n{printed}--- pycocotools\n{}", case.name, iou_type.name(), answers.summary);
+        }
+    }
+}
+
+#[test]
+fn no_detections_score_like_cocoeval_on_an_empty_detection_set() {
+    let fixture = fixture();
+    for empty in &fixture.empty_results_cases {
+        let case = fixture.cases.iter().find(|c| c.name == empty.case).unwrap();
+        let mut gt = case.gt.clone();
+        if empty.medium_only {
+            gt.annotations.retain(|a| a.area > 32.0 * 32.0 && a.area <= 96.0 * 96.0);
+        }
+        let (gt, _) = Dataset::from_instances(gt, Path::new("gt.json"), None).unwrap();
+        for (iou_type, answers) in [(IouType::Bbox, &empty.expected.bbox), (IouType::Segm, &empty.expected.segm)] {
+            let nothing = Results { path: "<no detections>".into(), detections: Vec::new() };
+            let summary = summarize(&accumulate(&evaluate(&gt, &nothing, iou_type, &Params::default()).unwrap())).unwrap();
+            let got: Vec<u64> = summary.stats.iter().map(|s| s.to_bits()).collect();
+            let name = format!("{}{} {}", empty.case, if empty.medium_only { " medium only" } else { "" }, iou_type.name());
+            assert_eq!(got, answers.stats, "{name}: {:?}", summary.stats);
+            assert!(summary.to_string() == answers.summary, "{name}:\n--- ours\n{summary}--- pycocotools\n{}", answers.summary);
         }
     }
 }

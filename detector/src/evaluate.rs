@@ -181,7 +181,9 @@ pub fn evaluate(model: &ViTDet, split: &EvalSplit, input_size: usize, batch_size
 /// are dropped first, as detectron2's evaluator does, so `loadRes` takes
 /// each detection's area from its mask.
 fn score(gt: &Dataset, results: &[DetectionResult], iou_type: IouType) -> Result<TypeReport> {
-    // An empty list is scored too: every category with ground truth gets AP 0.
+    // No detection at all (a short training run, a high score threshold) is
+    // scored too, as COCOeval scores an empty detection set: AP 0 where there
+    // is ground truth, -1 elsewhere (`tests/empty_evaluation.rs`).
     let grid = coco_evaluate(gt, &results_for(iou_type, results), iou_type, &Params::default())?;
     let acc = accumulate(&grid);
     let summary = summarize(&acc)?;

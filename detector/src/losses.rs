@@ -1,8 +1,8 @@
 //! The losses of Mask R-CNN, composed from candle primitives whose backward
-//! is exact: binary cross-entropy on logits, softmax cross-entropy and L1
-//! (detectron2's `smooth_l1_loss` with beta = 0).
+//! is exact: binary cross-entropy on logits, softmax cross-entropy (engine's)
+//! and L1 (detectron2's `smooth_l1_loss` with beta = 0).
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 
 /// `sum(max(x, 0) - x * y + log(1 + exp(-|x|)))`: PyTorch's
 /// `binary_cross_entropy_with_logits(reduction="sum")`, stable for any x.
@@ -17,20 +17,11 @@ pub fn l1_sum(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
 }
 
 /// Mean softmax cross-entropy of `logits` (R, C) against class `labels`
-/// (R); PyTorch's `cross_entropy(reduction="mean")`. Zero for R = 0.
+/// (R); PyTorch's `cross_entropy(reduction="mean")`. Zero for R = 0. The
+/// one implementation is engine's [`engine::ops::cross_entropy`]; the box
+/// head uses it without label smoothing.
 pub fn cross_entropy_mean(logits: &Tensor, labels: &[u32]) -> Result<Tensor> {
-    let (rows, classes) = logits.dims2()?;
-    if rows == 0 {
-        return logits.sum_all()?.affine(0.0, 0.0);
-    }
-    // The shift is a constant for the gradient: logsumexp is shift-invariant.
-    let shift = logits.max_keepdim(D::Minus1)?.detach();
-    let shifted = logits.broadcast_sub(&shift)?;
-    let log_z = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    let picks: Vec<u32> = labels.iter().enumerate().map(|(r, &c)| (r * classes) as u32 + c).collect();
-    let picks = Tensor::from_vec(picks, rows, logits.device())?;
-    let picked = shifted.flatten_all()?.index_select(&picks, 0)?;
-    (log_z.squeeze(1)? - picked)?.mean_all()
+    engine::ops::cross_entropy(logits, labels, 0.0)
 }
 
 #[cfg(test)]
@@ -50,18 +41,6 @@ mod tests {
         }).sum();
         let got = bce_with_logits_sum(&Tensor::new(&x, &Device::Cpu).unwrap(), &Tensor::new(&y, &Device::Cpu).unwrap()).unwrap().to_scalar::<f64>().unwrap();
         assert!((got - want).abs() < 1e-9, "{got} vs {want}");
-    }
-
-    #[test]
-    fn cross_entropy_matches_the_textbook_formula() {
-        let logits = [[1.0f64, 2.0, 0.5], [-1.0, 0.0, 3.0]];
-        let labels = [2u32, 0];
-        let want: f64 = logits.iter().zip(&labels).map(|(row, &c)| {
-            let z: f64 = row.iter().map(|v| v.exp()).sum();
-            z.ln() - row[c as usize]
-        }).sum::<f64>() / 2.0;
-        let got = cross_entropy_mean(&Tensor::new(&logits, &Device::Cpu).unwrap(), &labels).unwrap().to_scalar::<f64>().unwrap();
-        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
     }
 
     #[test]

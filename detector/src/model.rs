@@ -104,19 +104,17 @@ impl Losses {
         Ok((((&self.rpn_cls + &self.rpn_loc)? + &self.cls)? + (&self.box_reg + &self.mask)?)?)
     }
 
+    /// Each loss with its detectron2 name, in the order of [`Losses::total`].
+    pub fn named(&self) -> [(&'static str, &Tensor); 5] {
+        [("loss_rpn_cls", &self.rpn_cls), ("loss_rpn_loc", &self.rpn_loc), ("loss_cls", &self.cls), ("loss_box_reg", &self.box_reg), ("loss_mask", &self.mask)]
+    }
+
     /// `(name, value)` of each loss, read back to the host (for logging).
     ///
     /// # Errors
     /// A tensor error.
     pub fn values(&self) -> Result<Vec<(&'static str, f64)>> {
-        let read = |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?) };
-        Ok(vec![
-            ("loss_rpn_cls", read(&self.rpn_cls)?),
-            ("loss_rpn_loc", read(&self.rpn_loc)?),
-            ("loss_cls", read(&self.cls)?),
-            ("loss_box_reg", read(&self.box_reg)?),
-            ("loss_mask", read(&self.mask)?),
-        ])
+        self.named().into_iter().map(|(name, t)| Ok((name, t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?))).collect()
     }
 }
 

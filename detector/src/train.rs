@@ -1,24 +1,24 @@
-//! The training loop: parameter groups, AdamW with the recipe's schedule,
-//! gradient accumulation, clipping, periodic COCO evaluation, atomic
-//! checkpoints and exact `--resume`.
+//! Training a detector: the model, its parameter groups and AdamW from the
+//! recipe, run by engine's shared loop ([`engine::trainer`]) with the Mask
+//! R-CNN losses and COCO evaluation as its [`TrainTask`]. The loop owns the
+//! schedule, gradient accumulation, clipping, the NaN/inf guard, metrics,
+//! checkpoints (written before the final evaluation) and exact `--resume`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
-use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Var};
 use candle_nn::{VarBuilder, VarMap};
-use engine::checkpoint::{var_tensors, TrainState};
-use engine::optim::{build_param_groups, clip_grad_norm, AdamW, DecayRule, Optimizer, ParamRules, ViTNameRules};
-use engine::progress::{Progress, ProgressConfig, StepStats};
+use engine::optim::{build_param_groups, AdamW, DecayRule, ParamRules, ViTNameRules};
+use engine::progress::ProgressConfig;
 use engine::rng::TrainRng;
-use engine::run_dir::{Record, RunDir};
+use engine::run_dir::RunDir;
+use engine::trainer::{BestEval, EvalPeriod, Evaluation, LoopConfig, LossTerms, TrainTask, Trainer, DEFAULT_MAX_EMPTY_BATCHES};
 
 use backbone::named::WeightSearch;
 use backbone::vitdet::{load_vitdet_backbone, BackboneInit, BackboneWeights};
 
-use crate::data::{train_stream, DetectionDataset, LoaderConfig, LsjConfig};
+use crate::data::{train_stream, Batch, DetectionDataset, LoaderConfig, LsjConfig};
 use crate::evaluate::{evaluate, EvalReport, EvalSplit};
 use crate::model::{is_backbone_param, ModelInputs, ViTDet, BACKBONE_PREFIX};
 use crate::recipe::Recipe;
@@ -53,8 +53,13 @@ pub struct TrainSummary {
     pub backbone_init: BackboneInit,
     /// The final weights, `OUT/model.safetensors`.
     pub model_path: PathBuf,
-    /// The final validation evaluation, when there is a validation split.
+    /// The last validation evaluation of this process, when there is a
+    /// validation split.
     pub eval: Option<EvalReport>,
+    /// The evaluation with the highest bbox AP of the whole run.
+    pub best: Option<BestEval>,
+    /// Its weights, `OUT/model_best.safetensors`.
+    pub best_model_path: Option<PathBuf>,
     /// Training images per second over this process's steps (data waits
     /// included, evaluation and checkpoints not).
     pub train_img_s: f64,
@@ -94,14 +99,13 @@ impl ParamRules for DetectorRules {
     }
 }
 
-/// Consecutive empty batches (every image unreadable) before training gives up.
-const MAX_EMPTY_BATCHES: usize = 100;
-
-/// Trains a detector as `run` says and writes `OUT/model.safetensors`.
+/// Trains a detector as `run` says and writes `OUT/model.safetensors`
+/// (and `OUT/model_best.safetensors`, the highest bbox AP, with a
+/// validation split), through engine's shared loop.
 ///
 /// # Errors
 /// A bad recipe, unreadable data or weights, a run directory that
-/// contradicts `resume`, or a failing tensor operation.
+/// contradicts `resume`, a diverging loss, or a failing tensor operation.
 pub fn train(run: &TrainRun) -> Result<TrainSummary> {
     let recipe = &run.recipe;
     recipe.validate()?;
@@ -125,104 +129,101 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary> {
     let rules = DetectorRules { vit: ViTNameRules { num_layers: vit.depth } };
     let layer_decay = (cfg.layer_decay < 1.0).then_some(cfg.layer_decay);
     let groups = build_param_groups(&named, &rules, cfg.weight_decay, layer_decay, DecayRule::SkipNormAndListed)?;
-    let mut optimizer = AdamW::new(groups, cfg.optimizer.clone())?;
-    let vars: Vec<Var> = named.iter().map(|(_, v)| v.clone()).collect();
-
-    let (start, mut rng) = if run.resume {
-        let ckpt = dir.load_checkpoint(&run.device)?;
-        engine::checkpoint::restore_vars(&named, &ckpt.model)?;
-        optimizer.load_state(&ckpt.optim, ckpt.state.optimizer_steps)?;
-        (ckpt.state.iter, ckpt.state.rng)
-    } else {
+    let optimizer = Box::new(AdamW::new(groups, cfg.optimizer.clone())?);
+    if !run.resume {
         dir.write_config(recipe)?;
-        (0, TrainRng::seed_from_u64(cfg.seed))
-    };
-    let mut metrics = dir.metrics_writer(run.resume.then_some(start))?;
-    let micro = cfg.batch_size / cfg.grad_accum;
+    }
+
+    let mut task = DetectionTask { run, varmap, named, model, classes, last_report: None };
+    let trainer = Trainer::new(&mut task, optimizer, loop_config(run), dir, run.resume)?;
     let lsj = LsjConfig { image_size: recipe.model.input_size(), min_scale: cfg.lsj_scale[0], max_scale: cfg.lsj_scale[1], flip_prob: 0.5 };
-    let loader_cfg = LoaderConfig { batch_size: micro, threads: rayon::current_num_threads(), prefetch: 2, seed: cfg.seed, lsj };
-    let mut stream = train_stream(run.train.clone(), loader_cfg, (start * cfg.grad_accum) as u64)?;
-    let mut progress = Progress::new(cfg.max_iter, start, run.progress.clone());
-    let mut train_seconds = 0.0;
-    let mut last_eval = None;
-
-    for iter in start..cfg.max_iter {
-        let step_began = Instant::now();
-        let lr = cfg.schedule.lr_at(iter);
-        let mut grads: Option<GradStore> = None;
-        let mut terms = vec![0.0f64; 5];
-        let mut term_names = Vec::new();
-        for _ in 0..cfg.grad_accum {
-            // A batch whose every image failed to decode (counted by the loader) is skipped.
-            let batch = stream
-                .by_ref()
-                .take(MAX_EMPTY_BATCHES)
-                .find(|b| !b.samples.is_empty())
-                .ok_or(Error::Config { key: "data", msg: format!("{MAX_EMPTY_BATCHES} training batches in a row had no readable image") })?;
-            let inputs = ModelInputs::from_samples(&batch.samples, &run.device)?;
-            let losses = model.losses(&inputs.images, &inputs.image_hw, &inputs.targets, &mut rng)?;
-            let total = (losses.total()? / cfg.grad_accum as f64)?;
-            let g = total.backward()?;
-            for (k, (name, v)) in losses.values()?.into_iter().enumerate() {
-                terms[k] += v / cfg.grad_accum as f64;
-                if term_names.len() < 5 {
-                    term_names.push(name);
-                }
-            }
-            grads = Some(match grads {
-                None => g,
-                Some(acc) => add_grads(acc, &g, &vars)?,
-            });
-        }
-        let mut grads = grads.ok_or(Error::Config { key: "train.grad_accum", msg: "no micro-batch ran".into() })?;
-        let grad_norm = if cfg.clip_grad_norm > 0.0 { Some(clip_grad_norm(&mut grads, &vars, cfg.clip_grad_norm)?) } else { None };
-        optimizer.step(&grads, lr)?;
-
-        let loss: f64 = terms.iter().sum();
-        if !loss.is_finite() {
-            return Err(Error::Config { key: "train.schedule", msg: format!("loss became {loss} at iteration {iter}; lower the learning rate or enable clip_grad_norm") });
-        }
-        let step_seconds = step_began.elapsed().as_secs_f64();
-        train_seconds += step_seconds;
-        let img_s = cfg.batch_size as f64 / step_seconds.max(1e-9);
-        let mut record = Record::new(iter, loss, lr, img_s);
-        for (name, v) in term_names.iter().zip(&terms) {
-            record = record.term(*name, *v);
-        }
-        if let Some(n) = grad_norm {
-            record = record.extra("grad_norm", n);
-        }
-        let done = iter + 1;
-        let eval_now = done == cfg.max_iter || (cfg.eval_period > 0 && done % cfg.eval_period == 0);
-        if eval_now {
-            if let Some(val) = &run.val {
-                let frozen = weights::inference_copy(&varmap, &recipe.model, classes.len(), &run.device)?;
-                let report = evaluate(&frozen, val, recipe.model.input_size(), cfg.eval_batch_size, &run.device, None)?;
-                record = record.extra("bbox_AP", report.bbox.stats[0]).extra("bbox_AP50", report.bbox.stats[1]).extra("segm_AP", report.segm.stats[0]).extra("segm_AP50", report.segm.stats[1]);
-                last_eval = Some(report);
-            }
-        }
-        metrics.log(&record)?;
-        progress.update(iter, StepStats { loss, lr, img_s });
-        if done == cfg.max_iter || done % cfg.checkpoint_period == 0 {
-            let state = TrainState { iter: done, optimizer_steps: optimizer.step_count(), rng: rng.clone(), user: serde_json::Value::Null };
-            dir.save_checkpoint(&var_tensors(&named), &optimizer.state()?, &state)?;
-            weights::save(&dir.model_path(), &varmap, &recipe.model, &classes)?;
-        }
-    }
-    progress.finish();
-    let iterations = cfg.max_iter.saturating_sub(start);
-    if iterations == 0 {
-        weights::save(&dir.model_path(), &varmap, &recipe.model, &classes)?;
-    }
+    let loader_cfg = LoaderConfig { batch_size: cfg.batch_size / cfg.grad_accum, threads: rayon::current_num_threads(), prefetch: 2, seed: cfg.seed, lsj };
+    let mut stream = train_stream(run.train.clone(), loader_cfg, trainer.start_micro_batch())?;
+    let summary = trainer.run(stream.by_ref().map(Ok))?;
     Ok(TrainSummary {
         backbone_init: loaded.init,
-        model_path: dir.model_path(),
-        eval: last_eval,
-        train_img_s: (iterations * cfg.batch_size) as f64 / train_seconds.max(1e-9),
-        iterations,
+        model_path: summary.model_path,
+        eval: task.last_report,
+        best: summary.best,
+        best_model_path: summary.best_model_path,
+        train_img_s: summary.train_img_s,
+        iterations: summary.iterations,
         skipped_images: stream.stats().summary(),
     })
+}
+
+/// The shared loop's settings from the recipe: evaluation only with a
+/// validation split.
+fn loop_config(run: &TrainRun) -> LoopConfig {
+    let cfg = &run.recipe.train;
+    LoopConfig {
+        max_iter: cfg.max_iter,
+        images_per_step: cfg.batch_size,
+        grad_accum: cfg.grad_accum,
+        schedule: cfg.schedule.clone(),
+        clip_grad_norm: (cfg.clip_grad_norm > 0.0).then_some(cfg.clip_grad_norm),
+        eval_period: if run.val.is_some() { EvalPeriod::from_period(cfg.eval_period) } else { EvalPeriod::Never },
+        checkpoint_period: cfg.checkpoint_period,
+        seed: cfg.seed,
+        max_empty_batches: DEFAULT_MAX_EMPTY_BATCHES,
+        progress: run.progress.clone(),
+    }
+}
+
+/// Detection as a [`TrainTask`]: Mask R-CNN losses on LSJ batches, COCO
+/// bbox and segm evaluation on the validation split.
+struct DetectionTask<'a> {
+    run: &'a TrainRun,
+    /// The variables, which the model's layers share.
+    varmap: VarMap,
+    /// The same variables with their names, sorted.
+    named: Vec<(String, Var)>,
+    model: ViTDet,
+    classes: Vec<ClassInfo>,
+    /// The report of the last evaluation.
+    last_report: Option<EvalReport>,
+}
+
+/// The metric that selects `OUT/model_best.safetensors`.
+const PRIMARY_METRIC: &str = "bbox_AP";
+
+impl TrainTask for DetectionTask<'_> {
+    type Batch = Batch;
+    type Error = Error;
+
+    fn variables(&self) -> Vec<(String, Var)> {
+        self.named.clone()
+    }
+
+    fn losses(&mut self, batch: &Batch, rng: &mut TrainRng) -> Result<LossTerms> {
+        let inputs = ModelInputs::from_samples(&batch.samples, &self.run.device)?;
+        let losses = self.model.losses(&inputs.images, &inputs.image_hw, &inputs.targets, rng)?;
+        Ok(LossTerms::new(losses.named().into_iter().map(|(name, t)| (name.to_string(), t.clone())).collect())?)
+    }
+
+    /// A batch whose every image failed to decode (counted by the loader).
+    fn is_empty(&self, batch: &Batch) -> bool {
+        batch.samples.is_empty()
+    }
+
+    fn evaluate(&mut self, _iter: usize) -> Result<Option<Evaluation>> {
+        let Some(val) = &self.run.val else { return Ok(None) };
+        let model = &self.run.recipe.model;
+        let frozen = weights::inference_copy(&self.varmap, model, self.classes.len(), &self.run.device)?;
+        let report = evaluate(&frozen, val, model.input_size(), self.run.recipe.train.eval_batch_size, &self.run.device, None)?;
+        let metrics = vec![
+            ("bbox_AP".to_string(), report.bbox.stats[0]),
+            ("bbox_AP50".to_string(), report.bbox.stats[1]),
+            ("segm_AP".to_string(), report.segm.stats[0]),
+            ("segm_AP50".to_string(), report.segm.stats[1]),
+        ];
+        self.last_report = Some(report);
+        Ok(Some(Evaluation::new(metrics).with_primary(PRIMARY_METRIC)))
+    }
+
+    fn save_model(&self, path: &Path) -> Result<()> {
+        weights::save(path, &self.varmap, &self.run.recipe.model, &self.classes)
+    }
 }
 
 /// A pre-trained backbone must be the recipe's architecture: the pyramid
@@ -238,21 +239,4 @@ fn check_backbone_arch(found: &backbone::VitConfig, want: &backbone::VitConfig, 
         });
     }
     Ok(())
-}
-
-/// `acc + g` for every variable's gradient (gradient accumulation).
-fn add_grads(mut acc: GradStore, g: &GradStore, vars: &[Var]) -> Result<GradStore> {
-    for v in vars {
-        let t: &Tensor = v.as_tensor();
-        match (acc.get(t).cloned(), g.get(t)) {
-            (Some(a), Some(b)) => {
-                acc.insert(t, (a + b)?);
-            }
-            (None, Some(b)) => {
-                acc.insert(t, b.clone());
-            }
-            _ => {}
-        }
-    }
-    Ok(acc)
 }

@@ -63,6 +63,15 @@ pub enum Error {
         /// What did not fit.
         msg: String,
     },
+    /// The training loop cannot go on: a loss term or the gradient norm is
+    /// no longer finite, or the training batches ran out or stayed empty.
+    #[error("training stopped at iteration {iter}: {reason}")]
+    TrainingStopped {
+        /// 0-based iteration that failed.
+        iter: usize,
+        /// What happened and what to do about it.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -77,6 +86,7 @@ impl Error {
                 | Error::Device(_)
                 | Error::RunDir { .. }
                 | Error::OptimizerState { .. }
+                | Error::TrainingStopped { .. }
         )
     }
 

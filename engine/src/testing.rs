@@ -76,13 +76,18 @@ where
     Ok(())
 }
 
-/// Checks that every variable of `varmap` received a gradient.
+/// Checks that every variable of `varmap` received a gradient, except
+/// normalisation buffers ([`crate::ops::is_buffer_name`]), which never do.
 ///
 /// # Errors
 /// Lists the names of the variables without one.
 pub fn assert_all_vars_have_grad(varmap: &VarMap, grads: &GradStore) -> Result<()> {
     let data = varmap.data().lock().map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?;
-    let mut missing: Vec<&String> = data.iter().filter(|(_, var)| grads.get(var).is_none()).map(|(name, _)| name).collect();
+    let mut missing: Vec<&String> = data
+        .iter()
+        .filter(|(name, var)| !crate::ops::is_buffer_name(name) && grads.get(var).is_none())
+        .map(|(name, _)| name)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }

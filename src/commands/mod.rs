@@ -8,8 +8,10 @@ mod classify;
 mod data_shapes;
 mod demo;
 mod detection;
+mod eval_cls;
 mod eval_coco;
 mod features;
+mod finetune;
 mod import;
 mod predict;
 mod train;
@@ -30,6 +32,8 @@ pub struct Cli {
 enum Command {
     /// Train ViTDet (Mask R-CNN on a plain ViT) on COCO-format data or the built-in shapes.
     Train(train::TrainArgs),
+    /// Fine-tune, transfer or linearly probe a ViT classifier (published datasets or the built-in shapes).
+    Finetune(finetune::FinetuneArgs),
     /// Run a trained detector on image files: pictures and COCO JSON.
     Predict(predict::PredictArgs),
     /// Generate the shapes dataset, train on it for a few CPU minutes, evaluate, draw predictions.
@@ -43,7 +47,7 @@ enum Command {
     /// Measure speed: `vit` (backbone), `convs` (detector convolutions), `coco` (evaluator).
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Evaluate results: `coco` (bbox / segm AP, identical to pycocotools).
+    /// Evaluate: `coco` (bbox / segm AP, identical to pycocotools), `cls` (classification accuracy).
     #[command(subcommand)]
     Eval(EvalCommand),
     /// Generate datasets: `shapes` (the built-in synthetic COCO dataset).
@@ -67,6 +71,8 @@ enum BenchCommand {
 enum EvalCommand {
     /// COCO bbox / segm evaluation of a results file against ground truth.
     Coco(eval_coco::EvalCocoArgs),
+    /// Classification accuracy (top-1, top-5, per class) and the confusion matrix of a trained classifier.
+    Cls(eval_cls::EvalClsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,11 +90,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import::run(args),
         Command::Features(args) => features::run(args),
         Command::Classify(args) => classify::run(args),
+        Command::Finetune(args) => finetune::run(args),
         Command::Bench(BenchCommand::Vit(args)) => bench_vit::run(args),
         Command::Bench(BenchCommand::Vitdet(args)) => bench_vitdet::run(args),
         Command::Bench(BenchCommand::Convs(args)) => bench_convs::run(args),
         Command::Bench(BenchCommand::Coco(args)) => bench_coco::run(args),
         Command::Eval(EvalCommand::Coco(args)) => eval_coco::run(args),
+        Command::Eval(EvalCommand::Cls(args)) => eval_cls::run(args),
         Command::Data(DataCommand::Shapes(args)) => data_shapes::run(args),
     }
 }

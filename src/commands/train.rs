@@ -19,7 +19,8 @@ use super::weights::weight_search;
     vitdet train --out runs/shapes                          # built-in shapes data, CPU recipe\n  \
     vitdet train --config configs/vitdet_tiny_coco.toml --backbone distilled_mae_tiny --data /data/coco --out runs/coco\n  \
     vitdet train --out runs/shapes --resume                 # continue from runs/shapes/checkpoint\n\n\
-    Writes OUT/config.toml, OUT/metrics.jsonl, OUT/checkpoint/last.safetensors and OUT/model.safetensors;\n\
+    Writes OUT/config.toml, OUT/metrics.jsonl, OUT/checkpoint/last.safetensors and OUT/model.safetensors\n\
+    (with a validation split also OUT/model_best.safetensors, the highest bbox AP);\n\
     ends with the COCO table on the validation split.")]
 pub struct TrainArgs {
     /// Recipe: a TOML file or a built-in name (vitdet_tiny_shapes, vitdet_tiny_coco).
@@ -144,6 +145,9 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
     }
     println!("training: {:.2} images/s over {} steps", summary.train_img_s, summary.iterations);
     println!("weights: {}", summary.model_path.display());
+    if let (Some(best), Some(path)) = (&summary.best, &summary.best_model_path) {
+        println!("best: {} {:.4} after {} steps: {}", best.metric, best.value, best.iter + 1, path.display());
+    }
     Ok(summary)
 }
 

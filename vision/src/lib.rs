@@ -11,6 +11,7 @@ pub mod loader;
 pub mod normalize;
 pub mod resize;
 pub mod rgb;
+pub mod transforms;
 
 pub use error::{Error, Result};
 pub use rgb::RgbImage;

@@ -11,6 +11,10 @@
 //!   otherwise every detection needs a `segmentation`, its area is the mask area
 //!   and a missing `bbox` is `toBbox(mask)`. Detection ids are `index + 1` and
 //!   `iscrowd` is 0 (quirks J1, E2); ids only matter as "non-zero" there.
+//! - An empty detection list (only possible in memory: [`Results::load`]
+//!   refuses a `[]` file, as `loadRes` fails on one) is scored as `COCOeval`
+//!   scores a detection set with no annotation: precision and recall 0 where
+//!   there is GT, -1 elsewhere.
 //! - Detections on images outside the GT are an error (`loadRes` asserts);
 //!   detections of categories outside the GT are dropped (`getAnnIds(catIds=...)`)
 //!   and counted.
@@ -169,18 +173,21 @@ impl<'a> Prepared<'a> {
     pub fn new(gt: &'a Dataset, results: &'a Results, iou_type: IouType, params: &Params) -> Result<Prepared<'a>, Error> {
         let path = results.path.as_path();
         let dets = &results.detections;
-        let first = dets.first().ok_or_else(|| Error::EmptyResults { path: path.to_path_buf() })?;
-        let branch = if first.bbox.is_some() {
-            Branch::Box
-        } else if first.segmentation.is_some() {
-            Branch::Mask
-        } else {
-            return Err(Error::ResultMissingField {
-                path: path.to_path_buf(),
-                index: 0,
-                field: "bbox",
-                why: "a detection needs a bbox or a segmentation",
-            });
+        let branch = match dets.first() {
+            // A model that detected nothing: scored as COCOeval scores a
+            // detection set without annotations (AP 0 where there is GT).
+            None if iou_type == IouType::Bbox => Branch::Box,
+            None => Branch::Mask,
+            Some(first) if first.bbox.is_some() => Branch::Box,
+            Some(first) if first.segmentation.is_some() => Branch::Mask,
+            Some(_) => {
+                return Err(Error::ResultMissingField {
+                    path: path.to_path_buf(),
+                    index: 0,
+                    field: "bbox",
+                    why: "a detection needs a bbox or a segmentation",
+                })
+            }
         };
         if iou_type == IouType::Segm && branch == Branch::Box && !results.has_masks() {
             return Err(Error::ResultsWithoutMasks { path: path.to_path_buf() });

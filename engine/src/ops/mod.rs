@@ -11,10 +11,13 @@
 //! the function without any change to model code; each is tested against the
 //! composed reference (kept in each file as `composed`), forward and backward.
 //!
-//! Shapes: B batch, H heads, N tokens, D channels, C channels of a map.
+//! Shapes: B batch, H heads, N tokens, D channels, C channels of a map,
+//! K classes.
 
 mod attention;
+mod batch_norm;
 mod cpu;
+mod cross_entropy;
 pub mod detection;
 mod drop_path;
 mod gelu;
@@ -23,6 +26,8 @@ mod linear;
 mod softmax;
 
 pub use attention::{attention, self_attention, AttentionOutput};
+pub use batch_norm::{batch_norm, batch_stats, is_buffer_name, BatchNorm1d, BatchNormConfig, BUFFER_NAMES};
+pub use cross_entropy::{cross_entropy, log_softmax_last_dim, soft_target_cross_entropy};
 pub use drop_path::drop_path;
 pub use gelu::gelu;
 pub use layer_norm::{layer_norm, layer_norm_channels_first, LayerNorm};

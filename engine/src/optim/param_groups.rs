@@ -46,6 +46,13 @@ pub trait ParamRules {
         parts.next();
         parts.next().is_some_and(|module| module.contains("norm"))
     }
+    /// True for buffers that live in the variable map beside the parameters
+    /// but are no parameters (normalisation running statistics): they never
+    /// reach an optimizer. The default recognises PyTorch's BatchNorm
+    /// buffer names ([`crate::ops::is_buffer_name`]).
+    fn is_buffer(&self, name: &str) -> bool {
+        crate::ops::is_buffer_name(name)
+    }
 }
 
 /// Which parameters get weight decay 0.
@@ -68,20 +75,32 @@ pub enum DecayRule {
 
 /// The plain timm ViT naming scheme, usable with an optional prefix
 /// (`backbone.net.blocks.3...`): the first path component that is
-/// `cls_token`, `pos_embed`, `patch_embed` or `dist_token` gives layer 0,
-/// `blocks.<k>` gives `k + 1`, anything else `L + 1`. The `no_weight_decay`
-/// names are `pos_embed`, `cls_token` and `dist_token` (last component).
+/// `cls_token`, `reg_token`, `pos_embed`, `patch_embed`, `norm_pre` or
+/// `dist_token` gives layer 0, `blocks.<k>` gives `k + 1`, anything else
+/// `L + 1`. The `no_weight_decay` names are `pos_embed`, `cls_token`,
+/// `reg_token` and `dist_token` (last component).
+///
+/// `tests/param_groups_reference.rs` proves the groups this gives on timm's
+/// ViT-Tiny equal timm's `param_groups_layer_decay`, MAE's
+/// `param_groups_lrd` and MAE-Lite's `get_parameter_groups`. One known
+/// difference between those references: a final `norm` (cls-token models)
+/// is in layer `L + 1` with the head for MAE and MAE-Lite, which this
+/// follows, while timm ≥ 0.9 merges it into the last block's layer `L`.
+/// (MAE-Lite also puts a `mask_token` in layer 0; fine-tuned models have
+/// none, and pre-training uses no layer decay.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViTNameRules {
     /// Number of transformer blocks `L`.
     pub num_layers: usize,
 }
 
-/// Names timm's ViT puts in the embedding stage (layer id 0).
-const STEM_NAMES: [&str; 4] = ["cls_token", "pos_embed", "patch_embed", "dist_token"];
+/// Names timm's ViT puts in the embedding stage (layer id 0): its
+/// `group_matcher` stem `cls_token|reg_token|pos_embed|patch_embed|norm_pre`,
+/// plus DeiT's `dist_token`.
+const STEM_NAMES: [&str; 6] = ["cls_token", "reg_token", "pos_embed", "patch_embed", "norm_pre", "dist_token"];
 
 /// timm `VisionTransformer.no_weight_decay()`.
-const NO_WEIGHT_DECAY_NAMES: [&str; 3] = ["pos_embed", "cls_token", "dist_token"];
+const NO_WEIGHT_DECAY_NAMES: [&str; 4] = ["pos_embed", "cls_token", "reg_token", "dist_token"];
 
 impl ParamRules for ViTNameRules {
     fn num_layers(&self) -> usize {
@@ -117,6 +136,11 @@ impl ParamRules for ViTNameRules {
 ///
 /// `layer_decay = None` gives every group `lr_scale` 1.
 ///
+/// Buffers ([`ParamRules::is_buffer`]: BatchNorm running statistics) are
+/// left out of every group. Frozen parameters are the caller's to leave
+/// out: a linear probe passes only the head's (`head.*`) variables, as
+/// PyTorch's builders skip `requires_grad=False` parameters.
+///
 /// # Errors
 /// [`Error::Config`] for a negative or non-finite `weight_decay`, a
 /// `layer_decay` that is not a positive finite number, or a `layer_id`
@@ -141,6 +165,9 @@ pub fn build_param_groups(
     let top = rules.num_layers() + 1;
     let mut groups: Vec<ParamGroup> = Vec::new();
     for (name, var) in named {
+        if rules.is_buffer(name) {
+            continue;
+        }
         let one_dim_or_bias = var.rank() <= 1 || name.ends_with(".bias");
         let skip = match rule {
             DecayRule::All => false,
@@ -240,6 +267,10 @@ mod tests {
         assert_eq!(r.layer_id("backbone.net.blocks.3.attn.rel_pos_h"), 4);
         assert_eq!(r.layer_id("backbone.net.pos_embed"), 0);
         assert_eq!(r.layer_id("decoder_blocks.0.norm1.weight"), 13);
+        assert_eq!(r.layer_id("reg_token"), 0);
+        assert_eq!(r.layer_id("norm_pre.weight"), 0);
+        assert_eq!(r.layer_id("norm.weight"), 13);
+        assert!(r.no_weight_decay("reg_token"));
         assert!(r.no_weight_decay("pos_embed") && r.no_weight_decay("backbone.net.pos_embed"));
         assert!(!r.no_weight_decay("decoder_pos_embed") && !r.no_weight_decay("head.weight"));
         assert!(r.is_norm("blocks.0.norm1.weight") && r.is_norm("fc_norm.bias"));
@@ -332,6 +363,25 @@ mod tests {
                 "fc_norm.weight"
             ]
         );
+    }
+
+    /// BatchNorm running statistics live in the VarMap but never reach an
+    /// optimizer, under any rule, with or without layer decay.
+    #[test]
+    fn batch_norm_buffers_are_left_out_of_every_group() {
+        let mut named = vit_params();
+        for (n, s) in [("head.0.running_mean", 4), ("head.0.running_var", 4), ("head.0.num_batches_tracked", 1), ("head.0.weight", 4)] {
+            named.push((n.to_string(), Var::zeros(s, DType::F32, &Device::Cpu).unwrap()));
+        }
+        for rule in [DecayRule::All, DecayRule::SkipOneDimAndBias, DecayRule::SkipOneDimBiasAndListed, DecayRule::SkipNormAndListed] {
+            for decay in [None, Some(0.75)] {
+                let g = build_param_groups(&named, &ViTNameRules { num_layers: 2 }, 0.05, decay, rule).unwrap();
+                let names: Vec<String> = g.iter().flat_map(|g| g.params.iter().map(|(n, _)| n.clone())).collect();
+                assert_eq!(names.len(), 12, "{rule:?} {decay:?}: {names:?}");
+                assert!(names.iter().all(|n| !n.contains("running") && !n.contains("batches")), "{names:?}");
+                assert!(names.iter().any(|n| n == "head.0.weight"), "the BN weight is a parameter");
+            }
+        }
     }
 
     #[test]
