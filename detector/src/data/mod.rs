@@ -2,7 +2,8 @@
 //! COCO split with contiguous class indices ([`dataset`]), the LSJ training
 //! and long-side test transforms with normalisation and padding
 //! ([`transforms`], Pillow-exact bilinear resizing from `vision::resize`), and
-//! parallel, prefetched, reproducible batch streams ([`loader`]).
+//! the detector's samples for `vision::loader`'s parallel, prefetched,
+//! reproducible batch streams ([`loader`]).
 //!
 //! Checked against detectron2's formulas, Pillow and pycocotools in
 //! `tests/data.rs` (fixtures from `tests/fixtures/make_data_fixtures.py`).
