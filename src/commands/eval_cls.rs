@@ -72,7 +72,8 @@ pub fn run(args: EvalClsArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let title = format!("{} — top-1 {:.2}%", args.weights.display(), r.top1);
+    let name = args.weights.file_name().map_or_else(|| args.weights.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let title = format!("{name}: top-1 {:.2}% on {} images", r.top1, r.images);
     classification::plots::plot_confusion(r, names, &title, &args.plot)?;
     println!("confusion matrix: {}", args.plot.display());
     if let Some(path) = &args.json {
