@@ -274,7 +274,7 @@ impl Recipe {
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
         let recipe: Recipe = toml::from_str(text).map_err(|e| Error::Config {
             key: "recipe".into(),
-            msg: format!("{}{}: {}", origin.display(), position(&e, text), e.message()),
+            msg: format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), e.message()),
         })?;
         recipe.validate()?;
         Ok(recipe)
@@ -372,16 +372,6 @@ impl Recipe {
             checkpoint_period: t.checkpoint_period_epochs * iters_per_epoch,
         })
     }
-}
-
-/// ` (line L, column C)` of a TOML error, when it has a position.
-fn position(e: &toml::de::Error, text: &str) -> String {
-    e.span().map_or_else(String::new, |span| {
-        let before = &text[..span.start.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        format!(" (line {line}, column {column})")
-    })
 }
 
 #[cfg(test)]

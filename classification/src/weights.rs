@@ -85,5 +85,5 @@ pub fn load(path: &Path, device: &Device) -> Result<TrainedClassifier> {
 /// Whether `path` is a classifier file (has [`CLASSIFIER_KEY`] metadata).
 pub fn is_classifier(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "safetensors")
-        && engine::checkpoint::read_safetensors_with_metadata(path, &Device::Cpu).is_ok_and(|(_, m)| m.contains_key(CLASSIFIER_KEY))
+        && engine::checkpoint::read_safetensors_metadata(path).is_ok_and(|m| m.contains_key(CLASSIFIER_KEY))
 }

@@ -187,7 +187,7 @@ impl Recipe {
     /// # Errors
     /// [`Error::Recipe`] naming `origin` and the offending key.
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let recipe: Recipe = toml::from_str(text).map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: e.message().to_string() + &position(&e, text) })?;
+        let recipe: Recipe = toml::from_str(text).map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: e.message().to_string() + &engine::toml_errors::position(&e, text) })?;
         recipe.validate().map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: e.to_string() })?;
         Ok(recipe)
     }
@@ -201,15 +201,6 @@ impl Recipe {
         self.train.validate()?;
         self.data.validate()
     }
-}
-
-/// " (line L, column C)" of a TOML error in `text`, when known (1-based).
-fn position(e: &toml::de::Error, text: &str) -> String {
-    let Some(span) = e.span() else { return String::new() };
-    let before = text.get(..span.start).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!(" (line {line}, column {column})")
 }
 
 #[cfg(test)]

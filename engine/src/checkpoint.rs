@@ -381,6 +381,29 @@ fn write_tensors(
 
 type Tensors = (Vec<(String, Tensor)>, Option<HashMap<String, String>>);
 
+/// The header metadata of a safetensors file, reading only its header (a
+/// file's kind can be told without loading its tensors).
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read; [`Error::BadFile`] when its
+/// header is not a safetensors header.
+pub fn read_safetensors_metadata(path: &Path) -> Result<Metadata> {
+    use std::io::Read as _;
+    let bad = |msg: String| Error::BadFile { path: path.to_path_buf(), msg };
+    let mut file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
+    let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| bad("header length does not fit in memory".into()))?;
+    if len > 100_000_000 {
+        return Err(bad(format!("header of {len} bytes: not a safetensors file")));
+    }
+    let mut header = vec![0u8; len];
+    file.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+    let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+    let meta = json.get("__metadata__").and_then(|m| m.as_object()).map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()).unwrap_or_default();
+    Ok(meta)
+}
+
 fn read_tensors(path: &Path, device: &Device) -> Result<Tensors> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |msg: String| Error::BadFile {
@@ -572,7 +595,9 @@ mod tests {
         let (t, m) = read_safetensors_with_metadata(&p, &Device::Cpu).unwrap();
         assert_same(&t, &sample());
         assert_eq!(m, meta);
+        assert_eq!(read_safetensors_metadata(&p).unwrap(), meta);
         write_safetensors_atomic(&p, &sample()).unwrap();
+        assert!(read_safetensors_metadata(&p).unwrap().is_empty());
         assert!(read_safetensors_with_metadata(&p, &Device::Cpu)
             .unwrap()
             .1
