@@ -4,32 +4,9 @@
 //! `classify` names its classes; and the user errors (one line, exit 2).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::process::{Command, Output};
 
-fn vitdet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vitdet")).args(args).env("HOME", "/nonexistent-home").env_remove("VITDET_WEIGHTS").output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_ok(o: &Output) {
-    assert!(o.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", o.status.code(), text(&o.stdout), text(&o.stderr));
-}
-
-fn assert_user_error(o: &Output, needle: &str) {
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "exit code; stderr: {err}");
-    assert_eq!(err.lines().filter(|l| l.starts_with("error: ")).count(), 1, "{err}");
-    assert!(err.contains(needle), "stderr names {needle:?}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{assert_ok, assert_user_error, path, text, vitdet};
 
 /// The CPU shapes recipe shrunk to 24 images of 3 classes, one 24-image batch
 /// a step, no augmentation: a run that must memorise its training images.
