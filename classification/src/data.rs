@@ -161,21 +161,16 @@ pub fn open_splits(source: &DataSource, recipe: &Recipe) -> Result<(Arc<Classifi
         return Err(Error::Config { key: "--data".into(), msg: format!("{}: the evaluation split's classes differ from the training split's", root.display()) });
     }
     let augment = recipe.train_transform().build().map_err(|e| Error::Config { key: "train.augment".into(), msg: e.to_string() })?;
-    let eval = eval_transform_of(recipe.data.input_size, recipe.data.crop_pct, &recipe.data.eval_interpolation)?;
+    let eval = eval_transform_of(recipe.data.input_size, recipe.data.crop_pct, recipe.data.eval_interpolation)?;
     Ok((Arc::new(ClassificationSet::new(train, Some(augment), eval.clone())), Arc::new(ClassificationSet::new(val, None, eval))))
 }
 
-/// timm's evaluation transform at `size` with `crop_pct` and the filter named `interpolation`.
+/// timm's evaluation transform at `size` with `crop_pct` and `interpolation`.
 ///
 /// # Errors
-/// [`Error::Config`] for a filter other than `bicubic` / `bilinear` or an invalid setting.
-pub fn eval_transform_of(size: usize, crop_pct: f64, interpolation: &str) -> Result<EvalTransform> {
-    let filter = match interpolation {
-        "bicubic" => vision::resize::Filter::Bicubic,
-        "bilinear" => vision::resize::Filter::Bilinear,
-        other => return Err(Error::Config { key: "data.eval_interpolation".into(), msg: format!("`{other}`: expected bicubic or bilinear") }),
-    };
-    let eval = EvalTransform { size, crop_pct, interpolation: filter, ..EvalTransform::default() };
+/// [`Error::Config`] for an invalid setting.
+pub fn eval_transform_of(size: usize, crop_pct: f64, interpolation: vision::resize::Filter) -> Result<EvalTransform> {
+    let eval = EvalTransform { size, crop_pct, interpolation, ..EvalTransform::default() };
     eval.validate().map_err(|e| Error::Config { key: "data".into(), msg: e.to_string() })?;
     Ok(eval)
 }

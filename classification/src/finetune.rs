@@ -215,7 +215,7 @@ pub fn finetune(run: &FinetuneRun) -> Result<FinetuneSummary> {
     let optimizer = build_optimizer(&t.optimizer, groups)?;
     let mixup = recipe.mixup(classes.len()).map(Mixup::new).transpose()?;
     let ema = if t.ema_decay > 0.0 { Some(ModelEma::new(&named, t.ema_decay)?) } else { None };
-    let meta = ClassifierMeta { classes, linear_probe: t.linear_probe, crop_pct: recipe.data.crop_pct, eval_interpolation: recipe.data.eval_interpolation.clone() };
+    let meta = ClassifierMeta { classes, linear_probe: t.linear_probe, crop_pct: recipe.data.crop_pct, eval_interpolation: recipe.data.eval_interpolation };
     let mut task = FinetuneTask {
         model: built.model,
         spec: built.spec,

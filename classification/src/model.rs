@@ -63,15 +63,6 @@ impl ClassifierSpec {
         };
         Self { vit, linear_probe: probe }
     }
-
-    /// Classes the head predicts.
-    pub fn num_classes(&self, probe_classes: usize) -> usize {
-        if self.linear_probe {
-            probe_classes
-        } else {
-            self.vit.num_classes
-        }
-    }
 }
 
 impl Classifier {
@@ -231,8 +222,6 @@ fn init_head(varmap: &VarMap, std: f64, seed: u64) -> Result<()> {
         let values: Vec<f32> = if name.ends_with("running_var") {
             vec![1.0; n]
         } else if name.ends_with("bias") || name.ends_with("running_mean") {
-            vec![0.0; n]
-        } else if name.ends_with("num_batches_tracked") {
             vec![0.0; n]
         } else {
             (0..n).map(|_| (std * backbone::init::normal(&mut rng)).clamp(-2.0, 2.0) as f32).collect()

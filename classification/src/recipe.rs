@@ -13,6 +13,7 @@ use engine::optim::{AdamWConfig, OptimizerConfig};
 use engine::schedule::Schedule;
 use serde::{Deserialize, Serialize};
 
+use vision::resize::Filter;
 use vision::transforms::{Interpolation, TrainTransformConfig};
 
 use crate::mixup::MixupConfig;
@@ -55,7 +56,7 @@ pub struct DataConfig {
     /// then a centre crop (timm's `crop_pct`, 0.875 for ViTs).
     pub crop_pct: f64,
     /// Evaluation resize filter (`bicubic` as timm's ViTs, or `bilinear`).
-    pub eval_interpolation: String,
+    pub eval_interpolation: Filter,
     /// Images per batch at evaluation.
     pub eval_batch_size: usize,
     /// The built-in synthetic set, generated when no `--data` is given.
@@ -64,7 +65,7 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { input_size: 224, crop_pct: 0.875, eval_interpolation: "bicubic".into(), eval_batch_size: 64, synthetic: SyntheticConfig::default() }
+        Self { input_size: 224, crop_pct: 0.875, eval_interpolation: Filter::Bicubic, eval_batch_size: 64, synthetic: SyntheticConfig::default() }
     }
 }
 

@@ -29,8 +29,8 @@ pub struct ClassifierMeta {
     pub linear_probe: bool,
     /// Evaluation resize fraction (timm's `crop_pct`).
     pub crop_pct: f64,
-    /// Evaluation resize filter (`bicubic` or `bilinear`).
-    pub eval_interpolation: String,
+    /// Evaluation resize filter.
+    pub eval_interpolation: vision::resize::Filter,
 }
 
 /// A classifier read back from its file.

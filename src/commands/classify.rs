@@ -44,7 +44,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     // A model from `vitdet finetune` brings its class names and transform; others are timm ViTs.
     let (logits, names): (Tensor, Option<Vec<String>>) = if classification::weights::is_classifier(path) {
         let trained = classification::weights::load(path, &device)?;
-        let transform = classification::data::eval_transform_of(trained.spec.vit.img_size, trained.meta.crop_pct, &trained.meta.eval_interpolation)?;
+        let transform = classification::data::eval_transform_of(trained.spec.vit.img_size, trained.meta.crop_pct, trained.meta.eval_interpolation)?;
         let x = vision::loader::stack_chw(&[eval_transform(&img, &transform)?], (3, transform.size, transform.size), &device)?;
         let logits = trained.model.predict(&x)?;
         (logits, Some(trained.meta.classes))

@@ -55,7 +55,7 @@ pub fn run(args: EvalClsArgs) -> anyhow::Result<()> {
             images.classes.len()
         )));
     }
-    let eval = eval_transform_of(trained.spec.vit.img_size, trained.meta.crop_pct, &trained.meta.eval_interpolation)?;
+    let eval = eval_transform_of(trained.spec.vit.img_size, trained.meta.crop_pct, trained.meta.eval_interpolation)?;
     let set = Arc::new(ClassificationSet::new(images, None, eval));
     let result = evaluate(&trained.model, &set, args.batch, &device)?;
     if let Some(skipped) = &result.skipped {
