@@ -162,7 +162,7 @@ pub fn open_splits(source: &DataSource, recipe: &Recipe) -> Result<(Arc<Classifi
     }
     let augment = recipe.train_transform().build().map_err(|e| Error::Config { key: "train.augment".into(), msg: e.to_string() })?;
     let eval = eval_transform_of(recipe.data.input_size, recipe.data.crop_pct, recipe.data.eval_interpolation)?;
-    Ok((Arc::new(ClassificationSet::new(train, Some(augment), eval.clone())), Arc::new(ClassificationSet::new(val, None, eval))))
+    Ok((Arc::new(ClassificationSet::new(train, Some(augment), eval)), Arc::new(ClassificationSet::new(val, None, eval))))
 }
 
 /// timm's evaluation transform at `size` with `crop_pct` and `interpolation`.
