@@ -14,7 +14,7 @@ use super::weights::weight_search;
 /// Arguments of `vitdet finetune`.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
-    vitdet finetune --backbone scratch --out runs/shapes_cls          # built-in shapes, CPU recipe\n  \
+    vitdet finetune --out runs/shapes_cls                             # built-in shapes, CPU recipe, from scratch\n  \
     vitdet finetune --config transfer_flowers_tiny --backbone distilled_mae_tiny --dataset flowers --data /data/flowers --out runs/flowers\n  \
     vitdet finetune --config finetune_imagenet_tiny --backbone mae_tiny --dataset imagenet --data /data/imagenet --out runs/in1k --device cuda\n  \
     vitdet finetune --linear-probe --backbone mae_tiny --out runs/probe\n  \
