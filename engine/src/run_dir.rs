@@ -4,6 +4,7 @@
 //! OUT/config.toml                  the fully resolved recipe (detectron2 writes config.yaml)
 //! OUT/metrics.jsonl                one JSON object per logged iteration (detectron2 JSONWriter)
 //! OUT/model.safetensors            the latest weights, timm-style names
+//! OUT/model_best.safetensors       the weights of the best evaluation (crate::trainer)
 //! OUT/checkpoint/last.safetensors  what --resume needs (see crate::checkpoint)
 //! ```
 //!
