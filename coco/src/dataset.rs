@@ -6,9 +6,10 @@
 //! | problem | outcome |
 //! |---|---|
 //! | unreadable file, malformed JSON, wrong field type | [`Error::Read`] / [`Error::Json`] (with line and column) |
-//! | two images or two categories with one id | [`Error::DuplicateImageId`] / [`Error::DuplicateCategoryId`] |
-//! | an annotation on an unknown image or category | [`Error::UnknownImage`] / [`Error::UnknownCategory`] |
-//! | two annotations with one id | [`Warning::DuplicateAnnId`] (evaluation never looks ids up) |
+//! | two images with one id | [`Warning::DuplicateImageId`]: the last entry is the image, evaluated once (pycocotools' `imgs` dict) |
+//! | two categories with one id | [`Warning::DuplicateCategoryId`]: evaluated once (`COCOeval.evaluate` takes `np.unique`) |
+//! | an annotation on an undeclared image or category | [`Warning::UnknownImage`] / [`Warning::UnknownCategory`]: never evaluated (pycocotools never lists it) |
+//! | two annotations with one id | [`Warning::DuplicateAnnId`]: evaluation uses the last one in place of each ([`Dataset::evaluated_annotation`]) |
 //! | an annotation with id 0 | [`Warning::ZeroAnnId`]: pycocotools' match arrays use 0 for "unmatched", so a detection matched to it counts as a false positive; the evaluator reproduces this |
 //! | a box outside its image, or with w or h <= 0 | [`Warning::BboxOutsideImage`] / [`Warning::DegenerateBbox`] |
 //! | no segmentation, or an empty one | [`Warning::EmptySegmentation`] |
@@ -17,6 +18,8 @@
 //! | image files missing from the image directory | [`Warning::MissingImageFiles`] |
 //!
 //! Every message names the file, the count and the first offending ids.
+//! Ids are looked up as pycocotools' dicts look them up: the last entry with
+//! an id is the one [`Dataset::image`] and [`Dataset::category`] return.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -32,6 +35,8 @@ pub struct Dataset {
     file: InstancesFile,
     image_index: HashMap<ImageId, usize>,
     category_index: HashMap<CategoryId, usize>,
+    /// For each annotation, the last one with its id; `None` when ids are unique.
+    last_with_id: Option<Vec<u32>>,
 }
 
 /// The recoverable problems found while loading; print them, then go on.
@@ -44,6 +49,46 @@ pub struct LoadReport {
 /// A recoverable problem of an instances file (see the module table).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Warning {
+    /// Images sharing an id with an earlier one (the last entry is used).
+    DuplicateImageId {
+        /// The instances file.
+        path: PathBuf,
+        /// How many entries repeat an earlier id.
+        count: usize,
+        /// The first repeated id.
+        first: ImageId,
+    },
+    /// Categories sharing an id with an earlier one (evaluated once).
+    DuplicateCategoryId {
+        /// The instances file.
+        path: PathBuf,
+        /// How many entries repeat an earlier id.
+        count: usize,
+        /// The first repeated id.
+        first: CategoryId,
+    },
+    /// Annotations on an image id that `images` does not declare.
+    UnknownImage {
+        /// The instances file.
+        path: PathBuf,
+        /// How many annotations.
+        count: usize,
+        /// The first one.
+        ann_id: AnnId,
+        /// Its image id.
+        image_id: ImageId,
+    },
+    /// Annotations of a category id that `categories` does not declare.
+    UnknownCategory {
+        /// The instances file.
+        path: PathBuf,
+        /// How many annotations.
+        count: usize,
+        /// The first one.
+        ann_id: AnnId,
+        /// Its category id.
+        category_id: CategoryId,
+    },
     /// Annotations sharing an id with an earlier one.
     DuplicateAnnId {
         /// The instances file.
@@ -123,9 +168,34 @@ pub enum Warning {
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Warning::DuplicateAnnId { path, count, first } => {
-                write!(f, "{}: {count} duplicate annotation id(s), first: {first}", path.display())
-            }
+            Warning::DuplicateImageId { path, count, first } => write!(
+                f,
+                "{}: {count} duplicate image id(s), first: {first}; the last entry of each is used, as pycocotools does",
+                path.display()
+            ),
+            Warning::DuplicateCategoryId { path, count, first } => write!(
+                f,
+                "{}: {count} duplicate category id(s), first: {first}; each id is evaluated once, as pycocotools does",
+                path.display()
+            ),
+            Warning::UnknownImage { path, count, ann_id, image_id } => write!(
+                f,
+                "{}: {count} annotation(s) on undeclared images, first: annotation {ann_id} -> image {image_id}; \
+                 they are not evaluated, as pycocotools does not",
+                path.display()
+            ),
+            Warning::UnknownCategory { path, count, ann_id, category_id } => write!(
+                f,
+                "{}: {count} annotation(s) of undeclared categories, first: annotation {ann_id} -> category {category_id}; \
+                 they are not evaluated, as pycocotools does not",
+                path.display()
+            ),
+            Warning::DuplicateAnnId { path, count, first } => write!(
+                f,
+                "{}: {count} duplicate annotation id(s), first: {first}; as in pycocotools, the last annotation \
+                 with an id is evaluated in place of each earlier one",
+                path.display()
+            ),
             Warning::ZeroAnnId { path, count, first_image } => write!(
                 f,
                 "{}: {count} annotation(s) with id 0 (first on image {first_image}); pycocotools counts \
@@ -206,14 +276,20 @@ impl Dataset {
         path: &Path,
         image_dir: Option<&Path>,
     ) -> Result<(Dataset, LoadReport), Error> {
-        let image_index = index_unique(file.images.iter().map(|im| im.id)).map_err(|(count, first)| {
-            Error::DuplicateImageId { path: path.to_path_buf(), count, first }
-        })?;
-        let category_index = index_unique(file.categories.iter().map(|c| c.id)).map_err(|(count, first)| {
-            Error::DuplicateCategoryId { path: path.to_path_buf(), count, first }
-        })?;
-        check_references(&file.annotations, &image_index, &category_index, path)?;
+        let p = || path.to_path_buf();
         let mut report = LoadReport::default();
+        let (image_index, dup_images) = index_last(file.images.iter().map(|im| im.id));
+        if let Some(first) = dup_images.first {
+            report.warnings.push(Warning::DuplicateImageId { path: p(), count: dup_images.count, first });
+        }
+        let (category_index, dup_categories) = index_last(file.categories.iter().map(|c| c.id));
+        if let Some(first) = dup_categories.first {
+            report.warnings.push(Warning::DuplicateCategoryId { path: p(), count: dup_categories.count, first });
+        }
+        report.warnings.extend(reference_warnings(&file.annotations, &image_index, &category_index, path));
+        let (ann_index, dup_anns) = index_last(file.annotations.iter().map(|a| a.id));
+        let last_with_id =
+            dup_anns.first.is_some().then(|| file.annotations.iter().map(|a| ann_index[&a.id] as u32).collect());
         report.warnings.extend(annotation_warnings(&file, &image_index, path));
         if let Some(dir) = image_dir {
             let mut missing = Tally::new();
@@ -226,7 +302,7 @@ impl Dataset {
                 report.warnings.push(Warning::MissingImageFiles { dir: dir.to_path_buf(), count: missing.count, first });
             }
         }
-        let dataset = Dataset { path: path.to_path_buf(), file, image_index, category_index };
+        let dataset = Dataset { path: path.to_path_buf(), file, image_index, category_index, last_with_id };
         Ok((dataset, report))
     }
 
@@ -250,12 +326,25 @@ impl Dataset {
         &self.file.annotations
     }
 
-    /// The image with this id.
+    /// The annotation pycocotools evaluates in place of annotation `index`
+    /// (file order): the last one in the file with the same id. Its `anns`
+    /// dict keeps the last, while `getAnnIds` lists every occurrence, so
+    /// `loadAnns` returns that one once per occurrence.
+    pub fn evaluated_annotation(&self, index: usize) -> usize {
+        self.last_with_id.as_ref().map_or(index, |last| last[index] as usize)
+    }
+
+    /// Whether two annotations share an id (see [`Dataset::evaluated_annotation`]).
+    pub fn has_duplicate_annotation_ids(&self) -> bool {
+        self.last_with_id.is_some()
+    }
+
+    /// The image with this id (the last entry with it).
     pub fn image(&self, id: ImageId) -> Option<&ImageInfo> {
         self.image_index.get(&id).and_then(|&i| self.file.images.get(i))
     }
 
-    /// The category with this id.
+    /// The category with this id (the last entry with it).
     pub fn category(&self, id: CategoryId) -> Option<&Category> {
         self.category_index.get(&id).and_then(|&i| self.file.categories.get(i))
     }
@@ -266,8 +355,9 @@ impl Dataset {
     }
 }
 
-/// Maps each id to its position; on repeats returns (repeat count, first repeated id).
-fn index_unique<T: Copy + Eq + std::hash::Hash>(ids: impl Iterator<Item = T>) -> Result<HashMap<T, usize>, (usize, T)> {
+/// Maps each id to the position of its last entry (a Python dict built in
+/// file order), and counts the entries that repeat an earlier id.
+fn index_last<T: Copy + Eq + std::hash::Hash>(ids: impl Iterator<Item = T>) -> (HashMap<T, usize>, Tally<T>) {
     let mut index = HashMap::new();
     let mut dup = Tally::new();
     for (i, id) in ids.enumerate() {
@@ -275,19 +365,16 @@ fn index_unique<T: Copy + Eq + std::hash::Hash>(ids: impl Iterator<Item = T>) ->
             dup.hit(|| id);
         }
     }
-    match dup.first {
-        Some(first) => Err((dup.count, first)),
-        None => Ok(index),
-    }
+    (index, dup)
 }
 
-/// Fails on annotations whose image or category is not declared.
-fn check_references(
+/// Warns about annotations whose image or category is not declared.
+fn reference_warnings(
     anns: &[Annotation],
     images: &HashMap<ImageId, usize>,
     categories: &HashMap<CategoryId, usize>,
     path: &Path,
-) -> Result<(), Error> {
+) -> Vec<Warning> {
     let mut bad_image = Tally::new();
     let mut bad_category = Tally::new();
     for a in anns {
@@ -298,16 +385,17 @@ fn check_references(
             bad_category.hit(|| (a.id, a.category_id));
         }
     }
+    let mut out = Vec::new();
     if let Some((ann_id, image_id)) = bad_image.first {
-        return Err(Error::UnknownImage { path: path.to_path_buf(), count: bad_image.count, ann_id, image_id });
+        out.push(Warning::UnknownImage { path: path.to_path_buf(), count: bad_image.count, ann_id, image_id });
     }
     if let Some((ann_id, category_id)) = bad_category.first {
-        return Err(Error::UnknownCategory { path: path.to_path_buf(), count: bad_category.count, ann_id, category_id });
+        out.push(Warning::UnknownCategory { path: path.to_path_buf(), count: bad_category.count, ann_id, category_id });
     }
-    Ok(())
+    out
 }
 
-/// The per-annotation warnings of the module table (references already checked).
+/// The per-annotation warnings of the module table (references are [`reference_warnings`]'s).
 fn annotation_warnings(file: &InstancesFile, images: &HashMap<ImageId, usize>, path: &Path) -> Vec<Warning> {
     let mut seen = HashSet::with_capacity(file.annotations.len());
     let mut dup = Tally::new();
@@ -474,27 +562,43 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_image_ids_are_fatal_with_count_and_first() {
+    fn duplicate_image_and_category_ids_warn_and_the_last_entry_wins() {
         let text = r#"{"images": [{"id": 3, "file_name": "a", "width": 1, "height": 1},
-                                 {"id": 3, "file_name": "b", "width": 1, "height": 1},
+                                 {"id": 3, "file_name": "b", "width": 2, "height": 1},
                                  {"id": 4, "file_name": "c", "width": 1, "height": 1},
                                  {"id": 4, "file_name": "d", "width": 1, "height": 1}],
-                      "categories": [], "annotations": []}"#;
-        let err = load_str(text).unwrap_err();
-        assert!(matches!(err, Error::DuplicateImageId { count: 2, first: ImageId(3), .. }), "{err}");
+                      "categories": [{"id": 5, "name": "x"}, {"id": 5, "name": "y"}], "annotations": []}"#;
+        let (dataset, report) = load_str(text).unwrap();
+        assert!(matches!(report.warnings[0], Warning::DuplicateImageId { count: 2, first: ImageId(3), .. }), "{:?}", report.warnings);
+        assert!(matches!(report.warnings[1], Warning::DuplicateCategoryId { count: 1, first: CategoryId(5), .. }));
+        assert_eq!(dataset.image(ImageId(3)).unwrap().file_name, "b");
+        assert_eq!(dataset.category(CategoryId(5)).unwrap().name, "y");
     }
 
     #[test]
-    fn dangling_references_are_fatal_naming_the_annotation() {
-        let anns = [ann(1, 1, 5, "[1,1,2,2]", POLY), ann(2, 9, 5, "[1,1,2,2]", POLY), ann(3, 8, 5, "[1,1,2,2]", POLY)].join(",");
-        let err = load_str(&file(&anns)).unwrap_err();
+    fn dangling_references_warn_naming_the_annotation() {
+        let anns = [ann(1, 1, 5, "[1,1,2,2]", POLY), ann(2, 9, 5, "[1,1,2,2]", POLY), ann(3, 8, 6, "[1,1,2,2]", POLY)].join(",");
+        let (_, report) = load_str(&file(&anns)).unwrap();
         assert!(
-            matches!(err, Error::UnknownImage { count: 2, ann_id: AnnId(2), image_id: ImageId(9), .. }),
-            "{err}"
+            matches!(report.warnings[0], Warning::UnknownImage { count: 2, ann_id: AnnId(2), image_id: ImageId(9), .. }),
+            "{:?}",
+            report.warnings
         );
-        let err = load_str(&file(&ann(4, 1, 6, "[1,1,2,2]", POLY))).unwrap_err();
-        assert!(matches!(err, Error::UnknownCategory { count: 1, ann_id: AnnId(4), category_id: CategoryId(6), .. }), "{err}");
-        assert!(err.to_string().contains("annotation 4 -> category 6"), "{err}");
+        let w = &report.warnings[1];
+        assert!(matches!(w, Warning::UnknownCategory { count: 1, ann_id: AnnId(3), category_id: CategoryId(6), .. }), "{w}");
+        assert!(w.to_string().contains("annotation 3 -> category 6"), "{w}");
+    }
+
+    #[test]
+    fn a_repeated_annotation_id_evaluates_as_its_last_occurrence() {
+        let anns = [ann(1, 1, 5, "[1,1,2,2]", POLY), ann(2, 1, 5, "[1,1,2,2]", POLY), ann(1, 1, 5, "[2,2,2,2]", POLY)].join(",");
+        let (dataset, _) = load_str(&file(&anns)).unwrap();
+        assert!(dataset.has_duplicate_annotation_ids());
+        assert_eq!((0..3).map(|i| dataset.evaluated_annotation(i)).collect::<Vec<_>>(), [2, 1, 2]);
+        let anns = [ann(1, 1, 5, "[1,1,2,2]", POLY), ann(2, 1, 5, "[1,1,2,2]", POLY)].join(",");
+        let (dataset, _) = load_str(&file(&anns)).unwrap();
+        assert!(!dataset.has_duplicate_annotation_ids());
+        assert_eq!(dataset.evaluated_annotation(1), 1);
     }
 
     #[test]

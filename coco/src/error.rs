@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use crate::types::{AnnId, CategoryId, ImageId};
+use crate::types::{AnnId, ImageId};
 
 /// Errors of the COCO toolkit.
 #[derive(Debug, thiserror::Error)]
@@ -45,50 +45,6 @@ pub enum Error {
         /// serde_json's description, without its own position suffix.
         message: String,
     },
-    /// Several `images` entries share an id.
-    #[error("{path}: {count} duplicate image id(s), first: {first}")]
-    DuplicateImageId {
-        /// The instances file.
-        path: PathBuf,
-        /// How many entries repeat an earlier id.
-        count: usize,
-        /// The first repeated id.
-        first: ImageId,
-    },
-    /// Several `categories` entries share an id.
-    #[error("{path}: {count} duplicate category id(s), first: {first}")]
-    DuplicateCategoryId {
-        /// The instances file.
-        path: PathBuf,
-        /// How many entries repeat an earlier id.
-        count: usize,
-        /// The first repeated id.
-        first: CategoryId,
-    },
-    /// Annotations that reference an image id not in `images`.
-    #[error("{path}: {count} annotation(s) reference unknown images, first: annotation {ann_id} -> image {image_id}")]
-    UnknownImage {
-        /// The instances file.
-        path: PathBuf,
-        /// How many annotations are affected.
-        count: usize,
-        /// The first affected annotation.
-        ann_id: AnnId,
-        /// Its image id.
-        image_id: ImageId,
-    },
-    /// Annotations that reference a category id not in `categories`.
-    #[error("{path}: {count} annotation(s) reference unknown categories, first: annotation {ann_id} -> category {category_id}")]
-    UnknownCategory {
-        /// The instances file.
-        path: PathBuf,
-        /// How many annotations are affected.
-        count: usize,
-        /// The first affected annotation.
-        ann_id: AnnId,
-        /// Its category id.
-        category_id: CategoryId,
-    },
     /// A ground-truth segmentation that cannot be turned into a mask.
     #[error("{path}: annotation {ann_id}")]
     AnnotationMask {
@@ -107,6 +63,21 @@ pub enum Error {
         path: PathBuf,
         /// The annotation.
         ann_id: AnnId,
+    },
+    /// A repeated annotation id whose last occurrence, evaluated in place of
+    /// the others, is on an undeclared image: its mask has no image size.
+    #[error(
+        "{path}: annotation id {ann_id} repeats and its last occurrence, which is evaluated in place of \
+         the others, is on image {image_id}, which `images` does not declare; a segm evaluation cannot \
+         rasterise it (pycocotools fails here too)"
+    )]
+    EvaluatedAnnotationOnUnknownImage {
+        /// The instances file.
+        path: PathBuf,
+        /// The repeated id.
+        ann_id: AnnId,
+        /// The undeclared image.
+        image_id: ImageId,
     },
     /// A results file that is an empty list (pycocotools fails on it too).
     #[error("{path}: the results file has no detections")]

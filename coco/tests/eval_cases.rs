@@ -18,6 +18,8 @@ const TOLERANCE: f64 = 1e-12;
 #[derive(Deserialize)]
 struct Fixture {
     cases: Vec<Case>,
+    /// GT files that break COCO's rules (repeated ids, undeclared references).
+    malformed_cases: Vec<Case>,
     empty_results_cases: Vec<EmptyCase>,
 }
 
@@ -55,7 +57,15 @@ struct Case {
 #[derive(Deserialize)]
 struct Expected {
     bbox: Answers,
-    segm: Answers,
+    segm: Outcome,
+}
+
+/// pycocotools' answers, or the exception it raised.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Outcome {
+    Answers(Answers),
+    Failed { error: String },
 }
 
 /// Floats are IEEE-754 bit patterns.
@@ -73,24 +83,53 @@ fn fixture() -> Fixture {
 }
 
 fn run(case: &Case, iou_type: IouType) -> (Accumulated, [f64; 12]) {
+    try_run(case, iou_type).unwrap()
+}
+
+fn try_run(case: &Case, iou_type: IouType) -> Result<(Accumulated, [f64; 12]), coco::Error> {
     let (gt, _) = Dataset::from_instances(case.gt.clone(), Path::new("gt.json"), None).unwrap();
     let detections = match iou_type {
         IouType::Bbox => case.bbox_results.clone(),
         IouType::Segm => case.segm_results.clone(),
     };
     let results = Results { path: "dt.json".into(), detections };
-    let grid = evaluate(&gt, &results, iou_type, &Params::default()).unwrap();
+    let grid = evaluate(&gt, &results, iou_type, &Params::default())?;
     let acc = accumulate(&grid);
     let summary = summarize(&acc).unwrap();
-    (acc, summary.stats)
+    Ok((acc, summary.stats))
+}
+
+/// pycocotools' answers for `case` and `iou_type`, if it gave any.
+fn answers(case: &Case, iou_type: IouType) -> Option<&Answers> {
+    match iou_type {
+        IouType::Bbox => Some(&case.expected.bbox),
+        IouType::Segm => match &case.expected.segm {
+            Outcome::Answers(a) => Some(a),
+            Outcome::Failed { .. } => None,
+        },
+    }
+}
+
+/// Every case, the well-formed and the malformed ones.
+fn all_cases() -> Vec<Case> {
+    let fixture = fixture();
+    fixture.cases.into_iter().chain(fixture.malformed_cases).collect()
 }
 
 fn check(iou_type: IouType) {
     let mut failures = Vec::new();
-    for case in fixture().cases {
-        let answers = match iou_type {
-            IouType::Bbox => &case.expected.bbox,
-            IouType::Segm => &case.expected.segm,
+    for case in all_cases() {
+        let Some(answers) = answers(&case, iou_type) else {
+            // pycocotools raised: so must we, with a message naming the cause.
+            let err = try_run(&case, iou_type).err();
+            if !err.as_ref().is_some_and(|e| e.to_string().contains("does not declare")) {
+                let why = match &case.expected.segm {
+                    Outcome::Failed { error } => error.as_str(),
+                    Outcome::Answers(_) => "",
+                };
+                failures.push(format!("{} {}: pycocotools fails ({why}), we gave {:?}", case.name, iou_type.name(), err.map(|e| e.to_string())));
+            }
+            continue;
         };
         let (acc, stats) = run(&case, iou_type);
         for (i, (&got, &want)) in stats.iter().zip(&answers.stats).enumerate() {
@@ -130,8 +169,9 @@ fn segm_stats_and_tables_equal_pycocotools() {
 #[test]
 fn stats_are_bit_identical_to_pycocotools() {
     // Same operation order (numpy's pairwise mean included), so not just close.
-    for case in fixture().cases {
-        for (iou_type, answers) in [(IouType::Bbox, &case.expected.bbox), (IouType::Segm, &case.expected.segm)] {
+    for case in all_cases() {
+        for iou_type in [IouType::Bbox, IouType::Segm] {
+            let Some(answers) = answers(&case, iou_type) else { continue };
             let (_, stats) = run(&case, iou_type);
             let got: Vec<u64> = stats.iter().map(|s| s.to_bits()).collect();
             assert_eq!(got, answers.stats, "{} {}", case.name, iou_type.name());
@@ -141,8 +181,9 @@ fn stats_are_bit_identical_to_pycocotools() {
 
 #[test]
 fn summary_printout_equals_pycocotools_text() {
-    for case in fixture().cases {
-        for (iou_type, answers) in [(IouType::Bbox, &case.expected.bbox), (IouType::Segm, &case.expected.segm)] {
+    for case in all_cases() {
+        for iou_type in [IouType::Bbox, IouType::Segm] {
+            let Some(answers) = answers(&case, iou_type) else { continue };
             let (acc, _) = run(&case, iou_type);
             let printed = summarize(&acc).unwrap().to_string();
             assert!(printed == answers.summary, "{} {}:\n--- ours\n{printed}--- pycocotools\n{}", case.name, iou_type.name(), answers.summary);

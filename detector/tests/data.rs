@@ -252,6 +252,28 @@ fn training_needs_an_image_with_annotations() {
     assert_eq!((eval.category_id(0), eval.class_index(3), eval.class_index(4)), (Some(3), Some(0), None));
 }
 
+#[test]
+fn repeated_image_and_category_ids_are_one_image_and_one_class() {
+    use coco::types::{Category, CategoryId, ImageId, ImageInfo, InstancesFile};
+    let image = |name: &str| ImageInfo { id: ImageId(1), file_name: name.into(), width: 4, height: 4 };
+    let category = |name: &str| Category { id: CategoryId(3), name: name.into(), supercategory: None };
+    let file = InstancesFile {
+        images: vec![image("a.png"), image("b.png")],
+        categories: vec![category("x"), category("y")],
+        ..InstancesFile::default()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["a.png", "b.png"] {
+        std::fs::write(tmp.path().join(name), b"").unwrap();
+    }
+    let (coco_ds, report) = coco::dataset::Dataset::from_instances(file, Path::new("mem.json"), None).unwrap();
+    assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
+    let eval = DetectionDataset::from_coco(&coco_ds, tmp.path(), Purpose::Eval).unwrap();
+    assert_eq!(eval.len(), 1, "the last entry of a repeated image id is the image");
+    assert!(eval.images()[0].path.ends_with("b.png"));
+    assert_eq!((eval.category_id(0), eval.category_id(1)), (Some(3), None));
+}
+
 fn shapes_dataset(dir: &Path) -> coco::shapes::ShapesSummary {
     let cfg = ShapesConfig { train: 10, val: 5, size: 64, seed: 11, task: ShapesTask::Detection, ..ShapesConfig::default() };
     coco::shapes::generate(&cfg, dir).unwrap()

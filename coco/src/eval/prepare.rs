@@ -193,10 +193,13 @@ impl<'a> Prepared<'a> {
             return Err(Error::ResultsWithoutMasks { path: path.to_path_buf() });
         }
 
+        // Sorted and unique, as COCOeval's `params.imgIds` / `np.unique(catIds)`.
         let mut image_ids: Vec<ImageId> = gt.images().iter().map(|im| im.id).collect();
         image_ids.sort_unstable();
+        image_ids.dedup();
         let mut category_ids: Vec<CategoryId> = gt.categories().iter().map(|c| c.id).collect();
         category_ids.sort_unstable();
+        category_ids.dedup();
         let image_index = IdIndex::new(&image_ids.iter().map(|i| i.0).collect::<Vec<_>>());
         let category_index = IdIndex::new(&category_ids.iter().map(|c| c.0).collect::<Vec<_>>());
         let n_images = image_ids.len();
@@ -207,10 +210,29 @@ impl<'a> Prepared<'a> {
             Some(k * n_images as u32 + i)
         };
 
-        // Ground truth (references were validated by Dataset).
+        // Ground truth: annotations on undeclared images or categories fall in no cell.
         let anns = gt.annotations();
-        let gt_cells: Vec<u32> = anns.iter().map(|a| cell_of(a.image_id, a.category_id).unwrap_or(NO_CELL)).collect();
-        let (gt_start, gt_order) = bucket(&gt_cells, n_cells);
+        let cell_of_ann = |a: &crate::types::Annotation| cell_of(a.image_id, a.category_id).unwrap_or(NO_CELL);
+        let (gt_start, gt_order) = if gt.has_duplicate_annotation_ids() {
+            // pycocotools lists the annotations of each evaluated image (in id
+            // order, file order within an image) and of an evaluated category,
+            // then `loadAnns` replaces each by the last one with its id, which
+            // lands in that one's own (image, category) cell.
+            let mut listed: Vec<u32> = (0..anns.len() as u32).filter(|&j| cell_of_ann(&anns[j as usize]) != NO_CELL).collect();
+            listed.sort_by_key(|&j| image_index.get(anns[j as usize].image_id.0));
+            let evaluated: Vec<u32> = listed.iter().map(|&j| gt.evaluated_annotation(j as usize) as u32).collect();
+            if iou_type == IouType::Segm {
+                if let Some(a) = evaluated.iter().map(|&j| &anns[j as usize]).find(|a| gt.image(a.image_id).is_none()) {
+                    return Err(Error::EvaluatedAnnotationOnUnknownImage { path: gt.path().to_path_buf(), ann_id: a.id, image_id: a.image_id });
+                }
+            }
+            let cells: Vec<u32> = evaluated.iter().map(|&j| cell_of_ann(&anns[j as usize])).collect();
+            let (start, order) = bucket(&cells, n_cells);
+            (start, order.iter().map(|&slot| evaluated[slot as usize]).collect())
+        } else {
+            let cells: Vec<u32> = anns.iter().map(cell_of_ann).collect();
+            bucket(&cells, n_cells)
+        };
         let gt_ann = |j: &u32| &anns[*j as usize];
 
         // Detections: check images, bucket by cell, sort by score, cut at maxDets[-1].

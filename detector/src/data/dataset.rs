@@ -142,6 +142,7 @@ impl DetectionDataset {
     pub fn from_coco(dataset: &Dataset, image_dir: &Path, purpose: Purpose) -> Result<Self> {
         let mut category_ids: Vec<i64> = dataset.categories().iter().map(|c| c.id.0).collect();
         category_ids.sort_unstable();
+        category_ids.dedup(); // a repeated id is one class (the file's loader warned)
         let class_of: HashMap<i64, usize> = category_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
         let category_names = category_ids
             .iter()
@@ -171,6 +172,9 @@ impl DetectionDataset {
 
         let mut images = Vec::with_capacity(dataset.images().len());
         for info in dataset.images() {
+            if !dataset.image(info.id).is_some_and(|last| std::ptr::eq(last, info)) {
+                continue; // a repeated id: its last entry is the image, as in pycocotools
+            }
             let image_id = u64::try_from(info.id.0).map_err(|_| Error::DataLayout {
                 path: dataset.path().to_path_buf(),
                 expected: format!("image id {} is negative; expected ids >= 0", info.id.0),
