@@ -28,6 +28,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Names `path` in a shape mismatch found while loading its tensors, so
+    /// the message says which file, tensor and shapes.
+    pub fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            Error::Engine(e @ engine::Error::ShapeMismatch { .. }) => Error::Checkpoint { path: path.into(), msg: e.to_string() },
+            other => other,
+        }
+    }
+
     /// True for mistakes the user can fix.
     pub fn is_user_error(&self) -> bool {
         match self {

@@ -174,10 +174,18 @@ pub fn infer_config(tensors: &[(String, Tensor)], arch: &VitConfig, arch_name: &
         .max()
         .map_or(0, |i| i + 1);
     let grid = match shape("pos_embed") {
-        Some(s) if s.len() == 3 => square_grid(s[1] - 1).ok_or_else(|| bad(format!("pos_embed has shape {s:?}: not 1 cls + a square grid")))?,
+        Some(s) if s.len() == 3 => s[1]
+            .checked_sub(1)
+            .and_then(square_grid)
+            .ok_or_else(|| bad(format!("`pos_embed` has shape {s:?}: expected (1, 1 + a square grid, D)")))?,
+        Some(s) => return Err(bad(format!("`pos_embed` has shape {s:?}: expected (1, 1 + a square grid, D)"))),
         _ => arch.grid_size(),
     };
-    let mlp_ratio = shape("blocks.0.mlp.fc1.weight").map_or(arch.mlp_ratio, |s| s[0] as f64 / dim as f64);
+    let mlp_ratio = match shape("blocks.0.mlp.fc1.weight") {
+        Some(s) if s.len() == 2 && s[0] > 0 => s[0] as f64 / dim as f64,
+        Some(s) => return Err(bad(format!("`blocks.0.mlp.fc1.weight` has shape {s:?}: expected (hidden, {dim})"))),
+        None => arch.mlp_ratio,
+    };
     let num_classes = shape("head.weight").filter(|s| s.len() == 2).map_or(0, |s| s[0]);
     let has = |key: &str| tensors.iter().any(|(n, _)| n == key);
     let pool = if has("fc_norm.weight") { Pool::Avg } else { Pool::Cls };
@@ -228,14 +236,12 @@ pub fn load_into_under(varmap: &VarMap, prefix: &str, tensors: &[(String, Tensor
         let want = var.dims().to_vec();
         let mut value = tensor.to_dtype(var.dtype())?.to_device(var.device())?;
         if value.dims() != want.as_slice() {
-            let resizable = name == "pos_embed" && value.rank() == 3 && want.len() == 3 && value.dim(2)? == want[2];
-            let grids = (square_grid(value.dim(1)?.saturating_sub(1)), square_grid(want[1].saturating_sub(1)));
-            match (resizable, grids) {
-                (true, (Some(from), Some(to))) => {
+            match pos_embed_grids(name, value.dims(), &want) {
+                Some((from, to)) => {
                     report.resized.push((name.clone(), value.dims().to_vec(), want.clone()));
                     value = resize_pos_embed(&value, (from, from), 1, (to, to), false)?;
                 }
-                _ => return Err(engine::Error::ShapeMismatch { key: name.clone(), expected: want, found: value.dims().to_vec() }.into()),
+                None => return Err(engine::Error::ShapeMismatch { key: name.clone(), expected: want, found: value.dims().to_vec() }.into()),
             }
         }
         var.set(&value)?;
@@ -245,6 +251,17 @@ pub fn load_into_under(varmap: &VarMap, prefix: &str, tensors: &[(String, Tensor
     report.missing.sort();
     report.unexpected.sort();
     Ok(report)
+}
+
+/// The (from, to) token grids when `name` is a position table `(1, 1 + g², D)`
+/// whose grid alone differs from the model's; `None` for any other mismatch.
+fn pos_embed_grids(name: &str, found: &[usize], want: &[usize]) -> Option<(usize, usize)> {
+    match (found, want) {
+        ([1, n, d], [1, m, e]) if name == "pos_embed" && d == e => {
+            Some((n.checked_sub(1).and_then(square_grid)?, m.checked_sub(1).and_then(square_grid)?))
+        }
+        _ => None,
+    }
 }
 
 /// The name of variable `name` below `prefix` (`prefix.` removed), or
@@ -291,7 +308,7 @@ pub fn load_vit_as(path: &Path, arch: &VitConfig, arch_name: &str, device: &Devi
     };
     let varmap = VarMap::new();
     let model = Vit::new(&config, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-    let report = load_into(&varmap, &tensors, ignored)?;
+    let report = load_into(&varmap, &tensors, ignored).map_err(|e| e.in_file(path))?;
     Ok(LoadedVit { model, varmap, config, report })
 }
 

@@ -209,7 +209,7 @@ pub fn load_vitdet_backbone(weights: &BackboneWeights, windowed: &WindowedConfig
     let config = VitConfig { img_size: arch_cfg.img_size, pos_embed: PosEmbedKind::Learned, ..stored };
     let backbone = VitDetBackbone::new(&config, windowed, vb)?;
     init_weights_under(varmap, prefix, &config, weights.seed)?;
-    let report = load_into_under(varmap, prefix, &tensors, ignored)?;
+    let report = load_into_under(varmap, prefix, &tensors, ignored).map_err(|e| e.in_file(&path))?;
     Ok(LoadedVitDet { backbone, config, init: BackboneInit::Checkpoint { path, report } })
 }
 

@@ -193,7 +193,7 @@ pub fn build_classifier(recipe: &Recipe, num_classes: usize, search: &WeightSear
             let keep = |name: &str| !name.starts_with("head.") && t.keep_blocks.is_none_or(|k| block_index(name).is_none_or(|i| i < k));
             let dropped = tensors.len() - tensors.iter().filter(|(n, _)| keep(n)).count();
             let kept: Vec<(String, Tensor)> = tensors.into_iter().filter(|(n, _)| keep(n)).collect();
-            let report: LoadReport = load_into(varmap, &kept, ignored + dropped)?;
+            let report: LoadReport = load_into(varmap, &kept, ignored + dropped).map_err(|e| e.in_file(&path))?;
             BackboneInit::Checkpoint { path, report }
         }
     };

@@ -7,7 +7,12 @@ use candle_nn::VarBuilder;
 ///
 /// Leading dimensions are flattened into one matrix so the product is a
 /// single GEMM rather than a batch of small ones.
+///
+/// # Errors
+/// Shapes that do not fit (`x`'s last dimension against `weight`'s, `bias`
+/// against the output width), named in the message, on every path.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    check_shapes(x, weight, bias)?;
     let mut operands = vec![x, weight];
     operands.extend(bias);
     if super::cpu::fused_eligible(&operands) && x.rank() >= 1 && weight.rank() == 2 && bias.is_none_or(|b| b.rank() == 1) {
@@ -15,6 +20,22 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
         return super::cpu::linear::linear(&x.contiguous()?, weight, bias);
     }
     composed(x, weight, bias)
+}
+
+/// `x` (..., in), `weight` (out, in), `bias` (out), or an error saying which differs.
+fn check_shapes(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<()> {
+    let fail = |what: String| Err(candle_core::Error::Msg(format!("linear: {what}")));
+    let (out_dim, in_dim) = match weight.dims() {
+        &[o, i] => (o, i),
+        other => return fail(format!("weight has shape {other:?}, expected (out, in)")),
+    };
+    if x.dims().last() != Some(&in_dim) {
+        return fail(format!("input has shape {:?}, expected (..., {in_dim}) for weight {:?}", x.dims(), weight.dims()));
+    }
+    match bias.map(Tensor::dims) {
+        Some(b) if b != [out_dim] => fail(format!("bias has shape {b:?}, expected [{out_dim}] for weight {:?}", weight.dims())),
+        _ => Ok(()),
+    }
 }
 
 fn composed(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
@@ -66,6 +87,26 @@ mod tests {
     use super::*;
     use crate::ops::cpu::{self, test_support::assert_matches_composed};
     use crate::testing::{check_gradients, random_tensor};
+
+    #[test]
+    fn mismatched_shapes_are_errors_on_the_fused_and_composed_paths() {
+        let dev = candle_core::Device::Cpu;
+        for dtype in [candle_core::DType::F32, candle_core::DType::BF16] {
+            // f32 takes the fused kernel, bf16 the composed path.
+            let x = Tensor::zeros((2, 4), dtype, &dev).unwrap();
+            let w = Tensor::zeros((3, 4), dtype, &dev).unwrap();
+            for (bias_len, ok) in [(3, true), (2, false), (5, false)] {
+                let b = Tensor::zeros(bias_len, dtype, &dev).unwrap();
+                let got = linear(&x, &w, Some(&b));
+                assert_eq!(got.is_ok(), ok, "{dtype:?} bias {bias_len}");
+                if let Err(e) = got {
+                    assert!(e.to_string().contains("bias has shape"), "{e}");
+                }
+            }
+            let wide = Tensor::zeros((2, 5), dtype, &dev).unwrap();
+            assert!(linear(&wide, &w, None).unwrap_err().to_string().contains("input has shape"));
+        }
+    }
 
     #[test]
     fn computes_a_hand_worked_product() {
