@@ -143,6 +143,22 @@ fn user_errors_exit_2_with_one_line() {
     let o = vitdet(&["bench", "vit", "--device", "tpu"]);
     assert_user_error(&o, "tpu");
 
+    // Sizes and paths that used to give misleading messages or aborts.
+    let out = dir.path().join("run");
+    let o = vitdet(&["train", "--max-iter", "18446744073709551615", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("expected a number of steps from 1 to"), "{}", stderr(&o));
+    for (setting, key) in [("batch_size = 0", "train.batch_size: must be at least 1"), ("batch_size = 100000", "split it with train.grad_accum")] {
+        let recipe = dir.path().join("recipe.toml");
+        std::fs::write(&recipe, format!("[train]\n{setting}\n")).unwrap();
+        assert_user_error(&vitdet(&["train", "--config", recipe.to_str().unwrap(), "--out", out.to_str().unwrap()]), key);
+    }
+    assert_user_error(&vitdet(&["bench", "coco", "--images", "100000000"]), "--images 100000000 is more than");
+    let nowhere = dir.path().join("no/such/folder/f.safetensors");
+    let o = vitdet(&["features", "--weights", "distilled_mae_tiny", "--pixels", pixels.to_str().unwrap(), "--out", nowhere.to_str().unwrap()]);
+    assert_user_error(&o, "no/such/folder does not exist");
+    assert!(!stderr(&o).contains("f.safetensors.tmp"), "{}", stderr(&o));
+
     let o = vitdet(&["import", "--bogus-flag"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--bogus-flag"));

@@ -121,6 +121,13 @@ fn bad_inputs_exit_two_with_one_line() {
     assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&malformed_gt), "--dt", s(&dt_bbox)]), "malformed_gt.json:1:");
 
     assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&gt)]), "--dt");
+
+    // A results file given as the ground truth.
+    assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&dt_bbox), "--dt", s(&dt_bbox)]), "a JSON list, not a COCO instances file");
+    // Outputs that cannot be written are refused before the evaluation.
+    let nowhere = dir.join("no/such/folder/metrics.json");
+    assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&gt), "--dt", s(&dt_bbox), "--json", s(&nowhere)]), "does not exist");
+    assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&gt), "--dt", s(&dt_bbox), "--plots", s(&gt)]), "expected a folder");
 }
 
 #[test]

@@ -295,11 +295,11 @@ impl Recipe {
             return bad("data.crop_pct", "must be in (0, 1]");
         }
         self.data.synthetic.shapes_config(0).validate().map_err(|e| Error::Config { key: "data.synthetic".into(), msg: e.to_string() })?;
-        if self.data.eval_batch_size == 0 {
-            return bad("data.eval_batch_size", "must be >= 1");
+        if self.data.eval_batch_size == 0 || self.data.eval_batch_size > engine::limits::MAX_MICRO_BATCH {
+            return bad("data.eval_batch_size", &format!("must be from 1 to {}", engine::limits::MAX_MICRO_BATCH));
         }
-        if t.batch_size == 0 || t.grad_accum == 0 || !t.batch_size.is_multiple_of(t.grad_accum) {
-            return bad("train.grad_accum", "must be >= 1 and divide train.batch_size");
+        if let Some((key, msg)) = engine::limits::batch_problem("train.batch_size", t.batch_size, "train.grad_accum", t.grad_accum) {
+            return bad(&key, &msg);
         }
         if t.epochs == 0 {
             return bad("train.epochs", "must be >= 1");

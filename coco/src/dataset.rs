@@ -260,6 +260,16 @@ impl Dataset {
         let file: InstancesFile = match crate::instances_json::parse(&bytes) {
             Some(file) => file,
             // One serde pass over the whole file: its value, or its error with line and column.
+            None if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') => {
+                return Err(Error::Json {
+                    path: annotations.to_path_buf(),
+                    line: 1,
+                    column: 1,
+                    message: "a JSON list, not a COCO instances file (an object with `images`, `annotations` and \
+                              `categories`); a results file goes to --dt"
+                        .into(),
+                })
+            }
             None => serde_json::from_slice(&bytes).map_err(|e| Error::json(annotations, &e))?,
         };
         drop(bytes);
@@ -552,6 +562,12 @@ mod tests {
         let Error::Json { line, column, .. } = &err else { panic!("{err}") };
         assert_eq!((*line, *column), (2, 12), "{err}");
         assert!(err.to_string().contains(".json:2:12:"), "{err}");
+    }
+
+    #[test]
+    fn a_list_is_not_an_instances_file() {
+        let err = load_str("  [{\"image_id\": 1, \"category_id\": 1, \"bbox\": [0, 0, 1, 1], \"score\": 1}]").unwrap_err();
+        assert!(err.to_string().contains("a JSON list, not a COCO instances file"), "{err}");
     }
 
     #[test]

@@ -79,17 +79,21 @@ impl TrainConfig {
     /// [`Error::Config`] naming the key that breaks a rule.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &'static str, msg: String| Err(Error::Config { key, msg });
-        if self.batch_size == 0 || self.grad_accum == 0 || !self.batch_size.is_multiple_of(self.grad_accum) {
-            return bad("train.grad_accum", format!("{} must be >= 1 and divide train.batch_size = {}", self.grad_accum, self.batch_size));
+        if let Some((key, msg)) = engine::limits::batch_problem("train.batch_size", self.batch_size, "train.grad_accum", self.grad_accum) {
+            let key = if key == "train.batch_size" { "train.batch_size" } else { "train.grad_accum" };
+            return bad(key, msg);
         }
-        if self.max_iter == 0 {
-            return bad("train.max_iter", "must be >= 1".into());
+        if self.max_iter == 0 || self.max_iter > engine::limits::MAX_STEPS {
+            return bad("train.max_iter", format!("{} must be from 1 to {}", self.max_iter, engine::limits::MAX_STEPS));
         }
         if !(self.lsj_scale[0] > 0.0 && self.lsj_scale[0] <= self.lsj_scale[1]) {
             return bad("train.lsj_scale", format!("{:?} must be [min, max] with 0 < min <= max", self.lsj_scale));
         }
         if !(self.layer_decay > 0.0 && self.layer_decay <= 1.0) {
             return bad("train.layer_decay", format!("{} must be in (0, 1]", self.layer_decay));
+        }
+        if self.eval_batch_size > engine::limits::MAX_MICRO_BATCH {
+            return bad("train.eval_batch_size", format!("{} is more than {} images in one forward pass", self.eval_batch_size, engine::limits::MAX_MICRO_BATCH));
         }
         if self.eval_batch_size == 0 || self.checkpoint_period == 0 {
             return bad("train.checkpoint_period", "checkpoint_period and eval_batch_size must be >= 1".into());

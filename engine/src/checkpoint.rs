@@ -264,14 +264,23 @@ fn atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<(
         .ok_or_else(|| Error::io(path, std::io::Error::other("not a file path")))?
         .to_string_lossy()
         .into_owned();
+    if !dir.is_dir() {
+        let why = format!("the folder {} does not exist", dir.display());
+        return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, why)));
+    }
     // Unique per process and call, so concurrent writers never share a temporary.
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{file_name}.tmp-{}-{n}", std::process::id()));
-    let result = write(&tmp).and_then(|()| {
+    // Errors name the file the caller asked for, not the temporary.
+    let named = |e: Error| match e {
+        Error::Io { path: p, cause } if p == tmp => Error::io(path, cause),
+        other => other,
+    };
+    let result = write(&tmp).map_err(named).and_then(|()| {
         File::open(&tmp)
             .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(&tmp, e))?;
+            .map_err(|e| Error::io(path, e))?;
         fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     });
     if result.is_err() {
@@ -375,7 +384,7 @@ fn write_tensors(
     }
     atomic_with(path, |tmp| {
         safetensors::serialize_to_file(views, &meta, tmp)
-            .map_err(|e| Error::io(tmp, std::io::Error::other(format!("{e:?}"))))
+            .map_err(|e| Error::io(tmp, std::io::Error::other(e.to_string())))
     })
 }
 
@@ -584,6 +593,16 @@ mod tests {
         assert!(e.to_string().contains("disk full"));
         assert_same(&read_safetensors(&p, &Device::Cpu).unwrap(), &sample());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_missing_folder_is_named_with_the_file_not_the_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("no/such/w.safetensors");
+        let msg = write_safetensors_atomic(&p, &sample()).unwrap_err().to_string();
+        assert_eq!(msg, format!("{}: the folder {} does not exist", p.display(), dir.path().join("no/such").display()));
+        let msg = write_atomic(&dir.path().join("no/x.json"), b"{}").unwrap_err().to_string();
+        assert!(!msg.contains("x.json.tmp") && msg.contains("does not exist"), "{msg}");
     }
 
     #[test]

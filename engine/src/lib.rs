@@ -8,6 +8,7 @@ pub mod bench_convs;
 pub mod checkpoint;
 pub mod device;
 pub mod ema;
+pub mod limits;
 mod error;
 pub mod ops;
 pub mod optim;

@@ -28,10 +28,16 @@ pub struct BenchCocoArgs {
     write: Option<PathBuf>,
 }
 
+/// Most images a benchmark case may have: its detections are all held in memory.
+const MAX_IMAGES: usize = 1_000_000;
+
 /// Runs the command.
 pub fn run(args: BenchCocoArgs) -> anyhow::Result<()> {
     if args.images == 0 || args.runs == 0 {
         return Err(crate::exit::user("--images and --runs must be at least 1"));
+    }
+    if args.images > MAX_IMAGES {
+        return Err(crate::exit::user(format!("--images {} is more than {MAX_IMAGES} (200x COCO val2017)", args.images)));
     }
     let spec = BenchSpec { images: args.images, ..BenchSpec::COCO_VAL };
     let (dir, temporary) = match &args.write {

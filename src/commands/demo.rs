@@ -21,7 +21,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR", default_value = "runs/demo")]
     out: PathBuf,
     /// Optimizer steps (default: the recipe's).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::parse_steps)]
     max_iter: Option<usize>,
     /// Continue an interrupted demo in --out.
     #[arg(long)]

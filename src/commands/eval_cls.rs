@@ -41,6 +41,10 @@ pub struct EvalClsArgs {
 
 /// Runs the command.
 pub fn run(args: EvalClsArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.json {
+        super::check_output_file("--json", path)?;
+    }
+    super::check_output_file("--plot", &args.plot)?;
     if args.batch == 0 {
         return Err(crate::exit::user("--batch must be at least 1"));
     }

@@ -99,6 +99,15 @@ struct Evaluated {
 
 /// Runs the command.
 pub fn run(args: EvalCocoArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.json {
+        super::check_output_file("--json", path)?;
+    }
+    if let Some(path) = &args.out {
+        super::check_output_file("--out", path)?;
+    }
+    if let Some(dir) = &args.plots {
+        super::check_output_dir("--plots", dir)?;
+    }
     if args.weights.is_some() {
         return run_model(&args);
     }

@@ -38,6 +38,7 @@ pub struct FeaturesArgs {
 
 /// Runs the extraction.
 pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
+    super::check_output_file("--out", &args.out)?;
     let device = Device::Cpu;
     // Check the inputs before the (slower) weight loading.
     let given_pixels = args.pixels.as_deref().map(read_pixels).transpose()?;

@@ -26,6 +26,7 @@ pub struct ImportArgs {
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let out = args.out.unwrap_or_else(|| default_import_path(&args.from));
     let loaded = load_vit(&args.from, &args.arch, &candle_core::Device::Cpu)?;
+    super::check_output_file("--out", &out)?;
     eprintln!("{}: {}", args.from.display(), loaded.report);
     save_vit(&loaded.varmap, &loaded.config, &out)?;
     println!("{}", out.display());

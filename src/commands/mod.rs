@@ -19,6 +19,42 @@ mod weights;
 
 use clap::{Parser, Subcommand};
 
+/// Checks, before any work, that `path` (given as `flag`) can be written as
+/// a file: its folder exists and it is not itself a folder.
+pub(crate) fn check_output_file(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if path.is_dir() {
+        return Err(crate::exit::user(format!("{flag} {}: is a folder, expected a file name", path.display())));
+    }
+    if !dir.is_dir() {
+        return Err(crate::exit::user(format!("{flag} {}: the folder {} does not exist", path.display(), dir.display())));
+    }
+    Ok(())
+}
+
+/// Checks, before any work, that `path` (given as `flag`) is a folder or can
+/// be created as one (it is created when the results are written).
+pub(crate) fn check_output_dir(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    match path.ancestors().find(|a| a.exists()) {
+        Some(existing) if !existing.is_dir() => Err(crate::exit::user(format!(
+            "{flag} {}: {} is a file, expected a folder (created if missing)",
+            path.display(),
+            existing.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Parses a `--max-iter` value: a number of optimizer steps from 1 to
+/// [`engine::limits::MAX_STEPS`].
+pub(crate) fn parse_steps(text: &str) -> Result<usize, String> {
+    let max = engine::limits::MAX_STEPS;
+    match text.parse::<u128>() {
+        Ok(n) if n >= 1 && n <= max as u128 => Ok(n as usize),
+        _ => Err(format!("expected a number of steps from 1 to {max}")),
+    }
+}
+
 /// Lightweight self-supervised ViTs for on-device vision.
 #[derive(Parser, Debug)]
 #[command(name = "vitdet", version, about, propagate_version = true)]

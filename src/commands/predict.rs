@@ -34,6 +34,7 @@ pub struct PredictArgs {
 
 /// Runs the command.
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
+    super::check_output_dir("--out", &args.out)?;
     if !(0.0..=1.0).contains(&args.score) {
         return Err(crate::exit::user(format!("--score {} must be in [0, 1]", args.score)));
     }

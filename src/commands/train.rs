@@ -41,7 +41,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Stop after N optimizer steps (the schedule is rescaled to N).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::parse_steps)]
     max_iter: Option<usize>,
     /// Continue the run saved in --out.
     #[arg(long)]
@@ -88,9 +88,6 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
     let config = &args.config;
     let mut recipe = load_recipe(config)?;
     if let Some(n) = args.max_iter {
-        if n == 0 {
-            return Err(crate::exit::user("--max-iter must be at least 1"));
-        }
         recipe.train = recipe.train.with_max_iter(n);
     }
     let data = if shapes_data { generate_shapes(&recipe, &args.out.join("shapes"))? } else { args.data.clone() };
