@@ -4,12 +4,18 @@
 //!
 //! [`masking`] and [`encoder`] are the pieces every masked objective shares
 //! (the distillation student and teacher run [`encoder::encode_visible`]
-//! with one [`masking::Masking`]).
+//! with one [`masking::Masking`]); [`mae`] is the autoencoder and its loss;
+//! [`task::pretrain_mae`] trains it.
 
+pub mod data;
 pub mod encoder;
 mod error;
 pub mod init;
 pub mod mae;
 pub mod masking;
+pub mod recipe;
+pub mod task;
+pub mod weights;
 
 pub use error::{Error, Result};
+pub use recipe::Recipe;
