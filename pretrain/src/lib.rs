@@ -14,6 +14,7 @@ pub mod init;
 pub mod mae;
 pub mod masking;
 pub mod recipe;
+pub mod visualize;
 pub mod task;
 pub mod weights;
 
