@@ -2,7 +2,7 @@
 //! (`tests/fixtures/make_mae_fixtures.py`, computed in f64): with the same
 //! weights, images and masking noise, the loss, the predictions, the
 //! encoder's taps and the gradient of every trainable parameter agree.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -24,7 +24,7 @@ pub enum Method {
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 #[command(after_help = "Examples:\n  \
-    vitdet pretrain --method mae --out runs/mae_shapes                     # built-in shapes, CPU recipe (a few minutes)\n  \
+    vitdet pretrain --method mae --out runs/mae_shapes   # built-in shapes, CPU recipe\n  \
     vitdet pretrain --method mae --config pretrain_mae_tiny --data /data/imagenet --out runs/mae_tiny --device cuda\n  \
     vitdet pretrain --method mae --data photos/ --input-size 96 --max-iter 500 --out runs/mae_photos\n  \
     vitdet pretrain --method mae --out runs/mae_shapes --resume\n  \
