@@ -222,7 +222,13 @@ pub struct Block {
 }
 
 impl Block {
-    pub(crate) fn new(cfg: &VitConfig, drop_path: f64, layout: AttentionLayout, vb: VarBuilder) -> Result<Self> {
+    /// Builds a block of `cfg`'s width, heads and MLP under `vb` (timm
+    /// names `norm1`, `attn.qkv`, `attn.proj`, `norm2`, `mlp.fc1`,
+    /// `mlp.fc2`); MAE's decoder reuses it at its own width.
+    ///
+    /// # Errors
+    /// `vb` holds a tensor of another shape.
+    pub fn new(cfg: &VitConfig, drop_path: f64, layout: AttentionLayout, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             norm1: LayerNorm::new(cfg.embed_dim, cfg.ln_eps, vb.pp("norm1"))?,
             attn: Attention::new(cfg, layout.rel_pos_size, vb.pp("attn"))?,
@@ -409,6 +415,12 @@ impl Vit {
     /// Whether the model has a final `norm` (cls pooling) over its tokens.
     pub fn has_final_norm(&self) -> bool {
         self.norm.is_some()
+    }
+
+    /// The final `norm` over all tokens ([`Pool::Cls`] models; MAE's
+    /// encoder applies it to the visible tokens).
+    pub fn final_norm(&self) -> Option<&LayerNorm> {
+        self.norm.as_ref()
     }
 }
 

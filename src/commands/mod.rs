@@ -14,6 +14,8 @@ mod features;
 mod finetune;
 mod import;
 mod predict;
+mod pretrain;
+mod pretrain_visualize;
 mod train;
 mod weights;
 
@@ -68,6 +70,8 @@ pub struct Cli {
 enum Command {
     /// Train ViTDet (Mask R-CNN on a plain ViT) on COCO-format data or the built-in shapes.
     Train(train::TrainArgs),
+    /// Self-supervised pre-training (MAE) on a folder of images or the built-in shapes; `visualize` draws reconstructions.
+    Pretrain(pretrain::PretrainArgs),
     /// Fine-tune, transfer or linearly probe a ViT classifier (published datasets or the built-in shapes).
     Finetune(finetune::FinetuneArgs),
     /// Run a trained detector on image files: pictures and COCO JSON.
@@ -127,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Features(args) => features::run(args),
         Command::Classify(args) => classify::run(args),
         Command::Finetune(args) => finetune::run(args),
+        Command::Pretrain(args) => pretrain::run(args),
         Command::Bench(BenchCommand::Vit(args)) => bench_vit::run(args),
         Command::Bench(BenchCommand::Vitdet(args)) => bench_vitdet::run(args),
         Command::Bench(BenchCommand::Convs(args)) => bench_convs::run(args),

@@ -1,0 +1,22 @@
+//! Self-supervised pre-training of the shared ViT: MAE (masked
+//! autoencoding with per-patch normalised pixel targets, MAE-Lite's
+//! recipe) as a task of the shared training loop, on the shared loader.
+//!
+//! [`masking`] and [`encoder`] are the pieces every masked objective shares
+//! (the distillation student and teacher run [`encoder::encode_visible`]
+//! with one [`masking::Masking`]); [`mae`] is the autoencoder and its loss;
+//! [`task::pretrain_mae`] trains it.
+
+pub mod data;
+pub mod encoder;
+mod error;
+pub mod init;
+pub mod mae;
+pub mod masking;
+pub mod recipe;
+pub mod visualize;
+pub mod task;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use recipe::Recipe;

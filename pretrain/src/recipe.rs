@@ -1,0 +1,361 @@
+//! MAE pre-training recipes: one TOML file with `[model]`, `[data]` and
+//! `[train]` sections. The defaults are MAE-Lite's released MAE-Tiny recipe
+//! (maelite-recipes.md §2: `mae_lite_exp.py`, `timm_imagenet_exp.py`);
+//! `configs/pretrain_mae_tiny.toml` spells it out with every value
+//! commented, `configs/pretrain_mae_shapes_tiny.toml` is the CPU-sized
+//! variant for the built-in synthetic images.
+//!
+//! Recipes count in epochs, as MAE-Lite does; the training loop counts
+//! optimizer steps, so [`Recipe::plan`] converts once the image count is
+//! known (`iters_per_epoch = floor(N / batch)`, the loader's `drop_last`).
+
+use std::path::Path;
+
+use engine::optim::{AdamWConfig, OptimizerConfig};
+use engine::schedule::Schedule;
+use serde::{Deserialize, Serialize};
+use vision::transforms::{Interpolation, TrainTransformConfig};
+
+use crate::mae::{DecoderConfig, MaeSpec};
+use crate::{Error, Result};
+
+/// The masked autoencoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Encoder ViT: `tiny` (the paper's, 12 heads), `tiny3`, `small`, `base`.
+    pub arch: String,
+    /// Fraction of each image's patches removed (MAE: 0.75).
+    pub mask_ratio: f64,
+    /// Per-patch normalised pixel targets (MAE-Lite: true).
+    pub norm_pix_loss: bool,
+    /// The decoder (MAE-Lite: width 96, depth 1, 3 heads, MLP ratio 4).
+    pub decoder: DecoderConfig,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self { arch: "tiny".into(), mask_ratio: 0.75, norm_pix_loss: true, decoder: DecoderConfig::default() }
+    }
+}
+
+/// Input resolution and the built-in synthetic images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Square input side in pixels (a multiple of the patch size); the
+    /// encoder's and decoder's sin-cos tables are built for its grid.
+    pub input_size: usize,
+    /// The built-in synthetic set, generated when no `--data` is given.
+    pub synthetic: SyntheticConfig,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self { input_size: 224, synthetic: SyntheticConfig::default() }
+    }
+}
+
+/// The built-in synthetic images: the shapes classification set (`vitdet
+/// data shapes --classification` layout, `train/` and `val/` class folders),
+/// whose labels pre-training ignores. The same layout `vitdet finetune`
+/// reads, so a pre-training run's `OUT/data` also serves the downstream
+/// fine-tune.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticConfig {
+    /// Training images (the ones pre-training uses).
+    pub train: usize,
+    /// Validation images (for a downstream fine-tune or probe).
+    pub val: usize,
+    /// Square image side in pixels.
+    pub size: u32,
+    /// The shape kinds, one class folder each.
+    pub categories: Vec<coco::shapes::ShapeKind>,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        Self { train: 600, val: 180, size: 72, categories: coco::shapes::ShapeKind::ALL.to_vec() }
+    }
+}
+
+impl SyntheticConfig {
+    /// The generator settings for this section and a seed.
+    pub fn shapes_config(&self, seed: u64) -> coco::shapes::ShapesConfig {
+        let scene = coco::shapes::SceneParams { categories: self.categories.clone(), ..Default::default() };
+        coco::shapes::ShapesConfig { train: self.train, val: self.val, size: self.size, seed, task: coco::shapes::ShapesTask::Classification, scene }
+    }
+}
+
+/// How the autoencoder is trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Passes over the images.
+    pub epochs: usize,
+    /// Images per optimizer step.
+    pub batch_size: usize,
+    /// Micro-batches each step is split into (gradients summed); must divide `batch_size`.
+    pub grad_accum: usize,
+    /// Optimizer and its hyper-parameters (AdamW, betas [0.9, 0.95]).
+    pub optimizer: OptimizerConfig,
+    /// Learning rate per 256 images: `lr = blr * batch_size / 256`.
+    pub blr: f64,
+    /// Weight decay; 1-D parameters and biases get none, the cls and mask
+    /// tokens do (timm's `create_optimizer` without a skip list).
+    pub weight_decay: f64,
+    /// Linear warmup from 0, in epochs.
+    pub warmup_epochs: f64,
+    /// Floor of the per-iteration cosine decay.
+    pub min_lr: f64,
+    /// Write the resume checkpoint every this many epochs (and at the end).
+    pub checkpoint_period_epochs: usize,
+    /// Seed of initialisation, masking and augmentation.
+    pub seed: u64,
+    /// Training augmentation.
+    pub augment: AugmentConfig,
+}
+
+/// MAE-Lite's pre-training augmentation (timm 0.4.12 `create_loader` with
+/// `is_training=True`, no colour jitter, no RandAugment, no erasing):
+/// RandomResizedCrop, horizontal flip, normalisation. The keys are those of
+/// timm's `transforms_imagenet_train` that this pipeline uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// RandomResizedCrop area range, fractions of the image ([0.08, 1]; MAE's own code: [0.2, 1]).
+    pub scale: [f64; 2],
+    /// RandomResizedCrop aspect-ratio range, width / height ([3/4, 4/3]).
+    pub ratio: [f64; 2],
+    /// Crop resize filter: `random` (bilinear or bicubic per image, timm's), `bilinear`, `bicubic`.
+    pub interpolation: Interpolation,
+    /// Horizontal flip probability (0.5).
+    pub hflip: f64,
+    /// Normalisation mean per channel (ImageNet).
+    pub mean: [f32; 3],
+    /// Normalisation standard deviation per channel (ImageNet).
+    pub std: [f32; 3],
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        let timm = TrainTransformConfig::mae_pretrain(224);
+        Self { scale: timm.scale, ratio: timm.ratio, interpolation: timm.interpolation, hflip: timm.hflip, mean: timm.mean, std: timm.std }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 400,
+            batch_size: 4096,
+            grad_accum: 1,
+            optimizer: OptimizerConfig::Adamw(AdamWConfig { betas: [0.9, 0.95], eps: 1e-8 }),
+            blr: 1.5e-4,
+            weight_decay: 0.05,
+            warmup_epochs: 40.0,
+            min_lr: 0.0,
+            checkpoint_period_epochs: 1,
+            seed: 0,
+            augment: AugmentConfig::default(),
+        }
+    }
+}
+
+/// The recipes shipped in `configs/`, built into the binary so `--config NAME` works anywhere.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("pretrain_mae_tiny", include_str!("../../configs/pretrain_mae_tiny.toml")),
+    ("pretrain_mae_shapes_tiny", include_str!("../../configs/pretrain_mae_shapes_tiny.toml")),
+];
+
+/// A whole MAE pre-training recipe.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recipe {
+    /// The network and its loss.
+    pub model: ModelConfig,
+    /// Input size and synthetic images.
+    pub data: DataConfig,
+    /// Optimisation and augmentation.
+    pub train: TrainConfig,
+}
+
+/// A recipe's run in optimizer steps, for a known number of images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Optimizer steps per epoch (`floor(N / batch)`, at least 1).
+    pub iters_per_epoch: usize,
+    /// Steps of the whole run.
+    pub max_iter: usize,
+    /// Peak learning rate `blr * batch / 256`.
+    pub lr: f64,
+    /// The per-step learning-rate schedule.
+    pub schedule: Schedule,
+    /// Checkpoint every this many steps.
+    pub checkpoint_period: usize,
+}
+
+impl Recipe {
+    /// Reads and checks a recipe file.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file, line and column of a TOML error or
+    /// the key that breaks a rule.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), cause: e })?;
+        Self::parse(&text, path)
+    }
+
+    /// A recipe file, or a built-in recipe by name (`pretrain_mae_tiny`, ...).
+    ///
+    /// # Errors
+    /// As [`Recipe::load`]; a name that is neither a file nor built in lists the built-in ones.
+    pub fn load_or_builtin(spec: &str) -> Result<Self> {
+        let path = Path::new(spec);
+        if path.exists() {
+            return Self::load(path);
+        }
+        let name = spec.trim_end_matches(".toml").rsplit('/').next().unwrap_or(spec);
+        match BUILTIN.iter().find(|(n, _)| *n == name) {
+            Some((n, text)) => Self::parse(text, Path::new(&format!("configs/{n}.toml"))),
+            None => Err(Error::config(
+                "--config",
+                format!("{spec}: no such file, and not a built-in recipe ({})", BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
+            )),
+        }
+    }
+
+    /// Parses and checks recipe text; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// As [`Recipe::load`].
+    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
+        let recipe: Recipe = toml::from_str(text)
+            .map_err(|e| Error::config("recipe", format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), e.message())))?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    /// The model spec: the encoder `model.arch` at `data.input_size`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unknown arch.
+    pub fn spec(&self) -> Result<MaeSpec> {
+        let arch = backbone::VitConfig::by_name(&self.model.arch).map_err(|e| Error::config("model.arch", e.to_string()))?;
+        let m = &self.model;
+        Ok(MaeSpec::new(&arch, self.data.input_size, m.decoder.clone(), m.mask_ratio, m.norm_pix_loss))
+    }
+
+    /// Checks the cross-field rules once, at load time.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key that breaks a rule.
+    pub fn validate(&self) -> Result<()> {
+        let t = &self.train;
+        let spec = self.spec()?;
+        if self.data.input_size == 0 || !self.data.input_size.is_multiple_of(spec.encoder.patch_size) {
+            return Err(Error::config("data.input_size", format!("must be a positive multiple of the patch size {}", spec.encoder.patch_size)));
+        }
+        spec.validate()?;
+        self.data.synthetic.shapes_config(0).validate().map_err(|e| Error::config("data.synthetic", e.to_string()))?;
+        if t.batch_size == 0 || t.grad_accum == 0 || !t.batch_size.is_multiple_of(t.grad_accum) {
+            return Err(Error::config("train.grad_accum", "must be >= 1 and divide train.batch_size"));
+        }
+        if t.epochs == 0 {
+            return Err(Error::config("train.epochs", "must be >= 1"));
+        }
+        if !(t.blr > 0.0 && t.blr.is_finite()) {
+            return Err(Error::config("train.blr", "must be a positive learning rate"));
+        }
+        if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
+            return Err(Error::config("train.weight_decay", "must be >= 0"));
+        }
+        if !(t.min_lr >= 0.0 && t.min_lr.is_finite()) {
+            return Err(Error::config("train.min_lr", "must be >= 0"));
+        }
+        if t.warmup_epochs < 0.0 || t.warmup_epochs > t.epochs as f64 {
+            return Err(Error::config("train.warmup_epochs", "must be between 0 and train.epochs"));
+        }
+        if t.checkpoint_period_epochs == 0 {
+            return Err(Error::config("train.checkpoint_period_epochs", "must be >= 1 epoch"));
+        }
+        self.train_transform().build().map_err(|e| Error::config("train.augment", e.to_string()))?;
+        Ok(())
+    }
+
+    /// The training transform, timm's pipeline at `data.input_size` with
+    /// `train.augment`'s crop, flip and normalisation and nothing else.
+    pub fn train_transform(&self) -> TrainTransformConfig {
+        let a = &self.train.augment;
+        TrainTransformConfig { scale: a.scale, ratio: a.ratio, interpolation: a.interpolation, hflip: a.hflip, mean: a.mean, std: a.std, ..TrainTransformConfig::mae_pretrain(self.data.input_size) }
+    }
+
+    /// The run in optimizer steps for `images` training images, or for
+    /// `max_iter` steps when given (`--max-iter`: the schedule then spans
+    /// those steps, with the warmup scaled to the same fraction).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when there are no images.
+    pub fn plan(&self, images: usize, max_iter: Option<usize>) -> Result<Plan> {
+        let t = &self.train;
+        if images == 0 {
+            return Err(Error::config("data", "the pre-training set has no images"));
+        }
+        let iters_per_epoch = (images / t.batch_size).max(1);
+        let max_iter = max_iter.unwrap_or(t.epochs * iters_per_epoch).max(1);
+        let warmup = (t.warmup_epochs / t.epochs as f64 * max_iter as f64).round() as usize;
+        let lr = t.blr * t.batch_size as f64 / 256.0;
+        let schedule = Schedule::WarmupCosine { base_lr: lr, total_iters: max_iter, warmup_iters: warmup.min(max_iter), warmup_lr_start: 0.0, min_lr: t.min_lr.min(lr) };
+        Ok(Plan { iters_per_epoch, max_iter, lr, schedule, checkpoint_period: t.checkpoint_period_epochs * iters_per_epoch })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_released_mae_tiny_recipe() {
+        let r = Recipe::default();
+        let spec = r.spec().unwrap();
+        assert_eq!((spec.encoder.embed_dim, spec.encoder.depth, spec.encoder.num_heads, spec.encoder.img_size), (192, 12, 12, 224));
+        assert_eq!(spec.decoder, DecoderConfig { embed_dim: 96, depth: 1, num_heads: 3, mlp_ratio: 4.0 });
+        assert_eq!((r.model.mask_ratio, r.model.norm_pix_loss), (0.75, true));
+        assert_eq!(r.train.optimizer, OptimizerConfig::Adamw(AdamWConfig { betas: [0.9, 0.95], eps: 1e-8 }));
+        assert_eq!((r.train.blr, r.train.weight_decay, r.train.min_lr), (1.5e-4, 0.05, 0.0));
+        assert_eq!((r.train.epochs, r.train.warmup_epochs, r.train.batch_size), (400, 40.0, 4096));
+        let a = r.train_transform();
+        assert_eq!((a.scale, a.interpolation, a.hflip, a.color_jitter.clone(), a.re_prob), ([0.08, 1.0], Interpolation::Random, 0.5, None, 0.0));
+        // The built-in file says the same as the defaults.
+        assert_eq!(Recipe::load_or_builtin("pretrain_mae_tiny").unwrap(), r);
+    }
+
+    #[test]
+    fn plan_gives_the_released_lr_and_warmup() {
+        let r = Recipe::default();
+        // ImageNet-1k: 1,281,167 images, 312 steps per epoch at 4096.
+        let plan = r.plan(1_281_167, None).unwrap();
+        assert_eq!(plan.iters_per_epoch, 312);
+        assert!((plan.lr - 2.4e-3).abs() < 1e-15);
+        assert_eq!(plan.schedule, Schedule::WarmupCosine { base_lr: plan.lr, total_iters: 124_800, warmup_iters: 12_480, warmup_lr_start: 0.0, min_lr: 0.0 });
+        let short = r.plan(1_281_167, Some(100)).unwrap();
+        assert!(matches!(short.schedule, Schedule::WarmupCosine { warmup_iters: 10, total_iters: 100, .. }));
+    }
+
+    #[test]
+    fn every_built_in_recipe_parses_and_errors_name_the_key() {
+        for (name, text) in BUILTIN {
+            Recipe::parse(text, Path::new(name)).map_err(|e| format!("{name}: {e}")).unwrap();
+        }
+        let e = Recipe::parse("[model]\nmask_ratio = 1.0\n", Path::new("r.toml")).unwrap_err().to_string();
+        assert!(e.contains("model.mask_ratio"), "{e}");
+        let e = Recipe::parse("[train]\nepoch = 3\n", Path::new("r.toml")).unwrap_err().to_string();
+        assert!(e.contains("r.toml (line 2, column 1)") && e.contains("epoch"), "{e}");
+        let e = Recipe::parse("[data]\ninput_size = 70\n", Path::new("r.toml")).unwrap_err().to_string();
+        assert!(e.contains("data.input_size"), "{e}");
+        let e = Recipe::load_or_builtin("nope").unwrap_err().to_string();
+        assert!(e.contains("pretrain_mae_shapes_tiny"), "{e}");
+    }
+}
