@@ -150,7 +150,7 @@ impl Default for TrainConfig {
         Self {
             epochs: 400,
             batch_size: 4096,
-            grad_accum: 1,
+            grad_accum: 8,
             optimizer: OptimizerConfig::Adamw(AdamWConfig { betas: [0.9, 0.95], eps: 1e-8 }),
             blr: 1.5e-4,
             weight_decay: 0.05,
@@ -259,8 +259,8 @@ impl Recipe {
         }
         spec.validate()?;
         self.data.synthetic.shapes_config(0).validate().map_err(|e| Error::config("data.synthetic", e.to_string()))?;
-        if t.batch_size == 0 || t.grad_accum == 0 || !t.batch_size.is_multiple_of(t.grad_accum) {
-            return Err(Error::config("train.grad_accum", "must be >= 1 and divide train.batch_size"));
+        if let Some((key, msg)) = engine::limits::batch_problem("train.batch_size", t.batch_size, "train.grad_accum", t.grad_accum) {
+            return Err(Error::config(&key, msg));
         }
         if t.epochs == 0 {
             return Err(Error::config("train.epochs", "must be >= 1"));

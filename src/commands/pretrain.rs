@@ -56,7 +56,7 @@ pub struct PretrainArgs {
     #[arg(long, value_name = "N", conflicts_with = "max_iter")]
     epochs: Option<usize>,
     /// Stop after N optimizer steps (the schedule is rescaled to N).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::parse_steps)]
     max_iter: Option<usize>,
     /// Output directory of the run.
     #[arg(long, value_name = "DIR", default_value = "runs/pretrain")]
@@ -97,9 +97,6 @@ fn run_mae(args: PretrainArgs) -> anyhow::Result<()> {
     }
     if let Some(n) = args.epochs {
         recipe.train.epochs = n;
-    }
-    if args.max_iter == Some(0) {
-        return Err(crate::exit::user("--max-iter must be at least 1"));
     }
     recipe.validate()?;
     let source = match &args.data {

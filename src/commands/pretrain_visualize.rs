@@ -39,6 +39,7 @@ pub struct VisualizeArgs {
 
 /// Runs the command.
 pub fn run(args: VisualizeArgs) -> anyhow::Result<()> {
+    super::check_output_file("--out", &args.out)?;
     let device = Device::Cpu;
     if args.count == 0 {
         return Err(crate::exit::user("--count must be at least 1"));
