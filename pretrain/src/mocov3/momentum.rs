@@ -35,8 +35,9 @@ use super::{Error, MocoV3Config, Result};
 /// epochs is the same curve). Deviation: past `total_iters` (and for
 /// `total_iters` 0) m stays at 1 instead of following the cosine back down.
 pub fn momentum_at(iter: usize, total_iters: usize, base: f64) -> f64 {
-    let progress = if total_iters == 0 { 1.0 } else { iter.min(total_iters) as f64 / total_iters as f64 };
-    1.0 - 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()) * (1.0 - base)
+    // π·t/T in Python's evaluation order, so the value is PyTorch's to the bit.
+    let angle = if total_iters == 0 { std::f64::consts::PI } else { std::f64::consts::PI * iter.min(total_iters) as f64 / total_iters as f64 };
+    1.0 - 0.5 * (1.0 + angle.cos()) * (1.0 - base)
 }
 
 /// The momentum encoder: a ViT and projector with storage of their own.
