@@ -2,6 +2,8 @@
 //! every variable's distribution, the fixed position table, and
 //! reproducibility from the seed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use pretrain::mocov3::init::mocov3_sincos_2d;

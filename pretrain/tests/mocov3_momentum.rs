@@ -3,6 +3,8 @@
 //! its state survives a checkpoint round trip. Also the model's optimizer
 //! facts and its encoder export under timm names.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use engine::optim::{AdamW, Optimizer};

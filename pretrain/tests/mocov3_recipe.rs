@@ -2,6 +2,8 @@
 //! `[model]` table is the default [`MocoV3Config`], and its optimizer
 //! numbers are those of `pretrain::mocov3::recipe`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use pretrain::mocov3::{recipe, MocoV3Config};
 
 fn recipe_toml() -> toml::Value {

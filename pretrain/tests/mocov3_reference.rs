@@ -5,6 +5,8 @@
 //! after the step, in f64 and in f32; the sin-cos table and the momentum
 //! schedule.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
