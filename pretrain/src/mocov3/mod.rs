@@ -12,12 +12,19 @@
 //! momentum update and the BatchNorm statistics against a PyTorch model
 //! built as moco-v3 builds it (`tests/fixtures/make_mocov3_fixtures.py`).
 //!
-//! Use, per iteration `i` of `T` (the lead's `TrainTask` wiring):
+//! Use, per iteration `i` of `T`, as moco-v3's loop does:
 //! ```text
 //! let m = moco.momentum_at(i, T);
 //! let loss = moco.loss(&view1, &view2, m, rng)?;   // EMA step, then the forward
 //! LossTerms::new(loss.terms())
 //! ```
+//! or, in an `engine::trainer::TrainTask` (whose `losses` does not know the
+//! iteration, and may run several micro-batches per step): `losses` calls
+//! `moco.forward_loss(&view1, &view2, rng)` and `after_step(i)` calls
+//! `moco.update_momentum(moco.momentum_at(i + 1, T))`. The EMA step then
+//! lands between optimizer step i and key forward i + 1, the same sequence;
+//! moco-v3's step before iteration 0 is omitted, a no-op on a fresh model
+//! whose momentum encoder equals the online one.
 
 mod config;
 mod error;
