@@ -1,11 +1,12 @@
-//! Self-supervised pre-training of the shared ViT: MAE (masked
-//! autoencoding with per-patch normalised pixel targets, MAE-Lite's
-//! recipe) as a task of the shared training loop, on the shared loader.
+//! Self-supervised pre-training of the shared ViT (MAE-Lite, Section 5):
+//! MAE (masked autoencoding with per-patch normalised pixel targets),
+//! MoCo-v3 and MAE with attention distillation, each a task of the shared
+//! training loop on the shared loader.
 //!
 //! [`masking`] and [`encoder`] are the pieces every masked objective shares
 //! (the distillation student and teacher run [`encoder::encode_visible`]
 //! with one [`masking::Masking`]); [`mae`] is the autoencoder and its loss;
-//! [`task::pretrain_mae`] trains it.
+//! [`task::pretrain_mae`] trains it. [`mocov3`] is the contrastive objective.
 
 pub mod data;
 pub mod encoder;
@@ -13,9 +14,10 @@ mod error;
 pub mod init;
 pub mod mae;
 pub mod masking;
+pub mod mocov3;
 pub mod recipe;
-pub mod visualize;
 pub mod task;
+pub mod visualize;
 pub mod weights;
 
 pub use error::{Error, Result};
