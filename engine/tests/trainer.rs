@@ -10,6 +10,7 @@
 //!   float rounding (SGD and AdamW);
 //! - the NaN/inf guard names the iteration and the term (and a non-finite
 //!   gradient norm under clipping);
+//! - a task's step metrics join each `metrics.jsonl` line;
 //! - the best model is the one of the highest primary metric, across a resume;
 //! - the model and checkpoint are written before the final evaluation, so an
 //!   evaluation with nothing to score, or one that fails, leaves them;
@@ -156,6 +157,11 @@ impl TrainTask for Linear {
         self.ema_updates += 1;
         self.step += 1;
         Ok(())
+    }
+
+    fn step_metrics(&self, iter: usize) -> Vec<(String, f64)> {
+        assert_eq!(iter + 1, self.step, "asked after after_step");
+        vec![("ema_updates".into(), self.ema_updates as f64)]
     }
 
     fn evaluate(&mut self, iter: usize) -> Result<Option<Evaluation>, Error> {
@@ -307,6 +313,8 @@ fn a_resumed_run_is_bitwise_equal_to_an_uninterrupted_one() {
     assert_eq!(a.len(), 12);
     assert!(a == b, "metrics differ:\n{a:?}\n{b:?}");
     assert_eq!(a[7]["score"], 0.9);
+    let updates: Vec<f64> = a.iter().map(|m| m["ema_updates"].as_f64().unwrap()).collect();
+    assert_eq!(updates, (1..=12).map(f64::from).collect::<Vec<_>>(), "the task's step metrics, logged after its after_step");
     let loss = |m: &serde_json::Map<String, serde_json::Value>| m["loss"].as_f64().unwrap();
     assert!(loss(&a[11]) < 0.25 * loss(&a[0]), "the model learned: {} -> {}", loss(&a[0]), loss(&a[11]));
     assert!(a.iter().any(|m| m["grad_norm"].as_f64().unwrap() > 1.0), "clipping was active");

@@ -34,8 +34,8 @@
 //!    so far writes `OUT/model_best.safetensors` (and rewrites the
 //!    checkpoint written in step 3, so that it knows the new best);
 //! 5. the `metrics.jsonl` line (`iter`, `loss`, each term, `lr`, `img_s`,
-//!    `grad_norm` with clipping, the evaluation's metrics) and the progress
-//!    bar. An evaluation error is returned after this line is logged.
+//!    `grad_norm` with clipping, the task's [`TrainTask::step_metrics`],
+//!    the evaluation's metrics) and the progress bar. An evaluation error is returned after this line is logged.
 //!
 //! Resume restores the variables, the optimizer state and step count, the
 //! RNG, the best evaluation and the task's extra state from the checkpoint,
@@ -403,6 +403,9 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
         }
         if let Some(norm) = grad_norm {
             record = record.extra(GRAD_NORM_FIELD, norm);
+        }
+        for (name, value) in self.task.step_metrics(iter) {
+            record = record.extra(name, value);
         }
         Ok((record, seconds))
     }

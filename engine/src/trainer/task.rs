@@ -58,6 +58,14 @@ pub trait TrainTask {
         Ok(())
     }
 
+    /// Values of the task's own schedules at iteration `iter` (an EMA or
+    /// momentum-encoder coefficient, a temperature), added to its
+    /// `metrics.jsonl` line under these names. Asked after
+    /// [`TrainTask::after_step`]; the default reports nothing.
+    fn step_metrics(&self, _iter: usize) -> Vec<(String, f64)> {
+        Vec::new()
+    }
+
     /// Scores the current model. `Ok(None)` means there was nothing to
     /// score (no prediction to match, an empty split): the loop logs it and
     /// trains on, it never fails the run.
