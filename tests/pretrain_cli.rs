@@ -1,42 +1,71 @@
-//! End-to-end tests of `vitdet pretrain`: a short MAE run on a tiny
-//! synthetic set lowers its loss, and its model file is read as it is by
-//! `vitdet finetune --backbone` and `vitdet features`; resuming a finished
-//! run only rewrites the model; `visualize` draws the grid; the user errors
-//! are one line with exit code 2.
+//! End-to-end tests of `vitdet pretrain`: short MAE and MoCo-v3 runs on a
+//! tiny synthetic set lower their losses, and their model files are read as
+//! they are by `vitdet finetune --backbone` and `vitdet features`; resuming
+//! a finished run only rewrites the model; a MoCo-v3 run killed after a
+//! checkpoint and resumed ends as an uninterrupted one; `visualize` draws
+//! the grid; the user errors are one line with exit code 2.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use std::collections::BTreeMap;
+use std::path::Path;
+
 use common::{assert_ok, assert_user_error, path, text, vitdet};
 
-/// The CPU shapes recipe shrunk to 64 images, batches of 16 and 40 steps.
-fn tiny_recipe() -> String {
-    let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/pretrain_mae_shapes_tiny.toml")).unwrap();
+/// The built-in recipe `base` (a file of `configs/`) with the lines whose key
+/// is in `values` replaced by `key = value`.
+fn shrink(base: &str, values: &[(&str, &str)]) -> String {
+    let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(base)).unwrap();
     let mut out = String::new();
     for line in base.lines() {
         let key = line.split('=').next().unwrap_or("").trim();
-        let replaced = match key {
-            "train" => "train = 64",
-            "val" => "val = 12",
-            "size" => "size = 64",
-            "epochs" => "epochs = 10",
-            "batch_size" => "batch_size = 16",
-            "blr" => "blr = 1e-2",
-            "warmup_epochs" => "warmup_epochs = 1.0",
-            "checkpoint_period_epochs" => "checkpoint_period_epochs = 5",
-            _ => line,
-        };
-        out.push_str(replaced);
+        match values.iter().find(|(k, _)| *k == key) {
+            Some((k, v)) => out.push_str(&format!("{k} = {v}")),
+            None => out.push_str(line),
+        }
         out.push('\n');
     }
     out
 }
 
-fn losses(run: &std::path::Path) -> Vec<f64> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
+/// The MAE CPU shapes recipe shrunk to 64 images, batches of 16 and 40 steps.
+fn tiny_recipe() -> String {
+    let values = [("train", "64"), ("val", "12"), ("size", "64"), ("epochs", "10"), ("batch_size", "16"), ("blr", "1e-2"), ("warmup_epochs", "1.0"), ("checkpoint_period_epochs", "5")];
+    shrink("pretrain_mae_shapes_tiny.toml", &values)
+}
+
+/// Column `key` of every `metrics.jsonl` line.
+fn column(run: &Path, key: &str) -> Vec<f64> {
+    metrics(run).iter().map(|m| m[key].as_f64().unwrap_or_else(|| panic!("{key} in {m}"))).collect()
+}
+
+fn losses(run: &Path) -> Vec<f64> {
+    column(run, "loss_mae")
+}
+
+fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Mean of `v[range]`.
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Every tensor of a safetensors file, as f32 values by name.
+fn tensors(file: &Path) -> BTreeMap<String, Vec<f32>> {
+    engine::checkpoint::read_safetensors(file, &candle_core::Device::Cpu)
         .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss_mae"].as_f64().unwrap())
+        .into_iter()
+        .map(|(n, t)| (n, t.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()))
         .collect()
+}
+
+/// The summary table's "steps (this process)".
+fn steps_run(o: &std::process::Output) -> usize {
+    let out = text(&o.stdout);
+    let line = out.lines().find(|l| l.starts_with("steps (this process)")).expect("a summary line of steps");
+    line.split_whitespace().last().unwrap().parse().unwrap()
 }
 
 #[test]
@@ -86,12 +115,140 @@ fn mae_pretraining_lowers_its_loss_and_its_model_loads_downstream() {
     assert_eq!((picture.width(), picture.height()), (2 * 66 + 2, 3 * 66 + 2));
 }
 
+/// The MoCo-v3 CPU shapes recipe shrunk to 16 images of 32 px in one
+/// batch (one step per epoch; a set this small is learnt fast enough for a
+/// test), projector/predictor 256/64, `epochs` epochs, a checkpoint every
+/// `checkpoint_period` epochs.
+fn moco_recipe(epochs: usize, checkpoint_period: usize) -> String {
+    let (epochs, period) = (epochs.to_string(), checkpoint_period.to_string());
+    let warmup = format!("{:.1}", epochs.parse::<f64>().unwrap() / 10.0);
+    let values = [
+        ("train", "16"),
+        ("val", "12"),
+        ("size", "40"),
+        ("input_size", "32"),
+        ("mlp_dim", "256"),
+        ("dim", "64"),
+        ("epochs", epochs.as_str()),
+        ("batch_size", "16"),
+        ("blr", "1e-2"),
+        ("warmup_epochs", warmup.as_str()),
+        ("checkpoint_period_epochs", period.as_str()),
+    ];
+    shrink("pretrain_mocov3_shapes_tiny.toml", &values)
+}
+
+/// MoCo-v3's momentum at step `i` of `total`: cosine from 0.99 to 1.
+fn momentum(i: usize, total: usize) -> f64 {
+    1.0 - 0.5 * (1.0 + (std::f64::consts::PI * i as f64 / total as f64).cos()) * (1.0 - 0.99)
+}
+
+#[test]
+fn mocov3_pretraining_lowers_its_loss_and_its_encoder_loads_downstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("moco.toml");
+    std::fs::write(&recipe, moco_recipe(40, 20)).unwrap();
+    let run = dir.path().join("run");
+    assert_ok(&vitdet(&["pretrain", "--method", "mocov3", "--config", path(&recipe), "--out", path(&run)]));
+    let written = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(written.contains("method = \"mocov3\"") && written.contains("mlp_dim = 256"), "{written}");
+
+    // Both terms, their sum and the momentum on every line; the loss falls.
+    let (q1k2, q2k1, total, m) = (column(&run, "loss_q1k2"), column(&run, "loss_q2k1"), column(&run, "loss"), column(&run, "momentum"));
+    assert_eq!(total.len(), 40);
+    for i in 0..40 {
+        assert!((q1k2[i] + q2k1[i] - total[i]).abs() < 1e-9, "step {i}");
+        assert!((m[i] - momentum(i, 40)).abs() < 1e-15, "momentum at step {i}: {} vs {}", m[i], momentum(i, 40));
+    }
+    assert_eq!(m[0], 0.99);
+    // Chance level: 2 terms x 2T x ln(16) = 2.22; this run goes from about 2.3 to 2.05.
+    let (first, last) = (mean(&total[..5]), mean(&total[30..]));
+    assert!(last < 0.93 * first, "loss {first:.3} (first 5 steps) -> {last:.3} (last 10)");
+
+    // The model file is the online ViT alone; projector, predictor and momentum encoder are in the checkpoint.
+    let model = tensors(&run.join("model.safetensors"));
+    assert_eq!(model.len(), 150, "{:?}", model.keys().collect::<Vec<_>>());
+    assert!(model.contains_key("blocks.11.attn.qkv.weight") && model.contains_key("norm.weight") && model.contains_key("pos_embed"));
+    let ckpt = tensors(&run.join("checkpoint/last.safetensors"));
+    for name in ["head.0.weight", "head.7.running_var", "predictor.3.weight", "@task.momentum_encoder.blocks.0.attn.qkv.weight", "@task.momentum_encoder.head.6.weight"] {
+        assert!(ckpt.contains_key(&format!("model.{name}")), "checkpoint holds {name}");
+    }
+    assert_eq!(ckpt["model.blocks.0.attn.qkv.weight"], model["blocks.0.attn.qkv.weight"]);
+    assert_ne!(ckpt["model.@task.momentum_encoder.blocks.0.attn.qkv.weight"], model["blocks.0.attn.qkv.weight"], "the momentum encoder lags the online one");
+
+    let ft = dir.path().join("ft");
+    let data = run.join("data");
+    let o = vitdet(&["finetune", "--config", "finetune_shapes_tiny", "--data", path(&data), "--backbone", path(&run.join("model.safetensors")), "--max-iter", "2", "--out", path(&ft)]);
+    assert_ok(&o);
+    let err = text(&o.stderr);
+    // The fine-tuning ViT (average pooling) has no final `norm`; nothing else is left over.
+    assert!(err.contains("loaded 148 tensors") && err.contains("unexpected 2: norm.bias, norm.weight"), "{err}");
+
+    let feats = dir.path().join("feats.safetensors");
+    assert_ok(&vitdet(&["features", "--weights", path(&run.join("model.safetensors")), "--images", path(&data.join("val/circle")), "--out", path(&feats)]));
+    let features = engine::checkpoint::read_safetensors(&feats, &candle_core::Device::Cpu).unwrap();
+    let block = features.iter().find(|(n, _)| n == "block.11").map(|(_, t)| t.dims().to_vec()).unwrap();
+    assert_eq!(&block[1..], &[5, 192], "32 px: 4 patches + cls, width 192");
+}
+
+/// A run killed right after its first checkpoint and resumed ends as an
+/// uninterrupted run does, bit for bit: every logged loss term and
+/// momentum, the model and the checkpoint (momentum encoder and its
+/// BatchNorm statistics included).
+#[test]
+fn mocov3_run_killed_after_a_checkpoint_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("moco.toml");
+    std::fs::write(&recipe, moco_recipe(8, 1)).unwrap();
+    let (whole, parts) = (dir.path().join("whole"), dir.path().join("parts"));
+    let args = |out: &Path| vec!["pretrain", "--method", "mocov3", "--config", path(&recipe), "--out", path(out)].into_iter().map(String::from).collect::<Vec<_>>();
+    let o = vitdet(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ok(&o);
+    assert_eq!(steps_run(&o), 8);
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vitdet")).args(args(&parts)).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let checkpoint = parts.join("checkpoint/last.safetensors");
+    let began = std::time::Instant::now();
+    while !checkpoint.is_file() {
+        assert!(began.elapsed().as_secs() < 120, "no checkpoint after 2 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut resume = args(&parts);
+    resume.push("--resume".into());
+    let o = vitdet(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ok(&o);
+    let resumed = steps_run(&o);
+    assert!((1..8).contains(&resumed), "the kill came mid-run: {resumed} steps left");
+
+    let (a, b) = (metrics(&whole), metrics(&parts));
+    assert_eq!((a.len(), b.len()), (8, 8), "one line per step, none repeated or lost");
+    for (x, y) in a.iter().zip(&b) {
+        for key in ["iter", "loss", "loss_q1k2", "loss_q2k1", "lr", "momentum"] {
+            assert_eq!(x[key], y[key], "{key}: {x} vs {y}");
+        }
+    }
+    for file in ["model.safetensors", "checkpoint/last.safetensors"] {
+        let (x, y) = (tensors(&whole.join(file)), tensors(&parts.join(file)));
+        assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+        let differ: Vec<&String> = x.keys().filter(|k| x[*k].iter().zip(&y[*k]).any(|(p, q)| p.to_bits() != q.to_bits())).collect();
+        assert!(differ.is_empty(), "{file}: resumed vs uninterrupted differ in {differ:?}");
+    }
+}
+
 #[test]
 fn pretrain_user_errors_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let o = vitdet(&["pretrain", "--method", "mocov3", "--out", path(&out)]);
-    assert_user_error(&o, "not built yet");
+    assert_user_error(&vitdet(&["pretrain", "--method", "mocov3", "--config", "pretrain_mae_shapes_tiny", "--out", path(&out)]), "is a mae recipe");
+    let recipe = dir.path().join("moco.toml");
+    std::fs::write(&recipe, moco_recipe(1, 1).replace("batch_size = 16", "batch_size = 1")).unwrap();
+    assert_user_error(&vitdet(&["pretrain", "--method", "mocov3", "--config", path(&recipe), "--out", path(&out)]), "train.batch_size");
+    std::fs::write(&recipe, format!("{}\n[train.augment]\nhflip = 0.0\n", moco_recipe(1, 1))).unwrap();
+    assert_user_error(&vitdet(&["pretrain", "--method", "mocov3", "--config", path(&recipe), "--out", path(&out)]), "train.augment");
+    std::fs::write(&recipe, moco_recipe(1, 1).replace("temperature = 0.2", "temperature = 0.0")).unwrap();
+    assert_user_error(&vitdet(&["pretrain", "--method", "mocov3", "--config", path(&recipe), "--out", path(&out)]), "temperature");
     assert_user_error(&vitdet(&["pretrain", "--method", "distill", "--out", path(&out)]), "not built yet");
     assert_user_error(&vitdet(&["pretrain", "--method", "mae", "--input-size", "70", "--out", path(&out)]), "data.input_size");
     assert_user_error(&vitdet(&["pretrain", "--method", "mae", "--config", "no_such_recipe", "--out", path(&out)]), "no_such_recipe");

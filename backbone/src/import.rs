@@ -318,10 +318,20 @@ pub fn load_vit_as(path: &Path, arch: &VitConfig, arch_name: &str, device: &Devi
 /// # Errors
 /// An I/O error naming `out`.
 pub fn save_vit(varmap: &VarMap, config: &VitConfig, out: &Path) -> Result<()> {
-    let mut tensors: Vec<(String, Tensor)> = {
+    let tensors: Vec<(String, Tensor)> = {
         let data = varmap.data().lock().map_err(|_| Error::Config("varmap lock poisoned".into()))?;
         data.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect()
     };
+    save_vit_tensors(tensors, config, out)
+}
+
+/// Writes a ViT's named `tensors` (timm names; sorted here) with its
+/// `config` in the metadata to `out`, atomically: the file every ViT loader
+/// reads as it is (a pre-trained encoder taken out of a larger model).
+///
+/// # Errors
+/// An I/O error naming `out`.
+pub fn save_vit_tensors(mut tensors: Vec<(String, Tensor)>, config: &VitConfig, out: &Path) -> Result<()> {
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let json = serde_json::to_string(config).map_err(|e| Error::Config(e.to_string()))?;
     let meta = HashMap::from([(CONFIG_KEY.to_string(), json)]);

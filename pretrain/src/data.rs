@@ -1,5 +1,8 @@
 //! Pre-training images as the shared loader sees them: every image file
-//! under a folder, labels ignored, with the recipe's augmentation.
+//! under a folder, labels ignored, with the recipe's augmentation: one view
+//! per image for MAE (timm's crop and flip), two for MoCo-v3 (MAE-Lite's
+//! asymmetric BYOL views, `vision::transforms::ssl_view` 1 and 2, drawn one
+//! after the other from the sample's generator).
 //!
 //! A folder is read as:
 //! - its `train/` subfolder when it has one (an ImageNet-style root with
@@ -20,9 +23,9 @@ use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use vision::eval_transform::{eval_transform, EvalTransform};
 use vision::loader::{stack_chw, Dataset};
-use vision::transforms::TrainTransform;
+use vision::transforms::{ssl_view, SslViewTransform, TrainTransform};
 
-use crate::recipe::Recipe;
+use crate::recipe::{Method, Recipe};
 use crate::{Error, Result};
 
 /// Where a run's images come from.
@@ -35,11 +38,27 @@ pub enum DataSource {
     Synthetic(PathBuf),
 }
 
+/// How a training image becomes the views a method trains on.
+enum Views {
+    /// One view (MAE).
+    One(TrainTransform),
+    /// Two views of the same image (MoCo-v3: query view 1, key view 2).
+    Two(SslViewTransform, SslViewTransform),
+}
+
+/// One image as the loader delivers it: its views, each 3·S·S normalised
+/// values in CHW order (one view for MAE and for evaluation, two for MoCo-v3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSample {
+    /// The views, in order.
+    pub views: Vec<Vec<f32>>,
+}
+
 /// Image files with the training transform; implements the loader's [`Dataset`].
 pub struct PretrainImages {
     root: PathBuf,
     files: Vec<PathBuf>,
-    train: TrainTransform,
+    train: Views,
     eval: EvalTransform,
 }
 
@@ -64,43 +83,67 @@ impl PretrainImages {
     pub fn input_size(&self) -> usize {
         self.eval.size
     }
+
+    /// Views per training sample (1 or 2).
+    pub fn views_per_sample(&self) -> usize {
+        match self.train {
+            Views::One(_) => 1,
+            Views::Two(..) => 2,
+        }
+    }
 }
 
 impl Dataset for PretrainImages {
-    type Sample = Vec<f32>;
+    type Sample = ImageSample;
 
     fn len(&self) -> usize {
         self.files.len()
     }
 
-    fn train_sample(&self, index: usize, rng: &mut ChaCha8Rng) -> vision::Result<Vec<f32>> {
+    fn train_sample(&self, index: usize, rng: &mut ChaCha8Rng) -> vision::Result<ImageSample> {
         let path = &self.files[index];
         let image = vision::decode::decode_upright(path)?;
-        self.train.apply(&image, rng).map_err(|e| vision::Error::BadSample { path: path.clone(), reason: e.to_string() })
+        let bad = |e: vision::transforms::TransformError| vision::Error::BadSample { path: path.clone(), reason: e.to_string() };
+        let views = match &self.train {
+            Views::One(t) => vec![t.apply(&image, rng).map_err(bad)?],
+            Views::Two(query, key) => vec![query.apply(&image, rng).map_err(bad)?, key.apply(&image, rng).map_err(bad)?],
+        };
+        Ok(ImageSample { views })
     }
 
     /// The centre view (resize, centre crop, normalise), for pictures of the model's reconstructions.
-    fn eval_sample(&self, index: usize) -> vision::Result<Vec<f32>> {
+    fn eval_sample(&self, index: usize) -> vision::Result<ImageSample> {
         let path = &self.files[index];
         let image = vision::decode::decode_upright(path)?;
-        eval_transform(&image, &self.eval).map_err(|e| vision::Error::BadSample { path: path.clone(), reason: e.to_string() })
+        let view = eval_transform(&image, &self.eval).map_err(|e| vision::Error::BadSample { path: path.clone(), reason: e.to_string() })?;
+        Ok(ImageSample { views: vec![view] })
     }
 }
 
-/// A batch ready for the model: (B, 3, S, S) normalised pixels.
+/// A batch ready for the model: (B, 3, S, S) normalised pixels per view.
 #[derive(Debug, Clone)]
 pub struct ImageBatch {
-    /// The pixels.
+    /// The pixels (the first view).
     pub images: Tensor,
+    /// The second view of the same images, for two-view samples (MoCo-v3's key view).
+    pub view2: Option<Tensor>,
 }
 
 impl ImageBatch {
-    /// Stacks `samples` of side `size` on `device`.
+    /// Stacks `samples` of side `size` on `device`, view by view.
     ///
     /// # Errors
-    /// A sample of another size, or a tensor that cannot be created.
-    pub fn from_samples(samples: &[Vec<f32>], size: usize, device: &Device) -> vision::Result<Self> {
-        Ok(Self { images: stack_chw(samples, (3, size, size), device)? })
+    /// A view of another size, samples with different numbers of views or
+    /// with none or more than two, or a tensor that cannot be created.
+    pub fn from_samples(samples: &[ImageSample], size: usize, device: &Device) -> vision::Result<Self> {
+        let views = samples.first().map_or(1, |s| s.views.len());
+        if !(1..=2).contains(&views) || samples.iter().any(|s| s.views.len() != views) {
+            let counts = samples.iter().map(|s| s.views.len()).collect();
+            return Err(vision::Error::ShapeMismatch { what: "sample views", expected: "one or two views in every sample", found: counts });
+        }
+        let stack = |v: usize| stack_chw(&samples.iter().map(|s| s.views[v].as_slice()).collect::<Vec<_>>(), (3, size, size), device);
+        let view2 = if views == 2 { Some(stack(1)?) } else { None };
+        Ok(Self { images: stack(0)?, view2 })
     }
 
     /// Number of images.
@@ -139,7 +182,14 @@ pub fn open_images(source: &DataSource, recipe: &Recipe) -> Result<Arc<PretrainI
     };
     let root = image_root(&dir);
     let files = vision::list::list_images(&root, true)?;
-    let train = recipe.train_transform().build().map_err(|e| Error::config("train.augment", e.to_string()))?;
+    let size = recipe.data.input_size;
+    let train = match recipe.method {
+        Method::Mae => Views::One(recipe.train_transform().build().map_err(|e| Error::config("train.augment", e.to_string()))?),
+        Method::Mocov3 => {
+            let view = |v: u8| ssl_view(v, size).map_err(|e| Error::config("data.input_size", e.to_string()));
+            Views::Two(view(1)?, view(2)?)
+        }
+    };
     let a = &recipe.train.augment;
     let eval = EvalTransform { size: recipe.data.input_size, mean: a.mean, std: a.std, ..EvalTransform::default() };
     eval.validate().map_err(|e| Error::config("data", e.to_string()))?;
@@ -195,6 +245,33 @@ mod tests {
     }
 
     #[test]
+    fn mocov3_samples_are_the_two_ssl_views_drawn_in_turn() {
+        use rand::SeedableRng;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("g.png");
+        image::RgbImage::from_fn(48, 40, |x, y| image::Rgb([(x * 5) as u8, (y * 6) as u8, ((x + y) * 2) as u8])).save(&path).unwrap();
+        let mut r = Recipe::released(Method::Mocov3);
+        r.data.input_size = 32;
+        let images = open_images(&DataSource::Folder(d.path().into()), &r).unwrap();
+        assert_eq!(images.views_per_sample(), 2);
+        let sample = images.train_sample(0, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+        let decoded = vision::decode::decode_upright(&path).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let query = ssl_view(1, 32).unwrap().apply(&decoded, &mut rng).unwrap();
+        let key = ssl_view(2, 32).unwrap().apply(&decoded, &mut rng).unwrap();
+        assert_eq!(sample.views, vec![query, key]);
+        assert_ne!(sample.views[0], sample.views[1], "two different views");
+
+        let batch = ImageBatch::from_samples(&[sample.clone(), sample.clone()], 32, &Device::Cpu).unwrap();
+        assert_eq!(batch.images.dims(), &[2, 3, 32, 32]);
+        let key_row: Vec<f32> = batch.view2.as_ref().unwrap().get(1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(key_row, sample.views[1]);
+        let one = ImageSample { views: vec![sample.views[0].clone()] };
+        assert!(ImageBatch::from_samples(&[sample, one.clone()], 32, &Device::Cpu).is_err(), "mixed view counts");
+        assert!(ImageBatch::from_samples(&[one], 32, &Device::Cpu).unwrap().view2.is_none());
+    }
+
+    #[test]
     fn corrupt_images_are_skipped_and_counted() {
         let d = tempfile::tempdir().unwrap();
         write_png(&d.path().join("good.png"), 1);
@@ -204,7 +281,8 @@ mod tests {
         let cfg = LoaderConfig { batch_size: 2, threads: 1, prefetch: 1, seed: 0 };
         let batch = train_batch(&*images, &cfg, 0, &stats);
         assert_eq!(batch.samples.len(), 1);
-        assert_eq!(batch.samples[0].len(), 3 * 32 * 32);
+        assert_eq!(batch.samples[0].views.len(), 1);
+        assert_eq!(batch.samples[0].views[0].len(), 3 * 32 * 32);
         assert_eq!(stats.skipped(), 1);
         assert!(stats.summary().unwrap().contains("bad.png"), "{:?}", stats.summary());
     }

@@ -18,6 +18,9 @@ pub enum Error {
     /// Images could not be read or batched.
     #[error(transparent)]
     Vision(#[from] vision::Error),
+    /// The MoCo-v3 model could not be built, trained or restored.
+    #[error(transparent)]
+    MocoV3(#[from] crate::mocov3::Error),
     /// A recipe value or an input is invalid.
     #[error("{key}: {msg}")]
     Config {
@@ -63,6 +66,7 @@ impl Error {
             Error::Engine(e) => e.is_user_error(),
             Error::Backbone(e) => e.is_user_error(),
             Error::Vision(e) => e.is_user_error(),
+            Error::MocoV3(e) => e.is_user_error(),
             Error::Config { .. } | Error::Io { .. } | Error::BadWeights { .. } => true,
             Error::Candle(_) | Error::Shape { .. } => false,
         }

@@ -6,8 +6,10 @@
 //! [`masking`] and [`encoder`] are the pieces every masked objective shares
 //! (the distillation student and teacher run [`encoder::encode_visible`]
 //! with one [`masking::Masking`]); [`mae`] is the autoencoder and its loss;
-//! [`task::pretrain_mae`] trains it. [`mocov3`] is the contrastive objective.
+//! [`task::pretrain_mae`] trains it. [`mocov3`] is the contrastive objective;
+//! [`mocov3::task::pretrain_mocov3`] trains it. [`bench`] times their steps.
 
+pub mod bench;
 pub mod data;
 pub mod encoder;
 mod error;

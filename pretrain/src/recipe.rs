@@ -1,9 +1,13 @@
-//! MAE pre-training recipes: one TOML file with `[model]`, `[data]` and
-//! `[train]` sections. The defaults are MAE-Lite's released MAE-Tiny recipe
-//! (maelite-recipes.md §2: `mae_lite_exp.py`, `timm_imagenet_exp.py`);
-//! `configs/pretrain_mae_tiny.toml` spells it out with every value
-//! commented, `configs/pretrain_mae_shapes_tiny.toml` is the CPU-sized
-//! variant for the built-in synthetic images.
+//! Pre-training recipes: one TOML file with a top-level `method` (`mae`,
+//! the default, or `mocov3`), `[model]`, `[data]` and `[train]` sections,
+//! and the method's own section (`[mocov3]`). A key left out takes the
+//! method's released value ([`Recipe::released`]): MAE-Lite's MAE-Tiny
+//! recipe (maelite-recipes.md §2: `mae_lite_exp.py`,
+//! `timm_imagenet_exp.py`) or its MoCo-v3-Tiny recipe (§3, the constants of
+//! [`crate::mocov3::recipe`]). `configs/pretrain_{mae,mocov3}_tiny.toml`
+//! spell them out with every value commented, and
+//! `configs/pretrain_{mae,mocov3}_shapes_tiny.toml` are the CPU-sized
+//! variants for the built-in synthetic images.
 //!
 //! Recipes count in epochs, as MAE-Lite does; the training loop counts
 //! optimizer steps, so [`Recipe::plan`] converts once the image count is
@@ -17,13 +21,43 @@ use serde::{Deserialize, Serialize};
 use vision::transforms::{Interpolation, TrainTransformConfig};
 
 use crate::mae::{DecoderConfig, MaeSpec};
+use crate::mocov3::{self, MocoV3Config};
 use crate::{Error, Result};
 
-/// The masked autoencoder.
+/// The pre-training objective a recipe trains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Masked autoencoder ([`crate::mae`]).
+    #[default]
+    Mae,
+    /// MoCo-v3 ([`crate::mocov3`]): `[mocov3]` holds its own settings.
+    Mocov3,
+}
+
+impl Method {
+    /// The name recipes and the command line use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Mae => "mae",
+            Method::Mocov3 => "mocov3",
+        }
+    }
+
+    /// Augmented views of each image the method trains on.
+    pub fn views_per_sample(self) -> usize {
+        match self {
+            Method::Mae => 1,
+            Method::Mocov3 => 2,
+        }
+    }
+}
+
+/// The encoder and (`method = "mae"`) the masked autoencoder around it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Encoder ViT: `tiny` (the paper's, 12 heads), `tiny3`, `small`, `base`.
+    /// Encoder ViT, every method's: `tiny` (the paper's, 12 heads), `tiny3`, `small`, `base`.
     pub arch: String,
     /// Fraction of each image's patches removed (MAE: 0.75).
     pub mask_ratio: f64,
@@ -31,6 +65,29 @@ pub struct ModelConfig {
     pub norm_pix_loss: bool,
     /// The decoder (MAE-Lite: width 96, depth 1, 3 heads, MLP ratio 4).
     pub decoder: DecoderConfig,
+}
+
+/// MoCo-v3's own settings (`method = "mocov3"`; moco-v3's `moco_mlp_dim`,
+/// `moco_dim`, `moco_t`, `moco_m`). Its encoder is `model.arch` at
+/// `data.input_size` ([`Recipe::mocov3_config`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MocoV3Section {
+    /// Hidden width of the projector and the predictor (4096).
+    pub mlp_dim: usize,
+    /// Output width of the projector and the predictor (256).
+    pub dim: usize,
+    /// InfoNCE temperature T; each loss term is scaled by 2T (0.2).
+    pub temperature: f64,
+    /// Momentum at iteration 0, rising to 1 by a cosine over the run (0.99).
+    pub base_momentum: f64,
+}
+
+impl Default for MocoV3Section {
+    fn default() -> Self {
+        let c = MocoV3Config::default();
+        Self { mlp_dim: c.mlp_dim, dim: c.dim, temperature: c.temperature, base_momentum: c.base_momentum }
+    }
 }
 
 impl Default for ModelConfig {
@@ -102,11 +159,15 @@ pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
     /// Learning rate per 256 images: `lr = blr * batch_size / 256`.
     pub blr: f64,
-    /// Weight decay; 1-D parameters and biases get none, the cls and mask
-    /// tokens do (timm's `create_optimizer` without a skip list).
+    /// Weight decay. MAE: 1-D parameters and biases get none, the cls and
+    /// mask tokens do (timm's `create_optimizer` without a skip list).
+    /// MoCo-v3: every parameter (`torch.optim.AdamW(model.parameters())`).
     pub weight_decay: f64,
-    /// Linear warmup from 0, in epochs.
+    /// Linear warmup from `warmup_lr`, in epochs.
     pub warmup_epochs: f64,
+    /// Learning rate at iteration 0, where the warmup starts (MAE: 0,
+    /// MoCo-v3: MAE-Lite's `warmup_lr` 1e-6).
+    pub warmup_lr: f64,
     /// Floor of the per-iteration cosine decay.
     pub min_lr: f64,
     /// Write the resume checkpoint every this many epochs (and at the end).
@@ -117,7 +178,9 @@ pub struct TrainConfig {
     pub augment: AugmentConfig,
 }
 
-/// MAE-Lite's pre-training augmentation (timm 0.4.12 `create_loader` with
+/// MAE's pre-training augmentation (MoCo-v3 has its two fixed views,
+/// `vision::transforms::ssl_view`, and leaves this section at its defaults):
+/// MAE-Lite's (timm 0.4.12 `create_loader` with
 /// `is_training=True`, no colour jitter, no RandAugment, no erasing):
 /// RandomResizedCrop, horizontal flip, normalisation. The keys are those of
 /// timm's `transforms_imagenet_train` that this pipeline uses.
@@ -155,6 +218,7 @@ impl Default for TrainConfig {
             blr: 1.5e-4,
             weight_decay: 0.05,
             warmup_epochs: 40.0,
+            warmup_lr: 0.0,
             min_lr: 0.0,
             checkpoint_period_epochs: 1,
             seed: 0,
@@ -163,18 +227,45 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// MAE-Lite's released MoCo-v3-Tiny optimisation
+    /// ([`crate::mocov3::recipe`]): 400 epochs at batch 1024, AdamW (0.9,
+    /// 0.999), weight decay 0.1 on every parameter, lr 1.5e-4 · batch / 256
+    /// warmed up from 1e-6 over 40 epochs, then a cosine to 0.
+    pub fn mocov3() -> Self {
+        use mocov3::recipe as r;
+        Self {
+            epochs: r::EPOCHS,
+            batch_size: r::BATCH_SIZE,
+            grad_accum: 1,
+            optimizer: OptimizerConfig::Adamw(r::adamw()),
+            blr: r::BLR,
+            weight_decay: r::WEIGHT_DECAY,
+            warmup_epochs: r::WARMUP_EPOCHS as f64,
+            warmup_lr: r::WARMUP_LR_START,
+            ..Self::default()
+        }
+    }
+}
+
 /// The recipes shipped in `configs/`, built into the binary so `--config NAME` works anywhere.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("pretrain_mae_tiny", include_str!("../../configs/pretrain_mae_tiny.toml")),
     ("pretrain_mae_shapes_tiny", include_str!("../../configs/pretrain_mae_shapes_tiny.toml")),
+    ("pretrain_mocov3_tiny", include_str!("../../configs/pretrain_mocov3_tiny.toml")),
+    ("pretrain_mocov3_shapes_tiny", include_str!("../../configs/pretrain_mocov3_shapes_tiny.toml")),
 ];
 
-/// A whole MAE pre-training recipe.
+/// A whole pre-training recipe. `Default` is MAE's released recipe.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Recipe {
-    /// The network and its loss.
+    /// The objective.
+    pub method: Method,
+    /// The encoder, and the MAE's decoder and loss.
     pub model: ModelConfig,
+    /// MoCo-v3's projector, predictor, temperature and momentum.
+    pub mocov3: MocoV3Section,
     /// Input size and synthetic images.
     pub data: DataConfig,
     /// Optimisation and augmentation.
@@ -197,6 +288,15 @@ pub struct Plan {
 }
 
 impl Recipe {
+    /// `method`'s released recipe: what a key left out of a recipe file
+    /// with this `method` takes.
+    pub fn released(method: Method) -> Self {
+        match method {
+            Method::Mae => Self::default(),
+            Method::Mocov3 => Self { method, train: TrainConfig::mocov3(), ..Self::default() },
+        }
+    }
+
     /// Reads and checks a recipe file.
     ///
     /// # Errors
@@ -231,8 +331,12 @@ impl Recipe {
     /// # Errors
     /// As [`Recipe::load`].
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let recipe: Recipe = toml::from_str(text)
-            .map_err(|e| Error::config("recipe", format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), e.message())))?;
+        let toml_error = |e: toml::de::Error| Error::config("recipe", format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), e.message()));
+        // First pass on the text itself, so a mistake is reported with its line.
+        let mut recipe: Recipe = toml::from_str(text).map_err(toml_error)?;
+        if recipe.method != Method::default() {
+            recipe = with_released_defaults(recipe.method, text).map_err(|e| Error::config("recipe", format!("{}: {e}", origin.display())))?;
+        }
         recipe.validate()?;
         Ok(recipe)
     }
@@ -245,6 +349,23 @@ impl Recipe {
         let arch = backbone::VitConfig::by_name(&self.model.arch).map_err(|e| Error::config("model.arch", e.to_string()))?;
         let m = &self.model;
         Ok(MaeSpec::new(&arch, self.data.input_size, m.decoder.clone(), m.mask_ratio, m.norm_pix_loss))
+    }
+
+    /// The MoCo-v3 model: `[mocov3]` around the encoder `model.arch` at
+    /// `data.input_size`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unknown arch.
+    pub fn mocov3_config(&self) -> Result<MocoV3Config> {
+        let arch = backbone::VitConfig::by_name(&self.model.arch).map_err(|e| Error::config("model.arch", e.to_string()))?;
+        let m = &self.mocov3;
+        Ok(MocoV3Config {
+            vit: MocoV3Config::encoder_vit(&arch, self.data.input_size),
+            mlp_dim: m.mlp_dim,
+            dim: m.dim,
+            temperature: m.temperature,
+            base_momentum: m.base_momentum,
+        })
     }
 
     /// Checks the cross-field rules once, at load time.
@@ -277,10 +398,41 @@ impl Recipe {
         if t.warmup_epochs < 0.0 || t.warmup_epochs > t.epochs as f64 {
             return Err(Error::config("train.warmup_epochs", "must be between 0 and train.epochs"));
         }
+        if !(t.warmup_lr >= 0.0 && t.warmup_lr.is_finite()) {
+            return Err(Error::config("train.warmup_lr", "must be >= 0"));
+        }
         if t.checkpoint_period_epochs == 0 {
             return Err(Error::config("train.checkpoint_period_epochs", "must be >= 1 epoch"));
         }
         self.train_transform().build().map_err(|e| Error::config("train.augment", e.to_string()))?;
+        self.validate_method_sections()
+    }
+
+    /// The other method's settings stay at their defaults (a value there
+    /// would be silently ignored), and MoCo-v3's own rules hold.
+    fn validate_method_sections(&self) -> Result<()> {
+        let unread = |key: &str, by: Method| Err(Error::config(key, format!("only read with method = \"{}\"; this recipe's method is \"{}\"", by.name(), self.method.name())));
+        match self.method {
+            Method::Mae => {
+                if self.mocov3 != MocoV3Section::default() {
+                    return unread("mocov3", Method::Mocov3);
+                }
+            }
+            Method::Mocov3 => {
+                let (m, mae) = (&self.model, ModelConfig::default());
+                if m.mask_ratio != mae.mask_ratio || m.norm_pix_loss != mae.norm_pix_loss || m.decoder != mae.decoder {
+                    return unread("model.mask_ratio, model.norm_pix_loss, model.decoder", Method::Mae);
+                }
+                if self.train.augment != AugmentConfig::default() {
+                    return Err(Error::config("train.augment", "MoCo-v3 trains on MAE-Lite's two fixed BYOL views (vision::transforms::ssl_view); leave this section out"));
+                }
+                self.mocov3_config()?.validate().map_err(|e| Error::config("mocov3", e.to_string()))?;
+                let micro = self.train.batch_size / self.train.grad_accum;
+                if micro < 2 {
+                    return Err(Error::config("train.batch_size", format!("MoCo-v3 contrasts the images of a micro-batch: batch_size / grad_accum must be >= 2, got {micro}")));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -306,9 +458,27 @@ impl Recipe {
         let max_iter = max_iter.unwrap_or(t.epochs * iters_per_epoch).max(1);
         let warmup = (t.warmup_epochs / t.epochs as f64 * max_iter as f64).round() as usize;
         let lr = t.blr * t.batch_size as f64 / 256.0;
-        let schedule = Schedule::WarmupCosine { base_lr: lr, total_iters: max_iter, warmup_iters: warmup.min(max_iter), warmup_lr_start: 0.0, min_lr: t.min_lr.min(lr) };
+        let schedule = Schedule::WarmupCosine { base_lr: lr, total_iters: max_iter, warmup_iters: warmup.min(max_iter), warmup_lr_start: t.warmup_lr, min_lr: t.min_lr.min(lr) };
         Ok(Plan { iters_per_epoch, max_iter, lr, schedule, checkpoint_period: t.checkpoint_period_epochs * iters_per_epoch })
     }
+}
+
+/// The recipe in `text` with the keys it leaves out taken from `method`'s
+/// released recipe, merged one level deep: a `[section]` of the text
+/// overrides the keys it names, a sub-table (`[train.optimizer]`) replaces
+/// the released one whole.
+fn with_released_defaults(method: Method, text: &str) -> std::result::Result<Recipe, String> {
+    let user: toml::Table = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    let mut merged = toml::Table::try_from(Recipe::released(method)).map_err(|e| e.to_string())?;
+    for (key, value) in user {
+        match (merged.get_mut(&key), value) {
+            (Some(toml::Value::Table(section)), toml::Value::Table(keys)) => section.extend(keys),
+            (_, value) => {
+                merged.insert(key, value);
+            }
+        }
+    }
+    merged.try_into().map_err(|e: toml::de::Error| e.message().to_string())
 }
 
 #[cfg(test)]
@@ -356,6 +526,50 @@ mod tests {
         let e = Recipe::parse("[data]\ninput_size = 70\n", Path::new("r.toml")).unwrap_err().to_string();
         assert!(e.contains("data.input_size"), "{e}");
         let e = Recipe::load_or_builtin("nope").unwrap_err().to_string();
-        assert!(e.contains("pretrain_mae_shapes_tiny"), "{e}");
+        assert!(e.contains("pretrain_mae_shapes_tiny") && e.contains("pretrain_mocov3_tiny"), "{e}");
+    }
+
+    #[test]
+    fn keys_a_mocov3_recipe_leaves_out_take_the_released_mocov3_values() {
+        let r = Recipe::parse("method = \"mocov3\"\n[train]\nepochs = 50\n[train.optimizer]\nkind = \"adamw\"\nbetas = [0.9, 0.98]\n", Path::new("r.toml")).unwrap();
+        let released = Recipe::released(Method::Mocov3);
+        assert_eq!(r.train, TrainConfig { epochs: 50, optimizer: OptimizerConfig::Adamw(AdamWConfig { betas: [0.9, 0.98], eps: 1e-8 }), ..released.train.clone() });
+        assert_eq!((r.train.batch_size, r.train.weight_decay, r.train.warmup_lr), (1024, 0.1, 1e-6));
+        assert_eq!(r.mocov3_config().unwrap(), MocoV3Config::default());
+        // --input-size reaches the encoder.
+        let small = Recipe { data: DataConfig { input_size: 64, ..r.data.clone() }, ..r };
+        assert_eq!(small.mocov3_config().unwrap().vit.img_size, 64);
+        // An MAE recipe keeps MAE's values.
+        assert_eq!(Recipe::parse("[train]\nepochs = 50\n", Path::new("r.toml")).unwrap().train.batch_size, 4096);
+        // The written recipe reads back unchanged.
+        let text = toml::to_string(&released).unwrap();
+        assert_eq!(Recipe::parse(&text, Path::new("config.toml")).unwrap(), released);
+    }
+
+    #[test]
+    fn settings_of_the_other_method_are_errors_not_ignored() {
+        let cases = [
+            ("[mocov3]\ndim = 128\n", "mocov3"),
+            ("method = \"mocov3\"\n[model]\nmask_ratio = 0.5\n", "model.mask_ratio"),
+            ("method = \"mocov3\"\n[train.augment]\nhflip = 0.0\n", "train.augment"),
+            ("method = \"mocov3\"\n[mocov3]\nbase_momentum = 1.5\n", "base_momentum"),
+            ("method = \"mocov3\"\n[train]\nbatch_size = 8\ngrad_accum = 8\n", "train.batch_size"),
+            ("method = \"mocov3\"\n[mocov3]\nmoco_t = 0.2\n", "r.toml (line 3, column 1)"),
+            ("method = \"simclr\"\n", "simclr"),
+        ];
+        for (text, needle) in cases {
+            let e = Recipe::parse(text, Path::new("r.toml")).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_warmup_starts_at_warmup_lr() {
+        let mut r = Recipe::released(Method::Mocov3);
+        let plan = r.plan(10_240, Some(100)).unwrap();
+        assert_eq!(plan.schedule.lr_at(0), 1e-6);
+        assert!(matches!(plan.schedule, Schedule::WarmupCosine { warmup_iters: 10, total_iters: 100, min_lr, .. } if min_lr == 0.0));
+        r.train.warmup_lr = -1.0;
+        assert!(r.validate().unwrap_err().to_string().contains("train.warmup_lr"));
     }
 }

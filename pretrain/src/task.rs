@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Var};
 use candle_nn::{VarBuilder, VarMap};
-use engine::optim::{build_optimizer, build_param_groups, DecayRule};
+use engine::optim::{build_optimizer, build_param_groups, DecayRule, Optimizer};
 use engine::progress::ProgressConfig;
 use engine::rng::TrainRng;
 use engine::run_dir::RunDir;
@@ -24,13 +24,13 @@ use vision::loader::{train_stream, LoaderConfig};
 use crate::data::{ImageBatch, PretrainImages};
 use crate::encoder::EncoderTaps;
 use crate::mae::{Mae, MaeSpec};
-use crate::recipe::Recipe;
+use crate::recipe::{Method, Plan, Recipe};
 use crate::{Error, Result};
 
 /// Name of the loss term in `metrics.jsonl`.
 pub const LOSS_TERM: &str = "loss_mae";
 
-/// Everything an MAE pre-training run needs besides the recipe.
+/// Everything a pre-training run needs besides the recipe.
 #[derive(Debug)]
 pub struct PretrainRun {
     /// The recipe.
@@ -115,17 +115,9 @@ pub fn build_mae(spec: &MaeSpec, seed: u64, varmap: &VarMap, device: &Device) ->
 /// data (every image failing), divergence, or a failing tensor operation.
 pub fn pretrain_mae(run: &PretrainRun) -> Result<PretrainSummary> {
     let recipe = &run.recipe;
-    recipe.validate()?;
-    let t = &recipe.train;
     let spec = recipe.spec()?;
-    if run.images.input_size() != spec.encoder.img_size {
-        return Err(Error::config("data.input_size", format!("the images are prepared at {} px, the model expects {}", run.images.input_size(), spec.encoder.img_size)));
-    }
-    let plan = recipe.plan(run.images.files().len(), run.max_iter)?;
-    let dir = RunDir::open(&run.out, run.resume)?;
-    if !run.resume {
-        dir.write_config(recipe)?;
-    }
+    let (plan, dir) = prepare(run, Method::Mae, spec.encoder.img_size)?;
+    let t = &recipe.train;
 
     let varmap = VarMap::new();
     let model = build_mae(&spec, t.seed, &varmap, &run.device)?;
@@ -135,7 +127,48 @@ pub fn pretrain_mae(run: &PretrainRun) -> Result<PretrainSummary> {
     let groups = build_param_groups(&trained, &rules, t.weight_decay, None, DecayRule::SkipOneDimAndBias)?;
     let optimizer = build_optimizer(&t.optimizer, groups)?;
     let mut task = MaeTask { model, named };
+    train_on_images(run, &plan, dir, &mut task, optimizer)
+}
 
+/// What every method does before building its model: checks the recipe
+/// (whose `method` must be `method`), that the images are prepared for it
+/// at the model's `input_size`, plans the run and opens its directory
+/// (writing `OUT/config.toml` on a fresh run).
+///
+/// # Errors
+/// A bad recipe or one of another method, images that do not fit, no
+/// images, or a run directory that contradicts `run.resume`.
+pub(crate) fn prepare(run: &PretrainRun, method: Method, input_size: usize) -> Result<(Plan, RunDir)> {
+    let recipe = &run.recipe;
+    recipe.validate()?;
+    if recipe.method != method {
+        return Err(Error::config("method", format!("the recipe trains \"{}\", not \"{}\"", recipe.method.name(), method.name())));
+    }
+    if run.images.input_size() != input_size {
+        return Err(Error::config("data.input_size", format!("the images are prepared at {} px, the model expects {input_size}", run.images.input_size())));
+    }
+    if run.images.views_per_sample() != method.views_per_sample() {
+        return Err(Error::config("method", format!("the images are prepared with {} view(s) each, {} trains on {}", run.images.views_per_sample(), method.name(), method.views_per_sample())));
+    }
+    let plan = recipe.plan(run.images.files().len(), run.max_iter)?;
+    let dir = RunDir::open(&run.out, run.resume)?;
+    if !run.resume {
+        dir.write_config(recipe)?;
+    }
+    Ok((plan, dir))
+}
+
+/// Trains `task` with `optimizer` on `run`'s images as `plan` says, in
+/// `dir`: the shared loop, fed by the shared loader from the micro-batch a
+/// resume starts at. What every method shares after building its model.
+///
+/// # Errors
+/// Divergence, unreadable data, checkpoint and tensor errors.
+pub(crate) fn train_on_images<T>(run: &PretrainRun, plan: &Plan, dir: RunDir, task: &mut T, optimizer: Box<dyn Optimizer>) -> Result<PretrainSummary>
+where
+    T: TrainTask<Batch = ImageBatch, Error = Error>,
+{
+    let t = &run.recipe.train;
     let cfg = LoopConfig {
         max_iter: plan.max_iter,
         images_per_step: t.batch_size,
@@ -148,7 +181,7 @@ pub fn pretrain_mae(run: &PretrainRun) -> Result<PretrainSummary> {
         max_empty_batches: DEFAULT_MAX_EMPTY_BATCHES,
         progress: run.progress.clone(),
     };
-    let trainer = Trainer::new(&mut task, optimizer, cfg, dir, run.resume)?;
+    let trainer = Trainer::new(task, optimizer, cfg, dir, run.resume)?;
     let loader = LoaderConfig { batch_size: t.batch_size / t.grad_accum, threads: rayon::current_num_threads(), prefetch: 2, seed: t.seed };
     let mut stream = train_stream(Arc::clone(&run.images), loader, trainer.start_micro_batch())?;
     let size = run.images.input_size();

@@ -35,7 +35,10 @@
 //!    checkpoint written in step 3, so that it knows the new best);
 //! 5. the `metrics.jsonl` line (`iter`, `loss`, each term, `lr`, `img_s`,
 //!    `grad_norm` with clipping, the task's [`TrainTask::step_metrics`],
-//!    the evaluation's metrics) and the progress bar. An evaluation error is returned after this line is logged.
+//!    the evaluation's metrics) and the progress bar. An evaluation error
+//!    is returned after this line is logged. When no evaluation is due the
+//!    line is written before step 3, so a process killed right after a
+//!    checkpoint loses no line (`tests/pretrain_cli.rs` kills one there).
 //!
 //! Resume restores the variables, the optimizer state and step count, the
 //! RNG, the best evaluation and the task's extra state from the checkpoint,
@@ -320,11 +323,18 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             train_seconds += seconds;
             let done = iter + 1;
             let checkpointed = done == max_iter || done.is_multiple_of(self.cfg.checkpoint_period);
+            let evaluating = self.cfg.eval_period.due(done, max_iter);
+            if !evaluating {
+                // Logged before the checkpoint, so a crash between the two
+                // loses no line: a resume drops the lines at or past its
+                // checkpoint and runs those iterations again.
+                self.metrics.log(&record)?;
+            }
             if checkpointed {
                 self.save_checkpoint(done)?;
                 self.task.save_model(&self.run.model_path())?;
             }
-            if self.cfg.eval_period.due(done, max_iter) {
+            if evaluating {
                 match self.evaluate(iter, &mut record) {
                     Ok((outcome, improved)) => {
                         last_eval = Some((iter, outcome));
@@ -338,8 +348,8 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
                         return Err(e);
                     }
                 }
+                self.metrics.log(&record)?;
             }
-            self.metrics.log(&record)?;
             let stats = StepStats {
                 loss: record.loss,
                 lr: record.lr,

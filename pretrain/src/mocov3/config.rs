@@ -36,7 +36,14 @@ impl MocoV3Config {
     /// MAE-Lite's MoCo-v3 `vit_tiny`: the paper's 12-head ViT-Tiny with a
     /// fixed sin-cos position table and no head.
     pub fn tiny_vit() -> VitConfig {
-        VitConfig { pos_embed: PosEmbedKind::SinCos, pool: Pool::Cls, num_classes: 0, ..VitConfig::tiny() }
+        Self::encoder_vit(&VitConfig::tiny(), 224)
+    }
+
+    /// The ViT `arch` (a named config: width, depth, heads, ...) as
+    /// MoCo-v3's encoder at `img_size` pixels: cls-token output after the
+    /// final norm, no head, the fixed sin-cos table.
+    pub fn encoder_vit(arch: &VitConfig, img_size: usize) -> VitConfig {
+        VitConfig { img_size, pos_embed: PosEmbedKind::SinCos, pool: Pool::Cls, num_classes: 0, ..arch.clone() }
     }
 
     /// Checks the cross-field rules once, at load.

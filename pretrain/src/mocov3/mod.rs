@@ -33,6 +33,7 @@ pub mod loss;
 pub mod model;
 pub mod momentum;
 pub mod recipe;
+pub mod task;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};

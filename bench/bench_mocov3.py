@@ -1,0 +1,168 @@
+"""PyTorch side of `vitdet bench mocov3`: one MoCo-v3 training step of the
+released MoCo-v3-Tiny model, built as facebookresearch/moco-v3 builds it
+(moco/builder.py MoCo_ViT, vits.py VisionTransformerMoCo; MAE-Lite's
+projects/mocov3 reuses them) on timm's VisionTransformer: ViT-Tiny with 12
+heads, fixed 2-D sin-cos table, the projector _build_mlp(3, 192, 4096, 256)
+as its head, the predictor _build_mlp(2, 256, 4096, 256), a momentum encoder
+updated by EMA under no_grad, the symmetric InfoNCE loss scaled by 2T, and
+torch.optim.AdamW(model.parameters(), weight_decay=0.1). One process: plain
+BatchNorm, no all-gather. fp32, eager, CPU, the same batch, input size,
+iteration count and threads as the Rust side, two fixed random views.
+Prints one JSON line with the same keys as `vitdet bench mocov3`.
+
+    python bench/bench_mocov3.py --batch 64 --iters 3 --input-size 224 --threads 2
+
+Memory: the process's peak resident set size (VmHWM in /proc/self/status)
+read after the last step and never reset, as on the Rust side: the Python
+runtime and torch's libraries are included, as a user of the script sees them.
+"""
+import argparse
+import json
+import math
+import time
+from functools import partial
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer
+
+LR = 1e-4
+MOMENTUM = 0.99
+MLP_DIM, DIM, TEMPERATURE, WEIGHT_DECAY = 4096, 256, 0.2, 0.1
+
+
+def peak_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def sincos_table(grid, dim, temperature=10000.0):
+    """vits.py build_2d_sincos_position_embedding: 'ij' meshgrid, zero cls slot."""
+    h = torch.arange(grid, dtype=torch.float32)
+    a, b = torch.meshgrid(h, h, indexing="ij")
+    quarter = dim // 4
+    omega = 1.0 / (temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    pa = a.flatten()[:, None] * omega[None, :]
+    pb = b.flatten()[:, None] * omega[None, :]
+    table = torch.cat([pa.sin(), pa.cos(), pb.sin(), pb.cos()], dim=1)
+    return torch.cat([torch.zeros(1, dim), table], dim=0)[None]
+
+
+class VisionTransformerMoCo(VisionTransformer):
+    """timm's ViT with MoCo-v3's fixed position table and initialisation."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.pos_embed = nn.Parameter(sincos_table(self.patch_embed.grid_size[0], self.embed_dim), requires_grad=False)
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Linear):
+                if "qkv" in name:
+                    bound = math.sqrt(6.0 / (m.weight.shape[0] // 3 + m.weight.shape[1]))
+                    nn.init.uniform_(m.weight, -bound, bound)
+                else:
+                    nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        p = self.patch_embed.patch_size
+        bound = math.sqrt(6.0 / (3 * p[0] * p[1] + self.embed_dim))
+        nn.init.uniform_(self.patch_embed.proj.weight, -bound, bound)
+        nn.init.zeros_(self.patch_embed.proj.bias)
+
+
+def build_mlp(num_layers, input_dim, mlp_dim, output_dim):
+    """moco-v3 MoCo._build_mlp with last_bn=True."""
+    mlp = []
+    for l in range(num_layers):
+        dim1 = input_dim if l == 0 else mlp_dim
+        dim2 = output_dim if l == num_layers - 1 else mlp_dim
+        mlp.append(nn.Linear(dim1, dim2, bias=False))
+        if l < num_layers - 1:
+            mlp += [nn.BatchNorm1d(dim2), nn.ReLU(inplace=True)]
+        else:
+            mlp.append(nn.BatchNorm1d(dim2, affine=False))
+    return nn.Sequential(*mlp)
+
+
+class MoCoViT(nn.Module):
+    """moco-v3 MoCo_ViT, single process."""
+
+    def __init__(self, base_encoder, dim, mlp_dim, t):
+        super().__init__()
+        self.T = t
+        self.base_encoder = base_encoder(num_classes=mlp_dim)
+        self.momentum_encoder = base_encoder(num_classes=mlp_dim)
+        hidden_dim = self.base_encoder.head.weight.shape[1]
+        del self.base_encoder.head, self.momentum_encoder.head
+        self.base_encoder.head = build_mlp(3, hidden_dim, mlp_dim, dim)
+        self.momentum_encoder.head = build_mlp(3, hidden_dim, mlp_dim, dim)
+        self.predictor = build_mlp(2, dim, mlp_dim, dim)
+        for pb, pm in zip(self.base_encoder.parameters(), self.momentum_encoder.parameters()):
+            pm.data.copy_(pb.data)
+            pm.requires_grad = False
+
+    @torch.no_grad()
+    def _update_momentum_encoder(self, m):
+        for pb, pm in zip(self.base_encoder.parameters(), self.momentum_encoder.parameters()):
+            pm.data = pm.data * m + pb.data * (1.0 - m)
+
+    def contrastive_loss(self, q, k):
+        q = F.normalize(q, dim=1)
+        k = F.normalize(k, dim=1)
+        logits = torch.einsum("nc,mc->nm", [q, k]) / self.T
+        labels = torch.arange(logits.shape[0], dtype=torch.long)
+        return F.cross_entropy(logits, labels) * (2 * self.T)
+
+    def forward(self, x1, x2, m):
+        q1 = self.predictor(self.base_encoder(x1))
+        q2 = self.predictor(self.base_encoder(x2))
+        with torch.no_grad():
+            self._update_momentum_encoder(m)
+            k1 = self.momentum_encoder(x1)
+            k2 = self.momentum_encoder(x2)
+        return self.contrastive_loss(q1, k2) + self.contrastive_loss(q2, k1)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--iters", type=int, default=3, help="timed steps, after one warm-up step")
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    vit_tiny = partial(VisionTransformerMoCo, img_size=a.input_size, patch_size=16, embed_dim=192, depth=12,
+                       num_heads=12, mlp_ratio=4, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
+    model = MoCoViT(vit_tiny, DIM, MLP_DIM, TEMPERATURE)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    x1 = torch.empty(a.batch, 3, a.input_size, a.input_size).uniform_(-2.0, 2.0)
+    x2 = torch.empty(a.batch, 3, a.input_size, a.input_size).uniform_(-2.0, 2.0)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = model(x1, x2, MOMENTUM)
+        loss.backward()
+        opt.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(a.iters):
+        step()
+    seconds = time.perf_counter() - start
+    print(json.dumps({
+        "model": f"moco-v3 MoCo_ViT on timm VisionTransformer (dim 192, depth 12, heads 12) "
+                 f"projector/predictor {MLP_DIM}/{DIM} @{a.input_size}",
+        "device": "cpu", "threads": a.threads, "batch": a.batch, "input_size": a.input_size, "iters": a.iters,
+        "train_img_s": a.batch * a.iters / seconds, "peak_rss_mb": peak_rss_mb(),
+        "torch": torch.__version__, "timm": timm.__version__,
+    }))
+
+
+if __name__ == "__main__":
+    main()
