@@ -4,7 +4,7 @@
 //! a finished run only rewrites the model; a MoCo-v3 run killed after a
 //! checkpoint and resumed ends as an uninterrupted one; `visualize` draws
 //! the grid; the user errors are one line with exit code 2.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 use std::collections::BTreeMap;
@@ -47,7 +47,7 @@ fn metrics(run: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-/// Mean of `v[range]`.
+/// The mean of `v`.
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
