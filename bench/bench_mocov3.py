@@ -18,7 +18,8 @@ runtime and torch's libraries are included, as a user of the script sees them.
 """
 import argparse
 import json
-import math
+import os
+import sys
 import time
 from functools import partial
 
@@ -26,66 +27,17 @@ import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.models.vision_transformer import VisionTransformer
+
+from torch_vit import peak_rss_mb
+
+# The ViT with MoCo-v3's table and initialisation, and _build_mlp, as the
+# reference fixtures of the MoCo-v3 tests build them.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pretrain", "tests", "fixtures"))
+from make_mocov3_fixtures import MocoVit, bn_mlp  # noqa: E402
 
 LR = 1e-4
 MOMENTUM = 0.99
 MLP_DIM, DIM, TEMPERATURE, WEIGHT_DECAY = 4096, 256, 0.2, 0.1
-
-
-def peak_rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
-def sincos_table(grid, dim, temperature=10000.0):
-    """vits.py build_2d_sincos_position_embedding: 'ij' meshgrid, zero cls slot."""
-    h = torch.arange(grid, dtype=torch.float32)
-    a, b = torch.meshgrid(h, h, indexing="ij")
-    quarter = dim // 4
-    omega = 1.0 / (temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter))
-    pa = a.flatten()[:, None] * omega[None, :]
-    pb = b.flatten()[:, None] * omega[None, :]
-    table = torch.cat([pa.sin(), pa.cos(), pb.sin(), pb.cos()], dim=1)
-    return torch.cat([torch.zeros(1, dim), table], dim=0)[None]
-
-
-class VisionTransformerMoCo(VisionTransformer):
-    """timm's ViT with MoCo-v3's fixed position table and initialisation."""
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.pos_embed = nn.Parameter(sincos_table(self.patch_embed.grid_size[0], self.embed_dim), requires_grad=False)
-        for name, m in self.named_modules():
-            if isinstance(m, nn.Linear):
-                if "qkv" in name:
-                    bound = math.sqrt(6.0 / (m.weight.shape[0] // 3 + m.weight.shape[1]))
-                    nn.init.uniform_(m.weight, -bound, bound)
-                else:
-                    nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-        nn.init.normal_(self.cls_token, std=1e-6)
-        p = self.patch_embed.patch_size
-        bound = math.sqrt(6.0 / (3 * p[0] * p[1] + self.embed_dim))
-        nn.init.uniform_(self.patch_embed.proj.weight, -bound, bound)
-        nn.init.zeros_(self.patch_embed.proj.bias)
-
-
-def build_mlp(num_layers, input_dim, mlp_dim, output_dim):
-    """moco-v3 MoCo._build_mlp with last_bn=True."""
-    mlp = []
-    for l in range(num_layers):
-        dim1 = input_dim if l == 0 else mlp_dim
-        dim2 = output_dim if l == num_layers - 1 else mlp_dim
-        mlp.append(nn.Linear(dim1, dim2, bias=False))
-        if l < num_layers - 1:
-            mlp += [nn.BatchNorm1d(dim2), nn.ReLU(inplace=True)]
-        else:
-            mlp.append(nn.BatchNorm1d(dim2, affine=False))
-    return nn.Sequential(*mlp)
 
 
 class MoCoViT(nn.Module):
@@ -98,9 +50,9 @@ class MoCoViT(nn.Module):
         self.momentum_encoder = base_encoder(num_classes=mlp_dim)
         hidden_dim = self.base_encoder.head.weight.shape[1]
         del self.base_encoder.head, self.momentum_encoder.head
-        self.base_encoder.head = build_mlp(3, hidden_dim, mlp_dim, dim)
-        self.momentum_encoder.head = build_mlp(3, hidden_dim, mlp_dim, dim)
-        self.predictor = build_mlp(2, dim, mlp_dim, dim)
+        self.base_encoder.head = bn_mlp(3, hidden_dim, mlp_dim, dim)
+        self.momentum_encoder.head = bn_mlp(3, hidden_dim, mlp_dim, dim)
+        self.predictor = bn_mlp(2, dim, mlp_dim, dim)
         for pb, pm in zip(self.base_encoder.parameters(), self.momentum_encoder.parameters()):
             pm.data.copy_(pb.data)
             pm.requires_grad = False
@@ -136,7 +88,7 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    vit_tiny = partial(VisionTransformerMoCo, img_size=a.input_size, patch_size=16, embed_dim=192, depth=12,
+    vit_tiny = partial(MocoVit, img_size=a.input_size, patch_size=16, embed_dim=192, depth=12,
                        num_heads=12, mlp_ratio=4, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
     model = MoCoViT(vit_tiny, DIM, MLP_DIM, TEMPERATURE)
     model.train()

@@ -24,7 +24,8 @@
 //! `moco.update_momentum(moco.momentum_at(i + 1, T))`. The EMA step then
 //! lands between optimizer step i and key forward i + 1, the same sequence;
 //! moco-v3's step before iteration 0 is omitted, a no-op on a fresh model
-//! whose momentum encoder equals the online one.
+//! whose momentum encoder equals the online one. [`task`] is that task
+//! (`vitdet pretrain --method mocov3`).
 
 mod config;
 mod error;
