@@ -256,7 +256,8 @@ fn ema_is_evaluated_beside_the_weights_and_kept() {
 
     // The kept file is what was evaluated: `eval cls` on the same validation split agrees.
     let report = dir.path().join("ema.json");
-    assert_ok(&vitdet(&["eval", "cls", "--weights", path(&ema_file), "--data", path(&run.join("data")), "--json", path(&report)]));
+    let plot = dir.path().join("cm.png");
+    assert_ok(&vitdet(&["eval", "cls", "--weights", path(&ema_file), "--data", path(&run.join("data")), "--json", path(&report), "--plot", path(&plot)]));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let reported = evals[1]["top1_ema"].as_f64().unwrap();
     assert!((json["report"]["top1"].as_f64().unwrap() - reported).abs() < 1e-9, "{json} vs {reported}");
