@@ -107,7 +107,7 @@ fn metrics(run: &Path) -> Vec<serde_json::Value> {
 /// The summary table's "steps (this process)".
 fn steps_run(o: &std::process::Output) -> usize {
     let out = text(&o.stdout);
-    let line = out.lines().find(|l| l.starts_with("steps (this process)")).unwrap_or_else(|| panic!("{out}"));
+    let line = out.lines().find(|l| l.starts_with("steps (this process)")).expect("a summary line of steps");
     line.split_whitespace().last().unwrap().parse().unwrap()
 }
 
