@@ -2,6 +2,8 @@
 
 mod bench_coco;
 mod bench_convs;
+mod bench_data;
+mod bench_finetune;
 mod bench_vit;
 mod bench_vitdet;
 mod classify;
@@ -84,7 +86,7 @@ enum Command {
     Features(features::FeaturesArgs),
     /// Classify one image with a checkpoint that has a classifier head.
     Classify(classify::ClassifyArgs),
-    /// Measure speed: `vit` (backbone), `convs` (detector convolutions), `coco` (evaluator).
+    /// Measure speed: `vit` (backbone), `vitdet`, `convs` (detector convolutions), `coco` (evaluator), `data`, `finetune` (classification).
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Evaluate: `coco` (bbox / segm AP, identical to pycocotools), `cls` (classification accuracy).
@@ -105,6 +107,10 @@ enum BenchCommand {
     Convs(bench_convs::BenchConvsArgs),
     /// COCO evaluation time on a COCO-val-sized synthetic case.
     Coco(bench_coco::BenchCocoArgs),
+    /// Classification training data: decoded-and-augmented images/s at 224 px from ImageNet-sized JPEGs.
+    Data(bench_data::BenchDataArgs),
+    /// One fine-tuning step (forward, backward, AdamW) of the ViT-Tiny classifier: images/s and peak memory.
+    Finetune(bench_finetune::BenchFinetuneArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,6 +142,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Vitdet(args)) => bench_vitdet::run(args),
         Command::Bench(BenchCommand::Convs(args)) => bench_convs::run(args),
         Command::Bench(BenchCommand::Coco(args)) => bench_coco::run(args),
+        Command::Bench(BenchCommand::Data(args)) => bench_data::run(args),
+        Command::Bench(BenchCommand::Finetune(args)) => bench_finetune::run(args),
         Command::Eval(EvalCommand::Coco(args)) => eval_coco::run(args),
         Command::Eval(EvalCommand::Cls(args)) => eval_cls::run(args),
         Command::Data(DataCommand::Shapes(args)) => data_shapes::run(args),
