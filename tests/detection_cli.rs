@@ -27,8 +27,20 @@ fn train_eval_predict_and_resume_on_shapes() {
     // Resuming a finished run runs no more steps and keeps the log.
     assert_ok(&vitdet(&["train", "--config", "vitdet_tiny_shapes", "--data", path(&data), "--out", path(&run), "--max-iter", "2", "--resume"]));
     assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 2);
-    // A second run into the same folder without --resume is refused.
+    // Resume follows the run: without --config it reads OUT/config.toml, and
+    // a flag that changes the recorded recipe is refused, naming the setting.
+    assert_ok(&vitdet(&["train", "--data", path(&data), "--out", path(&run), "--resume"]));
+    assert_user_error(&vitdet(&["train", "--data", path(&data), "--out", path(&run), "--max-iter", "3", "--resume"]), "train.max_iter = 3 (recorded: 2)");
+    assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 2);
+    // A second run into the same folder without --resume is refused, even
+    // when the checkpoint is gone: a finished run is never overwritten.
     assert_user_error(&vitdet(&["train", "--config", "vitdet_tiny_shapes", "--data", path(&data), "--out", path(&run), "--max-iter", "2"]), "--resume");
+    let model_bytes = std::fs::read(run.join("model.safetensors")).unwrap();
+    let moved = dir.path().join("checkpoint-moved");
+    std::fs::rename(run.join("checkpoint"), &moved).unwrap();
+    assert_user_error(&vitdet(&["train", "--config", "vitdet_tiny_shapes", "--data", path(&data), "--out", path(&run), "--max-iter", "2"]), "already holds a run");
+    assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), model_bytes);
+    std::fs::rename(&moved, run.join("checkpoint")).unwrap();
 
     let model = run.join("model.safetensors");
     let results = dir.path().join("results.json");
