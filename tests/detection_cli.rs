@@ -60,6 +60,18 @@ fn train_eval_predict_and_resume_on_shapes() {
     }
     let picture = image::open(pictures.join("000000.png")).unwrap();
     assert_eq!((picture.width(), picture.height()), (512, 512), "128 px pictures are drawn 4x");
+
+    // A corrupt file and a too-thin image are skipped and counted; the rest is predicted.
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(data.join("val/000000.png"), mixed.join("a.png")).unwrap();
+    std::fs::write(mixed.join("b.png"), b"not a png").unwrap();
+    image::RgbImage::new(2000, 10).save(mixed.join("c.png")).unwrap();
+    let o = vitdet(&["predict", "--weights", path(&model), "--image", path(&mixed), "--out", path(&dir.path().join("mixed_out"))]);
+    assert_ok(&o);
+    let err = text(&o.stderr);
+    assert_eq!(err.matches("skipped: 2 image load(s)").count(), 1, "{err}");
+    assert!(err.contains("b.png") && text(&o.stdout).contains("a.png"), "{err}");
 }
 
 #[test]

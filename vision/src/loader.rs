@@ -117,8 +117,9 @@ pub struct LoaderStats {
 }
 
 impl LoaderStats {
-    /// Records one skipped sample.
-    fn skip(&self, err: &Error) {
+    /// Records one skipped sample (the loader's, or a batch command's
+    /// unreadable file).
+    pub fn skip(&self, err: &Error) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut first) = self.first.lock() {
             if first.is_none() {
