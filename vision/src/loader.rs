@@ -255,7 +255,7 @@ impl<S: Send + 'static> BatchStream<S> {
             .num_threads(cfg.threads)
             .thread_name(|i| format!("vitdet-data-{i}"))
             .build()
-            .map_err(|e| Error::Config { key: "data.threads", msg: e.to_string() })?;
+            .map_err(|e| Error::Internal(format!("cannot start {} data threads: {e}", cfg.threads)))?;
         let (tx, rx) = sync_channel(cfg.prefetch.max(1));
         let stats = Arc::new(LoaderStats::default());
         let worker_stats = Arc::clone(&stats);
@@ -268,7 +268,7 @@ impl<S: Send + 'static> BatchStream<S> {
                     }
                 }
             })
-            .map_err(|e| Error::Config { key: "data.threads", msg: format!("cannot start the loader thread: {e}") })?;
+            .map_err(|e| Error::Internal(format!("cannot start the loader thread: {e}")))?;
         Ok(BatchStream { rx: Some(rx), worker: Some(worker), stats })
     }
 }
