@@ -205,9 +205,7 @@ pub fn finetune(run: &FinetuneRun) -> Result<FinetuneSummary> {
     let classes = run.train.images().classes.clone();
     let plan = recipe.plan(run.train.images().items.len(), run.max_iter)?;
     let dir = RunDir::open(&run.out, run.resume)?;
-    if !run.resume {
-        dir.write_config(recipe)?;
-    }
+    dir.record_config(recipe, run.resume)?;
 
     let varmap = VarMap::new();
     let mut recipe_for_build = recipe.clone();

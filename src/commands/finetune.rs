@@ -72,7 +72,7 @@ pub struct FinetuneArgs {
 /// Runs the command.
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let default = if args.data.is_some() { "finetune_imagenet_tiny" } else { "finetune_shapes_tiny" };
-    let mut recipe = Recipe::load_or_builtin(args.config.as_deref().unwrap_or(default))?;
+    let mut recipe = Recipe::load_or_builtin(&super::recipe_source(args.config.as_deref(), &args.out, args.resume, default))?;
     if let Some(b) = &args.backbone {
         recipe.train.backbone = b.clone();
     }

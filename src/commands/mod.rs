@@ -49,6 +49,18 @@ pub(crate) fn check_output_dir(flag: &str, path: &std::path::Path) -> anyhow::Re
     }
 }
 
+/// The recipe a training command starts from: `--config` when given; on
+/// `--resume` without it, the run's own `OUT/config.toml` (a resumed run
+/// follows the run, not the command's defaults); else `default`.
+pub(crate) fn recipe_source(config: Option<&str>, out: &std::path::Path, resume: bool, default: &str) -> String {
+    let recorded = out.join(engine::run_dir::CONFIG_FILE);
+    match config {
+        Some(c) => c.to_string(),
+        None if resume && recorded.is_file() => recorded.to_string_lossy().into_owned(),
+        None => default.to_string(),
+    }
+}
+
 /// Parses a `--max-iter` value: a number of optimizer steps from 1 to
 /// [`engine::limits::MAX_STEPS`].
 pub(crate) fn parse_steps(text: &str) -> Result<usize, String> {
