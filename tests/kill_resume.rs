@@ -48,8 +48,15 @@ fn losses(run: &Path) -> Vec<(u64, f64)> {
 
 fn assert_same_run(resumed: &Path, reference: &Path) {
     assert_eq!(losses(resumed), losses(reference), "losses of the resumed run");
-    let model = |run: &Path| std::fs::read(run.join("model.safetensors")).unwrap();
-    assert!(model(resumed) == model(reference), "model.safetensors differs from the uninterrupted run's");
+    let tensors = |run: &Path| engine::checkpoint::read_safetensors(&run.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let (a, b) = (tensors(resumed), tensors(reference));
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        let bits = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert!(bits(x) == bits(y), "{name} differs from the uninterrupted run's");
+    }
+    let meta = |run: &Path| engine::checkpoint::read_safetensors_metadata(&run.join("model.safetensors")).unwrap();
+    assert_eq!(meta(resumed), meta(reference), "model metadata");
 }
 
 #[test]

@@ -255,7 +255,7 @@ fn first_difference(prefix: &str, was: &toml::Table, is: &toml::Table) -> Option
 /// Serialised as one flat JSON object with keys `iter`, `loss`, each term,
 /// `lr`, `img_s` and each extra (sorted by key). A non-finite number is
 /// written as `null` (JSON has no NaN).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     /// 0-based index of the iteration just completed.
     pub iter: usize,
@@ -331,6 +331,7 @@ impl Record {
 pub struct MetricsWriter {
     path: PathBuf,
     out: BufWriter<File>,
+    last_iter: Option<u64>,
 }
 
 impl MetricsWriter {
@@ -352,6 +353,7 @@ impl MetricsWriter {
             },
         };
         checkpoint::write_atomic(path, kept.as_bytes())?;
+        let last_iter = kept.lines().filter_map(line_iter).max();
         let file = OpenOptions::new()
             .append(true)
             .open(path)
@@ -359,7 +361,13 @@ impl MetricsWriter {
         Ok(Self {
             path: path.to_path_buf(),
             out: BufWriter::new(file),
+            last_iter,
         })
+    }
+
+    /// The highest `iter` in the log (kept or appended), if any.
+    pub fn last_iter(&self) -> Option<u64> {
+        self.last_iter
     }
 
     /// Appends one record as a line and flushes it.
@@ -370,7 +378,9 @@ impl MetricsWriter {
         let line = Value::Object(record.to_json()?).to_string();
         writeln!(self.out, "{line}")
             .and_then(|()| self.out.flush())
-            .map_err(|e| Error::io(&self.path, e))
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.last_iter = self.last_iter.max(Some(record.iter as u64));
+        Ok(())
     }
 }
 

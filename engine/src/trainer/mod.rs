@@ -64,7 +64,7 @@ use crate::run_dir::{MetricsWriter, Record, RunDir};
 use crate::schedule::Schedule;
 use crate::{Error, Result};
 
-pub use state::{BestEval, LoopState, TASK_TENSOR_PREFIX};
+pub use state::{BestEval, LoopState, PendingRecord, TASK_TENSOR_PREFIX};
 pub use task::{Evaluation, LossTerms, TaskState, TrainTask};
 
 use state::{checkpoint_model_tensors, split_checkpoint_model_tensors};
@@ -214,6 +214,8 @@ pub struct Trainer<'t, T: TrainTask> {
     rng: TrainRng,
     best: Option<BestEval>,
     metrics: MetricsWriter,
+    /// On resume: the checkpoint's own metrics line, if the log lacks it.
+    pending: Option<PendingRecord>,
 }
 
 impl<T: TrainTask> std::fmt::Debug for Trainer<'_, T> {
@@ -255,7 +257,7 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             .into());
         }
         let trained = trained_vars(&named, optimizer.as_ref())?;
-        let (start, rng, best) = if resume {
+        let (start, rng, best, pending) = if resume {
             let device = named
                 .first()
                 .map_or(Device::Cpu, |(_, v)| v.device().clone());
@@ -280,11 +282,14 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
                 tensors: extra,
                 json: state.task,
             })?;
-            (ckpt.state.iter, ckpt.state.rng, state.best)
+            (ckpt.state.iter, ckpt.state.rng, state.best, state.pending)
         } else {
-            (0, TrainRng::seed_from_u64(cfg.seed), None)
+            (0, TrainRng::seed_from_u64(cfg.seed), None, None)
         };
         let metrics = run.metrics_writer(resume.then_some(start))?;
+        // A kill between the checkpoint and its metrics line loses the line:
+        // keep the checkpoint's copy to log first.
+        let pending = pending.filter(|p| p.record.iter + 1 == start && metrics.last_iter() != Some(p.record.iter as u64));
         Ok(Self {
             task,
             optimizer,
@@ -296,6 +301,7 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             rng,
             best,
             metrics,
+            pending,
         })
     }
 
@@ -327,22 +333,34 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
         let mut progress = Progress::new(max_iter, self.start, self.cfg.progress.clone());
         let mut train_seconds = 0.0;
         let mut last_eval = None;
+        if let Some(PendingRecord { mut record, eval_due }) = self.pending.take() {
+            // The line (and evaluation) a kill cut off after the checkpoint.
+            if eval_due {
+                let (outcome, improved) = self.evaluate(record.iter, &mut record)?;
+                last_eval = Some((record.iter, outcome));
+                if improved {
+                    self.save_checkpoint(self.start, Some((&record, false)))?;
+                }
+            }
+            self.metrics.log(&record)?;
+        }
         for iter in self.start..max_iter {
             let (mut record, seconds) = self.train_step(iter, &mut batches)?;
             train_seconds += seconds;
             let done = iter + 1;
             let checkpointed = done == max_iter || done.is_multiple_of(self.cfg.checkpoint_period);
+            let eval_due = self.cfg.eval_period.due(done, max_iter);
             if checkpointed {
-                self.save_checkpoint(done)?;
+                self.save_checkpoint(done, Some((&record, eval_due)))?;
                 self.task.save_model(&self.run.model_path())?;
             }
-            if self.cfg.eval_period.due(done, max_iter) {
+            if eval_due {
                 match self.evaluate(iter, &mut record) {
                     Ok((outcome, improved)) => {
                         last_eval = Some((iter, outcome));
                         if improved && checkpointed {
                             // The checkpoint just written must know the new best.
-                            self.save_checkpoint(done)?;
+                            self.save_checkpoint(done, Some((&record, false)))?;
                         }
                     }
                     Err(e) => {
@@ -449,13 +467,15 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
         Ok((EvalOutcome::Scored(evaluation), changed))
     }
 
-    /// Writes the checkpoint after `done` iterations.
-    fn save_checkpoint(&self, done: usize) -> Result<(), T::Error> {
+    /// Writes the checkpoint after `done` iterations, with the metrics line
+    /// of that iteration (not yet logged) and whether its evaluation is due.
+    fn save_checkpoint(&self, done: usize, pending: Option<(&Record, bool)>) -> Result<(), T::Error> {
         let extra = self.task.extra_state()?;
         let loop_state = LoopState {
             best: self.best.clone(),
             task: extra.json.clone(),
             max_iter: Some(self.cfg.max_iter),
+            pending: pending.map(|(record, eval_due)| PendingRecord { record: record.clone(), eval_due }),
         };
         let state = TrainState {
             iter: done,
