@@ -8,13 +8,14 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Var};
+use candle_core::{DType, Device, Var};
 use candle_nn::{VarBuilder, VarMap};
 use engine::rng::TrainRng;
 use engine::trainer::{LossTerms, TrainTask};
 
 use super::{init_adapters, load_teacher, DistillConfig, DistillModel, Teacher, TeacherReport};
 use crate::data::ImageBatch;
+use crate::recipe::Recipe;
 use crate::task::{build_mae, build_mae_optimizer, open_run, train_on_images, PretrainRun, PretrainSummary};
 use crate::{Error, Result};
 
@@ -54,19 +55,19 @@ impl TrainTask for DistillTask {
 ///
 /// # Errors
 /// [`Error::Config`] when the recipe has none.
-pub fn distill_config(run: &PretrainRun) -> Result<&DistillConfig> {
-    run.recipe.distill.as_ref().ok_or_else(|| Error::config("distill", "the recipe has no [distill] table (see configs/pretrain_distill_mae_tiny.toml)"))
+pub fn distill_config(recipe: &Recipe) -> Result<&DistillConfig> {
+    recipe.distill.as_ref().ok_or_else(|| Error::config("distill", "the recipe has no [distill] table (see configs/pretrain_distill_mae_tiny.toml)"))
 }
 
-/// Loads the teacher file `path` for `run`'s student (arch from
-/// `distill.teacher_arch` when the file records none).
+/// Loads the teacher file `path` onto `device` for `recipe`'s student
+/// (arch from `distill.teacher_arch` when the file records none).
 ///
 /// # Errors
 /// As [`load_teacher`]; a recipe without `[distill]`.
-pub fn load_run_teacher(run: &PretrainRun, path: &Path) -> Result<(Teacher, TeacherReport)> {
-    let cfg = distill_config(run)?;
+pub fn load_run_teacher(recipe: &Recipe, path: &Path, device: &Device) -> Result<(Teacher, TeacherReport)> {
+    let cfg = distill_config(recipe)?;
     let arch = backbone::VitConfig::by_name(&cfg.teacher_arch).map_err(|e| Error::config("distill.teacher_arch", e.to_string()))?;
-    load_teacher(path, &arch, &run.recipe.spec()?.encoder, &run.device)
+    load_teacher(path, &arch, &recipe.spec()?.encoder, device)
 }
 
 /// Builds the student MAE (MAE's seeded init, in `varmap`) and the
@@ -76,7 +77,7 @@ pub fn load_run_teacher(run: &PretrainRun, path: &Path) -> Result<(Teacher, Teac
 /// # Errors
 /// An invalid recipe, or a teacher that does not fit the student.
 pub fn build_distill(run: &PretrainRun, teacher: Teacher, varmap: &VarMap, adapters: &VarMap) -> Result<DistillModel> {
-    let cfg = distill_config(run)?;
+    let cfg = distill_config(&run.recipe)?;
     let seed = run.recipe.train.seed;
     let student = build_mae(&run.recipe.spec()?, seed, varmap, &run.device)?;
     let model = DistillModel::new(cfg, student, teacher, VarBuilder::from_varmap(adapters, DType::F32, &run.device))?;
@@ -110,7 +111,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::mae::{DecoderConfig, MaeSpec};
-    use crate::Recipe;
     use candle_core::Device;
 
     #[test]
