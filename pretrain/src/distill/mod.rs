@@ -33,6 +33,7 @@
 //! [`Masking`]: crate::masking::Masking
 
 mod adapter;
+pub mod bench;
 mod model;
 pub mod task;
 pub mod teacher;

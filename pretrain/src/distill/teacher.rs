@@ -52,6 +52,23 @@ impl Teacher {
     pub fn tensors(&self) -> &[(String, Tensor)] {
         &self.tensors
     }
+
+    /// The teacher of config `cfg` (no head: `num_classes` must be 0) from
+    /// plain tensors under timm names, and the names it did not use.
+    ///
+    /// # Errors
+    /// A missing tensor or one of the wrong shape, named.
+    pub fn from_tensors(cfg: &VitConfig, map: HashMap<String, Tensor>, device: &Device) -> Result<(Self, Vec<String>)> {
+        let used = Arc::new(Mutex::new(BTreeSet::new()));
+        let all = map.clone();
+        let backend = UsedTensors { map, used: Arc::clone(&used) };
+        let vit = Vit::new(cfg, VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()))?;
+        let used: BTreeSet<String> = used.lock().map_err(|_| Error::config("distill.teacher", "teacher tensor record poisoned"))?.clone();
+        let tensors: Vec<(String, Tensor)> = used.iter().filter_map(|n| all.get(n).map(|t| (n.clone(), t.clone()))).collect();
+        let mut unused: Vec<String> = all.into_keys().filter(|n| !used.contains(n)).collect();
+        unused.sort();
+        Ok((Self { vit, tensors }, unused))
+    }
 }
 
 /// What loading a teacher did.
@@ -126,20 +143,12 @@ pub fn load_teacher(path: &Path, arch: &VitConfig, student: &VitConfig, device: 
     }
     let resized = resize_to_student(&mut map, &cfg, student).map_err(|e| bad(format!("pos_embed: {e}")))?;
     cfg = VitConfig { img_size: student.img_size, num_classes: 0, drop_path_rate: 0.0, pos_embed: PosEmbedKind::SinCos, ..cfg };
-    let used = Arc::new(Mutex::new(BTreeSet::new()));
-    let all = map.clone();
-    let backend = UsedTensors { map, used: Arc::clone(&used) };
-    let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
-    let vit = Vit::new(&cfg, vb).map_err(|e| {
+    let (teacher, unused) = Teacher::from_tensors(&cfg, map, device).map_err(|e| {
         let c = &cfg;
         bad(format!("not a usable teacher (ViT width {}, depth {}, {} heads): {e}", c.embed_dim, c.depth, c.num_heads))
     })?;
-    let used: BTreeSet<String> = used.lock().map_err(|_| bad("teacher tensor record poisoned".into()))?.clone();
-    let kept: Vec<(String, Tensor)> = used.iter().filter_map(|n| all.get(n).map(|t| (n.clone(), t.clone()))).collect();
-    let mut unused: Vec<String> = all.into_keys().filter(|n| !used.contains(n)).collect();
-    unused.sort();
-    let report = TeacherReport { path: path.to_path_buf(), config: cfg, loaded: kept.len(), ignored, unused, resized };
-    Ok((Teacher { vit, tensors: kept }, report))
+    let report = TeacherReport { path: path.to_path_buf(), config: cfg, loaded: teacher.tensors.len(), ignored, unused, resized };
+    Ok((teacher, report))
 }
 
 /// Resizes the teacher's `pos_embed` to the student's token grid when they
