@@ -29,7 +29,7 @@ pub struct BenchDistillArgs {
 
 /// Runs the benchmark.
 pub fn run(args: BenchDistillArgs) -> anyhow::Result<()> {
-    if args.batch == 0 || args.iters == 0 || args.input_size == 0 || args.input_size % 16 != 0 {
+    if args.batch == 0 || args.iters == 0 || args.input_size == 0 || !args.input_size.is_multiple_of(16) {
         return Err(crate::exit::user("--batch and --iters must be at least 1, --input-size a positive multiple of 16"));
     }
     let device = engine::device::parse_device(&args.device)?;
