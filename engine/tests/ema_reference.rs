@@ -82,8 +82,14 @@ fn optimizer_steps_move_the_model_not_the_average() {
     let groups = build_param_groups(&named, &ViTNameRules { num_layers: 1 }, 0.05, None, DecayRule::All).unwrap();
     let mut opt = AdamW::new(groups, AdamWConfig::default()).unwrap();
     let x = Tensor::arange(0f32, 16.0, &dev).unwrap().reshape((4, 4)).unwrap();
-    let y = bn.forward_t(&fc.forward(&x).unwrap(), true).unwrap();
-    let loss = linear(&y, &Tensor::ones((1, 3), DType::F32, &dev).unwrap(), None).unwrap().sqr().unwrap().sum_all().unwrap();
+    let h = fc.forward(&x).unwrap();
+    let y = bn.forward_t(&h, true).unwrap();
+    // The train-mode BatchNorm removes any shift common to the batch, so a loss
+    // of `y` alone gives `fc.bias` an exactly-zero gradient (rounding noise
+    // then decides whether it moves); the `h` term gives it a real one.
+    let loss = (linear(&y, &Tensor::ones((1, 3), DType::F32, &dev).unwrap(), None).unwrap().sqr().unwrap().sum_all().unwrap()
+        + h.sum_all().unwrap())
+    .unwrap();
     opt.step(&loss.backward().unwrap(), 0.1).unwrap();
 
     let moved = named.iter().zip(&before).filter(|((_, v), b)| bits(v.as_tensor()) != **b).count();

@@ -264,6 +264,18 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             restore_vars(&named, &vars)?;
             optimizer.load_state(&ckpt.optim, ckpt.state.optimizer_steps)?;
             let state = LoopState::from_json(&ckpt.state.user)?;
+            if let Some(planned) = state.max_iter.filter(|&m| m != cfg.max_iter) {
+                return Err(Error::RunDir {
+                    path: run.root().to_path_buf(),
+                    msg: format!(
+                        "--resume continues the recorded run of {planned} steps, but this command plans {} \
+                         (its --max-iter, --epochs or recipe differ); drop them to resume as recorded, or \
+                         start a new run with another --out",
+                        cfg.max_iter
+                    ),
+                }
+                .into());
+            }
             task.restore_extra_state(TaskState {
                 tensors: extra,
                 json: state.task,
@@ -443,6 +455,7 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
         let loop_state = LoopState {
             best: self.best.clone(),
             task: extra.json.clone(),
+            max_iter: Some(self.cfg.max_iter),
         };
         let state = TrainState {
             iter: done,

@@ -81,6 +81,9 @@ pub struct LoopState {
     pub best: Option<BestEval>,
     /// The task's JSON state ([`TaskState::json`]).
     pub task: serde_json::Value,
+    /// The run's planned length ([`crate::trainer::LoopConfig::max_iter`]):
+    /// a resume must plan the same (`None` in checkpoints written before).
+    pub max_iter: Option<usize>,
 }
 
 impl LoopState {
@@ -194,6 +197,7 @@ mod tests {
         let state = LoopState {
             best: BestEval::improved(None, 3, &eval(0.25)).unwrap(),
             task: serde_json::json!({"ema_steps": 4}),
+            max_iter: Some(12),
         };
         let json = state.to_json().unwrap();
         assert_eq!(LoopState::from_json(&json).unwrap(), state);

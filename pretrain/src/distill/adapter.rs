@@ -14,7 +14,7 @@
 //! (`kaiming_uniform_(a=sqrt(5))`: uniform in ±1/sqrt(fan_in), fan_in =
 //! H_s or D_s), drawn by [`init_adapters`] from a seeded generator.
 
-use candle_core::{Tensor, Var};
+use candle_core::Tensor;
 use candle_nn::{VarBuilder, VarMap};
 use engine::ops::Linear;
 use rand::{Rng, SeedableRng};
@@ -124,12 +124,10 @@ fn add(acc: Option<Tensor>, term: Tensor) -> Result<Tensor> {
 /// # Errors
 /// [`Error::Config`] for a variable that is not an adapter weight.
 pub fn init_adapters(varmap: &VarMap, seed: u64) -> Result<()> {
-    let data = varmap.data().lock().map_err(|_| Error::config("distill", "variable map lock poisoned"))?;
-    let mut vars: Vec<(&String, &Var)> = data.iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(b.0));
+    let vars = engine::vars::named_vars(varmap)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(ADAPTER_STREAM);
-    for (name, var) in vars {
+    for (name, var) in &vars {
         let dims = var.dims();
         let is_adapter = (name.starts_with("attn_adapter.") || name.starts_with("hidden_adapter.")) && name.ends_with(".weight");
         if !is_adapter || dims.len() < 2 {
