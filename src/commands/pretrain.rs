@@ -37,10 +37,10 @@ pub enum Method {
     vitdet pretrain --method distill --teacher mae_base --data /data/imagenet --out runs/dmae_tiny --device cuda\n  \
     vitdet finetune --backbone runs/mae_shapes/model.safetensors --out runs/cls  # use the result downstream\n  \
     vitdet pretrain visualize --weights runs/mae_shapes/model.safetensors --images runs/mae_shapes/data/val/star --out grid.png\n\n\
-    Recipes (--config): pretrain_mae_tiny (the released recipe), pretrain_mae_shapes_tiny, pretrain_distill_mae_tiny,\n\
-    pretrain_distill_shapes_tiny, or a TOML file. --teacher (distill): mae_base, the released mae_base_1600e.pth.tar\n\
-    in --weights-dir, $VITDET_WEIGHTS or ~/.cache/vitdet/weights, or any ViT checkpoint path (e.g. an MAE\n\
-    pre-trained first with --method mae).\n\
+    Recipes (--config): pretrain_mae_tiny (the released recipe), pretrain_mae_shapes_tiny, \
+    pretrain_distill_mae_tiny, pretrain_distill_shapes_tiny, or a TOML file.\n\
+    --teacher (distill): mae_base, the released mae_base_1600e.pth.tar in --weights-dir, $VITDET_WEIGHTS \
+    or ~/.cache/vitdet/weights, or any ViT checkpoint path (e.g. an MAE pre-trained first with --method mae).\n\
     --data: an ImageFolder tree (its train/ subfolder when there is one) or a flat folder of images;\n\
     labels are ignored and unreadable images are skipped and counted.\n\
     Writes OUT/config.toml, OUT/metrics.jsonl, OUT/checkpoint/last.safetensors and OUT/model.safetensors\n\
