@@ -3,7 +3,9 @@
 //! (maelite-recipes.md §2: `mae_lite_exp.py`, `timm_imagenet_exp.py`);
 //! `configs/pretrain_mae_tiny.toml` spells it out with every value
 //! commented, `configs/pretrain_mae_shapes_tiny.toml` is the CPU-sized
-//! variant for the built-in synthetic images.
+//! variant for the built-in synthetic images. A `[distill]` table
+//! ([`crate::distill::DistillConfig`]) makes it a distilled-MAE recipe
+//! (`configs/pretrain_distill_mae_tiny.toml`, `pretrain_distill_shapes_tiny.toml`).
 //!
 //! Recipes count in epochs, as MAE-Lite does; the training loop counts
 //! optimizer steps, so [`Recipe::plan`] converts once the image count is
@@ -167,6 +169,8 @@ impl Default for TrainConfig {
 pub const BUILTIN: &[(&str, &str)] = &[
     ("pretrain_mae_tiny", include_str!("../../configs/pretrain_mae_tiny.toml")),
     ("pretrain_mae_shapes_tiny", include_str!("../../configs/pretrain_mae_shapes_tiny.toml")),
+    ("pretrain_distill_mae_tiny", include_str!("../../configs/pretrain_distill_mae_tiny.toml")),
+    ("pretrain_distill_shapes_tiny", include_str!("../../configs/pretrain_distill_shapes_tiny.toml")),
 ];
 
 /// A whole MAE pre-training recipe.
@@ -179,6 +183,9 @@ pub struct Recipe {
     pub data: DataConfig,
     /// Optimisation and augmentation.
     pub train: TrainConfig,
+    /// The teacher and the distilled layers (`--method distill` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distill: Option<crate::distill::DistillConfig>,
 }
 
 /// A recipe's run in optimizer steps, for a known number of images.
@@ -258,6 +265,9 @@ impl Recipe {
             return Err(Error::config("data.input_size", format!("must be a positive multiple of the patch size {}", spec.encoder.patch_size)));
         }
         spec.validate()?;
+        if let Some(d) = &self.distill {
+            d.validate(spec.encoder.depth)?;
+        }
         self.data.synthetic.shapes_config(0).validate().map_err(|e| Error::config("data.synthetic", e.to_string()))?;
         if let Some((key, msg)) = engine::limits::batch_problem("train.batch_size", t.batch_size, "train.grad_accum", t.grad_accum) {
             return Err(Error::config(&key, msg));

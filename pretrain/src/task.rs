@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Var};
 use candle_nn::{VarBuilder, VarMap};
-use engine::optim::{build_optimizer, build_param_groups, DecayRule};
+use engine::optim::{build_optimizer, build_param_groups, DecayRule, Optimizer, ParamRules};
 use engine::progress::ProgressConfig;
 use engine::rng::TrainRng;
 use engine::run_dir::RunDir;
@@ -24,7 +24,7 @@ use vision::loader::{train_stream, LoaderConfig};
 use crate::data::{ImageBatch, PretrainImages};
 use crate::encoder::EncoderTaps;
 use crate::mae::{Mae, MaeSpec};
-use crate::recipe::Recipe;
+use crate::recipe::{Plan, Recipe};
 use crate::{Error, Result};
 
 /// Name of the loss term in `metrics.jsonl`.
@@ -114,9 +114,25 @@ pub fn build_mae(spec: &MaeSpec, seed: u64, varmap: &VarMap, device: &Device) ->
 /// A bad recipe, a run directory that contradicts `resume`, unreadable
 /// data (every image failing), divergence, or a failing tensor operation.
 pub fn pretrain_mae(run: &PretrainRun) -> Result<PretrainSummary> {
+    let (spec, plan, dir) = open_run(run)?;
+    let varmap = VarMap::new();
+    let model = build_mae(&spec, run.recipe.train.seed, &varmap, &run.device)?;
+    let named = engine::vars::named_vars(&varmap)?;
+    let optimizer = build_mae_optimizer(&named, &model.encoder().param_rules(), &run.recipe)?;
+    let mut task = MaeTask { model, named };
+    train_on_images(run, &plan, dir, &mut task, optimizer)
+}
+
+/// The first steps every masked-image run shares (MAE, distillation): the
+/// checked recipe's model spec, its plan for the images, and the run
+/// directory (`OUT/config.toml` written for a fresh run).
+///
+/// # Errors
+/// A bad recipe, images prepared at another size than the model's, or a
+/// run directory that contradicts `resume`.
+pub(crate) fn open_run(run: &PretrainRun) -> Result<(MaeSpec, Plan, RunDir)> {
     let recipe = &run.recipe;
     recipe.validate()?;
-    let t = &recipe.train;
     let spec = recipe.spec()?;
     if run.images.input_size() != spec.encoder.img_size {
         return Err(Error::config("data.input_size", format!("the images are prepared at {} px, the model expects {}", run.images.input_size(), spec.encoder.img_size)));
@@ -126,16 +142,32 @@ pub fn pretrain_mae(run: &PretrainRun) -> Result<PretrainSummary> {
     if !run.resume {
         dir.write_config(recipe)?;
     }
+    Ok((spec, plan, dir))
+}
 
-    let varmap = VarMap::new();
-    let model = build_mae(&spec, t.seed, &varmap, &run.device)?;
-    let named = engine::vars::named_vars(&varmap)?;
+/// The recipe's optimizer over `named`'s trained variables (all but the
+/// fixed position tables), with MAE-Lite's decay rule (module doc).
+///
+/// # Errors
+/// An invalid weight decay or optimizer setting.
+pub(crate) fn build_mae_optimizer(named: &[(String, Var)], rules: &dyn ParamRules, recipe: &Recipe) -> Result<Box<dyn Optimizer>> {
+    let t = &recipe.train;
     let trained: Vec<(String, Var)> = named.iter().filter(|(n, _)| is_trained(n)).cloned().collect();
-    let rules = model.encoder().param_rules();
-    let groups = build_param_groups(&trained, &rules, t.weight_decay, None, DecayRule::SkipOneDimAndBias)?;
-    let optimizer = build_optimizer(&t.optimizer, groups)?;
-    let mut task = MaeTask { model, named };
+    let groups = build_param_groups(&trained, rules, t.weight_decay, None, DecayRule::SkipOneDimAndBias)?;
+    Ok(build_optimizer(&t.optimizer, groups)?)
+}
 
+/// Trains `task` on `run`'s images with the shared loop as `plan` says
+/// (the recipe's batch, accumulation and seed; no evaluation) and reports.
+///
+/// # Errors
+/// Unreadable data (every image failing), divergence, a failing tensor
+/// operation or checkpoint.
+pub(crate) fn train_on_images<T>(run: &PretrainRun, plan: &Plan, dir: RunDir, task: &mut T, optimizer: Box<dyn Optimizer>) -> Result<PretrainSummary>
+where
+    T: TrainTask<Batch = ImageBatch, Error = Error>,
+{
+    let t = &run.recipe.train;
     let cfg = LoopConfig {
         max_iter: plan.max_iter,
         images_per_step: t.batch_size,
@@ -148,7 +180,7 @@ pub fn pretrain_mae(run: &PretrainRun) -> Result<PretrainSummary> {
         max_empty_batches: DEFAULT_MAX_EMPTY_BATCHES,
         progress: run.progress.clone(),
     };
-    let trainer = Trainer::new(&mut task, optimizer, cfg, dir, run.resume)?;
+    let trainer = Trainer::new(task, optimizer, cfg, dir, run.resume)?;
     let loader = LoaderConfig { batch_size: t.batch_size / t.grad_accum, threads: rayon::current_num_threads(), prefetch: 2, seed: t.seed };
     let mut stream = train_stream(Arc::clone(&run.images), loader, trainer.start_micro_batch())?;
     let size = run.images.input_size();

@@ -4,6 +4,7 @@ mod bench_coco;
 mod bench_convs;
 mod bench_data;
 mod bench_finetune;
+mod bench_distill;
 mod bench_vit;
 mod bench_vitdet;
 mod classify;
@@ -123,6 +124,8 @@ enum BenchCommand {
     Data(bench_data::BenchDataArgs),
     /// One fine-tuning step (forward, backward, AdamW) of the ViT-Tiny classifier: images/s and peak memory.
     Finetune(bench_finetune::BenchFinetuneArgs),
+    /// Distilled-MAE training-step images/s (MAE-Tiny student, MAE ViT-Base teacher) at 224 px.
+    Distill(bench_distill::BenchDistillArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,6 +159,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Coco(args)) => bench_coco::run(args),
         Command::Bench(BenchCommand::Data(args)) => bench_data::run(args),
         Command::Bench(BenchCommand::Finetune(args)) => bench_finetune::run(args),
+        Command::Bench(BenchCommand::Distill(args)) => bench_distill::run(args),
         Command::Eval(EvalCommand::Coco(args)) => eval_coco::run(args),
         Command::Eval(EvalCommand::Cls(args)) => eval_cls::run(args),
         Command::Data(DataCommand::Shapes(args)) => data_shapes::run(args),

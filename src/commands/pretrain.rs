@@ -1,13 +1,18 @@
-//! `vitdet pretrain`: self-supervised pre-training of a ViT (MAE now;
-//! MoCo-v3 and MAE with attention distillation answer "not built yet"), on
+//! `vitdet pretrain`: self-supervised pre-training of a ViT (MAE and MAE
+//! with attention distillation now; MoCo-v3 answers "not built yet"), on
 //! a folder of images or the built-in synthetic shapes; and `vitdet
 //! pretrain visualize`, pictures of an MAE's reconstructions.
 
 use std::path::PathBuf;
 
+use backbone::named::{resolve_backbone, BackboneSource, NAMED_BACKBONES};
 use pretrain::data::{open_images, DataSource};
-use pretrain::task::{pretrain_mae, PretrainRun};
+use pretrain::distill::task::{load_run_teacher, pretrain_distill};
+use pretrain::distill::DistillConfig;
+use pretrain::task::{pretrain_mae, PretrainRun, PretrainSummary};
 use pretrain::Recipe;
+
+use super::weights::weight_search;
 
 /// The pre-training objectives.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,9 +33,14 @@ pub enum Method {
     vitdet pretrain --method mae --config pretrain_mae_tiny --data /data/imagenet --out runs/mae_tiny --device cuda\n  \
     vitdet pretrain --method mae --data photos/ --input-size 96 --max-iter 500 --out runs/mae_photos\n  \
     vitdet pretrain --method mae --out runs/mae_shapes --resume\n  \
+    vitdet pretrain --method distill --teacher runs/mae_shapes/model.safetensors --out runs/distill_shapes\n  \
+    vitdet pretrain --method distill --teacher mae_base --data /data/imagenet --out runs/dmae_tiny --device cuda\n  \
     vitdet finetune --backbone runs/mae_shapes/model.safetensors --out runs/cls  # use the result downstream\n  \
     vitdet pretrain visualize --weights runs/mae_shapes/model.safetensors --images runs/mae_shapes/data/val/star --out grid.png\n\n\
-    Recipes (--config): pretrain_mae_tiny (the released recipe), pretrain_mae_shapes_tiny, or a TOML file.\n\
+    Recipes (--config): pretrain_mae_tiny (the released recipe), pretrain_mae_shapes_tiny, \
+    pretrain_distill_mae_tiny, pretrain_distill_shapes_tiny, or a TOML file.\n\
+    --teacher (distill): mae_base, the released mae_base_1600e.pth.tar in --weights-dir, $VITDET_WEIGHTS \
+    or ~/.cache/vitdet/weights, or any ViT checkpoint path (e.g. an MAE pre-trained first with --method mae).\n\
     --data: an ImageFolder tree (its train/ subfolder when there is one) or a flat folder of images;\n\
     labels are ignored and unreadable images are skipped and counted.\n\
     Writes OUT/config.toml, OUT/metrics.jsonl, OUT/checkpoint/last.safetensors and OUT/model.safetensors\n\
@@ -39,7 +49,7 @@ pub enum Method {
 pub struct PretrainArgs {
     #[command(subcommand)]
     action: Option<PretrainAction>,
-    /// The objective: mae (mocov3 and distill are not built yet).
+    /// The objective: mae or distill (mocov3 is not built yet).
     #[arg(long, value_enum, required = true)]
     method: Option<Method>,
     /// Recipe: a TOML file or a built-in name. Default: pretrain_mae_shapes_tiny without --data,
@@ -67,6 +77,12 @@ pub struct PretrainArgs {
     /// Continue the run saved in --out.
     #[arg(long)]
     resume: bool,
+    /// Distillation teacher (--method distill): mae_base or a ViT checkpoint path. Default: the recipe's distill.teacher.
+    #[arg(long, value_name = "NAME_OR_FILE")]
+    teacher: Option<String>,
+    /// Folder searched first for a named teacher (then $VITDET_WEIGHTS, then ~/.cache/vitdet/weights).
+    #[arg(long, value_name = "DIR")]
+    weights_dir: Option<PathBuf>,
 }
 
 /// Subcommands of `vitdet pretrain`.
@@ -83,14 +99,69 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     }
     match args.method {
         Some(Method::Mae) => run_mae(args),
+        Some(Method::Distill) => run_distill(args),
         Some(Method::Mocov3) => Err(crate::exit::user("--method mocov3 is not built yet (MoCo-v3 pre-training is in progress); use --method mae")),
-        Some(Method::Distill) => Err(crate::exit::user("--method distill is not built yet (MAE with attention distillation is in progress); use --method mae")),
-        None => Err(crate::exit::user("pass --method mae")),
+        None => Err(crate::exit::user("pass --method mae or --method distill")),
     }
 }
 
 fn run_mae(args: PretrainArgs) -> anyhow::Result<()> {
-    let default = if args.data.is_some() { "pretrain_mae_tiny" } else { "pretrain_mae_shapes_tiny" };
+    if args.teacher.is_some() {
+        return Err(crate::exit::user("--teacher is for --method distill"));
+    }
+    let recipe = load_recipe(&args, "pretrain_mae_tiny", "pretrain_mae_shapes_tiny")?;
+    if recipe.distill.is_some() {
+        return Err(crate::exit::user("the recipe has a [distill] table: use --method distill"));
+    }
+    let run = open_run(&args, recipe)?;
+    eprintln!("MAE {}", describe(&run, &args));
+    report(&pretrain_mae(&run)?);
+    Ok(())
+}
+
+/// MAE with attention distillation: the teacher resolved (named or a
+/// path) and loaded before any training, its report on stderr.
+fn run_distill(args: PretrainArgs) -> anyhow::Result<()> {
+    let mut recipe = load_recipe(&args, "pretrain_distill_mae_tiny", "pretrain_distill_shapes_tiny")?;
+    let table = recipe.distill.get_or_insert_with(DistillConfig::default);
+    if let Some(t) = &args.teacher {
+        table.teacher = t.clone();
+    }
+    let teacher_path = resolve_teacher(table, args.weights_dir.as_ref())?;
+    recipe.validate()?;
+    let device = engine::device::parse_device(&args.device)?;
+    let (teacher, teacher_report) = load_run_teacher(&recipe, &teacher_path, &device)?;
+    eprintln!("{teacher_report}");
+    let run = open_run(&args, recipe)?;
+    eprintln!("Distilled MAE {}", describe(&run, &args));
+    report(&pretrain_distill(&run, teacher)?);
+    Ok(())
+}
+
+/// The teacher file `table.teacher` names: a named backbone in the weight
+/// folders (its arch recorded in `table.teacher_arch`) or a file.
+fn resolve_teacher(table: &mut DistillConfig, weights_dir: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    let spec = table.teacher.clone();
+    let is_named = NAMED_BACKBONES.iter().any(|b| b.name == spec);
+    if spec == "scratch" || (!is_named && !std::path::Path::new(&spec).is_file()) {
+        return Err(crate::exit::user(format!(
+            "teacher `{spec}`: no such file, and not a named teacher (mae_base); pass --teacher with a ViT checkpoint path \
+             (e.g. OUT/model.safetensors of a `vitdet pretrain --method mae --out OUT` run) or mae_base"
+        )));
+    }
+    match resolve_backbone(&spec, &table.teacher_arch, &weight_search(weights_dir))? {
+        BackboneSource::File { path, arch } => {
+            table.teacher_arch = arch;
+            Ok(path)
+        }
+        BackboneSource::Scratch => Err(crate::exit::user("--teacher scratch: a teacher needs weights")),
+    }
+}
+
+/// The recipe `--config` names (default: `with_data` when `--data` is
+/// given, else `synthetic`) with the size and epoch flags applied.
+fn load_recipe(args: &PretrainArgs, with_data: &str, synthetic: &str) -> anyhow::Result<Recipe> {
+    let default = if args.data.is_some() { with_data } else { synthetic };
     let mut recipe = Recipe::load_or_builtin(args.config.as_deref().unwrap_or(default))?;
     if let Some(n) = args.input_size {
         recipe.data.input_size = n;
@@ -99,24 +170,38 @@ fn run_mae(args: PretrainArgs) -> anyhow::Result<()> {
         recipe.train.epochs = n;
     }
     recipe.validate()?;
+    Ok(recipe)
+}
+
+/// The run the flags describe: images opened (the synthetic set generated
+/// into OUT/data without --data), device parsed.
+fn open_run(args: &PretrainArgs, recipe: Recipe) -> anyhow::Result<PretrainRun> {
     let source = match &args.data {
         Some(dir) => DataSource::Folder(dir.clone()),
         None => DataSource::Synthetic(args.out.join("data")),
     };
     let images = open_images(&source, &recipe)?;
     let device = engine::device::parse_device(&args.device)?;
-    eprintln!(
-        "MAE pre-training ViT-{} on {} ({} images) at {} px, mask ratio {} on {}; out: {}",
-        recipe.model.arch,
-        images.root().display(),
-        images.files().len(),
-        recipe.data.input_size,
-        recipe.model.mask_ratio,
+    Ok(PretrainRun { recipe, images, out: args.out.clone(), resume: args.resume, max_iter: args.max_iter, device, progress: engine::progress::ProgressConfig::default() })
+}
+
+/// "pre-training ViT-... on DIR (N images) at S px, ..." for stderr.
+fn describe(run: &PretrainRun, args: &PretrainArgs) -> String {
+    let r = &run.recipe;
+    format!(
+        "pre-training ViT-{} on {} ({} images) at {} px, mask ratio {} on {}; out: {}",
+        r.model.arch,
+        run.images.root().display(),
+        run.images.files().len(),
+        r.data.input_size,
+        r.model.mask_ratio,
         args.device,
         args.out.display()
-    );
-    let run = PretrainRun { recipe, images, out: args.out.clone(), resume: args.resume, max_iter: args.max_iter, device, progress: engine::progress::ProgressConfig::default() };
-    let summary = pretrain_mae(&run)?;
+    )
+}
+
+/// The results table on stdout.
+fn report(summary: &PretrainSummary) {
     if let Some(skipped) = &summary.skipped_images {
         eprintln!("warning: training data: {skipped}");
     }
@@ -127,5 +212,4 @@ fn run_mae(args: PretrainArgs) -> anyhow::Result<()> {
     println!("{:<22} {:>10.2}", "epochs (whole run)", epochs);
     println!("{:<22} {:>10.2}", "train images/s", summary.run.train_img_s);
     println!("weights: {}", summary.run.model_path.display());
-    Ok(())
 }
