@@ -30,7 +30,7 @@ fn train_eval_predict_and_resume_on_shapes() {
     // Resume follows the run: without --config it reads OUT/config.toml, and
     // a flag that changes the recorded recipe is refused, naming the setting.
     assert_ok(&vitdet(&["train", "--data", path(&data), "--out", path(&run), "--resume"]));
-    assert_user_error(&vitdet(&["train", "--data", path(&data), "--out", path(&run), "--max-iter", "3", "--resume"]), "train.max_iter = 3 (recorded: 2)");
+    assert_user_error(&vitdet(&["train", "--data", path(&data), "--out", path(&run), "--backbone", "mae_tiny", "--resume"]), "train.backbone = \"mae_tiny\" (recorded: \"scratch\")");
     assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 2);
     // A second run into the same folder without --resume is refused, even
     // when the checkpoint is gone: a finished run is never overwritten.

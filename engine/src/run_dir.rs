@@ -117,12 +117,14 @@ impl RunDir {
     }
 
     /// Records the resolved recipe `cfg` in `OUT/config.toml` on a fresh
-    /// run; on resume, checks that it is the recorded one, so a resumed run
-    /// follows the run and not a changed command line.
+    /// run. On resume, checks it against the recorded one, so a resumed run
+    /// follows the run and not a changed command line: only the run's length
+    /// ([`RUN_LENGTH_KEYS`], what `--max-iter` and `--epochs` set) may
+    /// change, on purpose; it is then recorded and reported on stderr.
     ///
     /// # Errors
-    /// [`Error::RunDir`] naming the first setting that differs from the
-    /// recorded recipe; as [`RunDir::write_config`].
+    /// [`Error::RunDir`] naming the first other setting that differs from
+    /// the recorded recipe; as [`RunDir::write_config`].
     pub fn record_config<T: Serialize>(&self, cfg: &T, resume: bool) -> Result<()> {
         let path = self.config_path();
         if !resume || !path.is_file() {
@@ -132,16 +134,24 @@ impl RunDir {
         let recorded: toml::Table = toml::from_str(&text)
             .map_err(|e| Error::BadFile { path: path.clone(), msg: format!("not a recipe: {e}") })?;
         let now = toml::Table::try_from(cfg).map_err(|e| Error::Msg(format!("cannot write the recipe as TOML: {e}")))?;
-        match first_difference("", &recorded, &now) {
-            None => Ok(()),
-            Some((key, was, is)) => Err(Error::RunDir {
+        let mut changed = Vec::new();
+        differences("", &recorded, &now, &mut changed);
+        if let Some((key, was, is)) = changed.iter().find(|(key, _, _)| !RUN_LENGTH_KEYS.contains(&key.as_str())) {
+            return Err(Error::RunDir {
                 path,
                 msg: format!(
                     "--resume continues the recorded run, but this command sets {key} = {is} (recorded: {was}); \
                      drop the flag or recipe that changes it, or start a new run with another --out"
                 ),
-            }),
+            });
         }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        for (key, was, is) in &changed {
+            eprintln!("resuming with {key} = {is} instead of the recorded {was}: the run's length changes, recorded in {}", path.display());
+        }
+        self.write_config(cfg)
     }
 
     /// The output directory.
@@ -228,9 +238,12 @@ impl RunDir {
     }
 }
 
-/// The first key (dotted path) whose value differs between two recipes,
+/// Recipe keys a resume may change on purpose: the run's length.
+pub const RUN_LENGTH_KEYS: [&str; 2] = ["train.max_iter", "train.epochs"];
+
+/// Every key (dotted path, sorted) whose value differs between two recipes,
 /// with both values as TOML text (`<absent>` when one lacks it).
-fn first_difference(prefix: &str, was: &toml::Table, is: &toml::Table) -> Option<(String, String, String)> {
+fn differences(prefix: &str, was: &toml::Table, is: &toml::Table, out: &mut Vec<(String, String, String)>) {
     let mut keys: Vec<&String> = was.keys().chain(is.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -238,16 +251,11 @@ fn first_difference(prefix: &str, was: &toml::Table, is: &toml::Table) -> Option
     for key in keys {
         let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         match (was.get(key), is.get(key)) {
-            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => {
-                if let Some(found) = first_difference(&path, a, b) {
-                    return Some(found);
-                }
-            }
-            (a, b) if a != b => return Some((path, show(a), show(b))),
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => differences(&path, a, b, out),
+            (a, b) if a != b => out.push((path, show(a), show(b))),
             _ => {}
         }
     }
-    None
 }
 
 /// One logged iteration: a line of `metrics.jsonl`.
@@ -470,11 +478,12 @@ mod tests {
         let recipe = |lr: f64, steps: u64| serde_json::json!({"model": {"arch": "tiny"}, "train": {"lr": lr, "max_iter": steps}});
         run.record_config(&recipe(1e-3, 30), false).unwrap();
         run.record_config(&recipe(1e-3, 30), true).unwrap();
-        let msg = run.record_config(&recipe(1e-3, 50), true).unwrap_err().to_string();
-        assert!(msg.contains("train.max_iter = 50 (recorded: 30)"), "{msg}");
-        let msg = run.record_config(&recipe(2e-3, 30), true).unwrap_err().to_string();
+        let msg = run.record_config(&recipe(2e-3, 50), true).unwrap_err().to_string();
         assert!(msg.contains("train.lr = 0.002 (recorded: 0.001)"), "{msg}");
         assert_eq!(fs::read_to_string(run.config_path()).unwrap(), toml::to_string(&recipe(1e-3, 30)).unwrap());
+        // The run's length may change on purpose, and is recorded.
+        run.record_config(&recipe(1e-3, 50), true).unwrap();
+        assert_eq!(fs::read_to_string(run.config_path()).unwrap(), toml::to_string(&recipe(1e-3, 50)).unwrap());
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub const BEST_MODEL_FILE: &str = "model_best.safetensors";
 /// Field of a `metrics.jsonl` line whose evaluation had nothing to score.
 pub const NOTHING_TO_SCORE_FIELD: &str = "eval_nothing_to_score";
 
+/// Field of a `metrics.jsonl` line logged on resume from its checkpoint,
+/// because a kill came between the checkpoint and the line (`img_s` is 0).
+pub const RECOVERED_FIELD: &str = "recovered_on_resume";
+
 /// Field of a `metrics.jsonl` line holding the pre-clip gradient norm.
 pub const GRAD_NORM_FIELD: &str = "grad_norm";
 
@@ -267,16 +271,14 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             optimizer.load_state(&ckpt.optim, ckpt.state.optimizer_steps)?;
             let state = LoopState::from_json(&ckpt.state.user)?;
             if let Some(planned) = state.max_iter.filter(|&m| m != cfg.max_iter) {
-                return Err(Error::RunDir {
-                    path: run.root().to_path_buf(),
-                    msg: format!(
-                        "--resume continues the recorded run of {planned} steps, but this command plans {} \
-                         (its --max-iter, --epochs or recipe differ); drop them to resume as recorded, or \
-                         start a new run with another --out",
-                        cfg.max_iter
-                    ),
-                }
-                .into());
+                // Only the run's length may differ (the task checked the
+                // rest of its recipe against config.toml): say so.
+                eprintln!(
+                    "resuming {} at step {} of {} steps instead of the {planned} it was planned for: the schedule follows the new length",
+                    run.root().display(),
+                    ckpt.state.iter,
+                    cfg.max_iter
+                );
             }
             task.restore_extra_state(TaskState {
                 tensors: extra,
@@ -334,7 +336,9 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
         let mut train_seconds = 0.0;
         let mut last_eval = None;
         if let Some(PendingRecord { mut record, eval_due }) = self.pending.take() {
-            // The line (and evaluation) a kill cut off after the checkpoint.
+            // The line (and evaluation) a kill cut off after the checkpoint;
+            // its images/s was not kept.
+            record.extras.push((RECOVERED_FIELD.into(), true.into()));
             if eval_due {
                 let (outcome, improved) = self.evaluate(record.iter, &mut record)?;
                 last_eval = Some((record.iter, outcome));
@@ -475,7 +479,9 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             best: self.best.clone(),
             task: extra.json.clone(),
             max_iter: Some(self.cfg.max_iter),
-            pending: pending.map(|(record, eval_due)| PendingRecord { record: record.clone(), eval_due }),
+            // Timing is not state: without it a checkpoint stays a pure
+            // function of the run (the resume tests compare them bitwise).
+            pending: pending.map(|(record, eval_due)| PendingRecord { record: Record { img_s: 0.0, ..record.clone() }, eval_due }),
         };
         let state = TrainState {
             iter: done,
