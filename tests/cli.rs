@@ -159,6 +159,24 @@ fn user_errors_exit_2_with_one_line() {
     assert_user_error(&o, "no/such/folder does not exist");
     assert!(!stderr(&o).contains("f.safetensors.tmp"), "{}", stderr(&o));
 
+    // --images skips an unreadable file, counts it and keeps the rest.
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    image::RgbImage::new(40, 30).save(images.join("a.png")).unwrap();
+    std::fs::write(images.join("b.jpg"), b"not a jpeg").unwrap();
+    let model = imported_fixture(dir.path(), "vit_avg");
+    let feats = dir.path().join("feats.safetensors");
+    let o = vitdet(&["features", "--weights", model.to_str().unwrap(), "--images", images.to_str().unwrap(), "--out", feats.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("skipped: 1 image load(s)") && stderr(&o).contains("b.jpg"), "{}", stderr(&o));
+    let meta = engine::checkpoint::read_safetensors_metadata(&feats).unwrap();
+    assert!(meta["images"].contains("a.png") && !meta["images"].contains("b.jpg"), "{meta:?}");
+    // --pixels with no image is refused (Python's safetensors cannot read the file it would make).
+    let empty = dir.path().join("empty.safetensors");
+    let none = Tensor::zeros((0, 3, 32, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&std::collections::HashMap::from([("pixels".to_string(), none)]), &empty).unwrap();
+    assert_user_error(&vitdet(&["features", "--weights", model.to_str().unwrap(), "--pixels", empty.to_str().unwrap(), "--out", feats.to_str().unwrap()]), "N = 0");
+
     let o = vitdet(&["import", "--bogus-flag"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--bogus-flag"));

@@ -27,8 +27,20 @@ fn train_eval_predict_and_resume_on_shapes() {
     // Resuming a finished run runs no more steps and keeps the log.
     assert_ok(&vitdet(&["train", "--config", "vitdet_tiny_shapes", "--data", path(&data), "--out", path(&run), "--max-iter", "2", "--resume"]));
     assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 2);
-    // A second run into the same folder without --resume is refused.
+    // Resume follows the run: without --config it reads OUT/config.toml, and
+    // a flag that changes the recorded recipe is refused, naming the setting.
+    assert_ok(&vitdet(&["train", "--data", path(&data), "--out", path(&run), "--resume"]));
+    assert_user_error(&vitdet(&["train", "--data", path(&data), "--out", path(&run), "--backbone", "mae_tiny", "--resume"]), "train.backbone = \"mae_tiny\" (recorded: \"scratch\")");
+    assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 2);
+    // A second run into the same folder without --resume is refused, even
+    // when the checkpoint is gone: a finished run is never overwritten.
     assert_user_error(&vitdet(&["train", "--config", "vitdet_tiny_shapes", "--data", path(&data), "--out", path(&run), "--max-iter", "2"]), "--resume");
+    let model_bytes = std::fs::read(run.join("model.safetensors")).unwrap();
+    let moved = dir.path().join("checkpoint-moved");
+    std::fs::rename(run.join("checkpoint"), &moved).unwrap();
+    assert_user_error(&vitdet(&["train", "--config", "vitdet_tiny_shapes", "--data", path(&data), "--out", path(&run), "--max-iter", "2"]), "already holds a run");
+    assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), model_bytes);
+    std::fs::rename(&moved, run.join("checkpoint")).unwrap();
 
     let model = run.join("model.safetensors");
     let results = dir.path().join("results.json");
@@ -48,6 +60,18 @@ fn train_eval_predict_and_resume_on_shapes() {
     }
     let picture = image::open(pictures.join("000000.png")).unwrap();
     assert_eq!((picture.width(), picture.height()), (512, 512), "128 px pictures are drawn 4x");
+
+    // A corrupt file and a too-thin image are skipped and counted; the rest is predicted.
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(data.join("val/000000.png"), mixed.join("a.png")).unwrap();
+    std::fs::write(mixed.join("b.png"), b"not a png").unwrap();
+    image::RgbImage::new(2000, 10).save(mixed.join("c.png")).unwrap();
+    let o = vitdet(&["predict", "--weights", path(&model), "--image", path(&mixed), "--out", path(&dir.path().join("mixed_out"))]);
+    assert_ok(&o);
+    let err = text(&o.stderr);
+    assert_eq!(err.matches("skipped: 2 image load(s)").count(), 1, "{err}");
+    assert!(err.contains("b.png") && text(&o.stdout).contains("a.png"), "{err}");
 }
 
 #[test]

@@ -4,37 +4,116 @@
 //! `classify` names its classes; and the user errors (one line, exit 2).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 mod common;
 use common::{assert_ok, assert_user_error, path, text, vitdet};
 
+/// The CPU shapes recipe with `overrides` (`key = value` lines of the
+/// recipe, matched by key, replacing the base file's line).
+fn shapes_recipe(overrides: &[(&str, &str)]) -> String {
+    let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/finetune_shapes_tiny.toml")).unwrap();
+    let mut out = String::new();
+    let mut used = vec![false; overrides.len()];
+    for line in base.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        match overrides.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                used[i] = true;
+                out.push_str(&format!("{key} = {}", overrides[i].1));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    assert!(used.iter().all(|u| *u), "every override names a key of the base recipe: {overrides:?}");
+    out
+}
+
 /// The CPU shapes recipe shrunk to 24 images of 3 classes, one 24-image batch
 /// a step, no augmentation: a run that must memorise its training images.
 fn fit_recipe() -> String {
-    let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/finetune_shapes_tiny.toml")).unwrap();
-    let mut out = String::new();
-    for line in base.lines() {
-        let key = line.split('=').next().unwrap_or("").trim();
-        let replaced = match key {
-            "train" => "train = 24",
-            "val" => "val = 24",
-            "categories" => "categories = [\"circle\", \"star\", \"rectangle\"]",
-            "epochs" => "epochs = 70",
-            "batch_size" => "batch_size = 24",
-            "blr" => "blr = 4e-3",
-            "layer_decay" => "layer_decay = 1.0",
-            "head_init_std" => "head_init_std = 0.02",
-            "eval_period_epochs" => "eval_period_epochs = 70",
-            "checkpoint_period_epochs" => "checkpoint_period_epochs = 70",
-            "scale" => "scale = [1.0, 1.0]",
-            "ratio" => "ratio = [1.0, 1.0]",
-            "hflip" => "hflip = 0.0",
-            _ => line,
-        };
-        out.push_str(replaced);
-        out.push('\n');
+    shapes_recipe(&[
+        ("train", "24"),
+        ("val", "24"),
+        ("categories", "[\"circle\", \"star\", \"rectangle\"]"),
+        ("epochs", "70"),
+        ("batch_size", "24"),
+        ("blr", "4e-3"),
+        ("layer_decay", "1.0"),
+        ("head_init_std", "0.02"),
+        ("eval_period_epochs", "70"),
+        ("checkpoint_period_epochs", "70"),
+        ("scale", "[1.0, 1.0]"),
+        ("ratio", "[1.0, 1.0]"),
+        ("hflip", "0.0"),
+    ])
+}
+
+/// A few-second run: 12 training and 6 validation images of 3 classes at
+/// 32 px (2 x 2 tokens), batch 4 (3 steps an epoch), 2 epochs, an
+/// evaluation and a checkpoint every epoch, with augmentation. The learning
+/// rate is constant (no warmup, `min_lr` above the peak, so the cosine stays
+/// at the peak): `--max-iter` then leaves the schedule unchanged, which
+/// makes an interrupted run comparable with an uninterrupted one.
+fn tiny_recipe(extra: &[(&str, &str)]) -> String {
+    let mut overrides = vec![
+        ("train", "12"),
+        ("val", "6"),
+        ("size", "36"),
+        ("categories", "[\"circle\", \"star\", \"rectangle\"]"),
+        ("input_size", "32"),
+        ("epochs", "2"),
+        ("batch_size", "4"),
+        ("warmup_epochs", "0.0"),
+        ("min_lr", "1.0"),
+        ("eval_period_epochs", "1"),
+        ("checkpoint_period_epochs", "1"),
+    ];
+    for (k, v) in extra {
+        overrides.retain(|(key, _)| key != k);
+        overrides.push((k, v));
     }
-    out
+    shapes_recipe(&overrides)
+}
+
+/// Writes `text` as `name` in `dir`, returning the path.
+fn write_recipe(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The tensors of a safetensors file by name, as f32 values (bitwise copies).
+fn tensors(file: &Path) -> BTreeMap<String, Vec<f32>> {
+    let bytes = std::fs::read(file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+            let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            (name, values)
+        })
+        .collect()
+}
+
+/// The lines of `OUT/metrics.jsonl`.
+fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The summary table's "steps (this process)".
+fn steps_run(o: &std::process::Output) -> usize {
+    let out = text(&o.stdout);
+    let line = out.lines().find(|l| l.starts_with("steps (this process)")).expect("a summary line of steps");
+    line.split_whitespace().last().unwrap().parse().unwrap()
+}
+
+/// Names whose values differ between `a` and `b` (both must hold them).
+fn changed(a: &BTreeMap<String, Vec<f32>>, b: &BTreeMap<String, Vec<f32>>, names: impl Iterator<Item = String>) -> Vec<String> {
+    names.filter(|n| a[n].iter().zip(&b[n]).any(|(x, y)| x.to_bits() != y.to_bits())).collect()
 }
 
 #[test]
@@ -95,4 +174,154 @@ fn finetune_user_errors_are_one_line() {
     let not_a_classifier = dir.path().join("x.safetensors");
     std::fs::write(&not_a_classifier, b"nonsense").unwrap();
     assert_user_error(&vitdet(&["eval", "cls", "--weights", path(&not_a_classifier), "--data", path(&missing)]), "x.safetensors");
+}
+
+/// `--resume` continues exactly: a run stopped after 2 of its 6 steps
+/// (`--max-iter 2`, the same constant learning rate) and resumed to the end
+/// ends with the weights, EMA weights and losses of an uninterrupted run,
+/// bit for bit (the loader restarts at the right sample, the optimizer
+/// state, RNG and EMA come back from the checkpoint). Resuming a finished
+/// run changes nothing; starting over it without `--resume` is refused.
+#[test]
+fn resumed_run_equals_an_uninterrupted_one_and_a_finished_run_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "tiny.toml", &tiny_recipe(&[("ema_decay", "0.9")]));
+    let (whole, parts) = (dir.path().join("whole"), dir.path().join("parts"));
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["finetune", "--config", path(&recipe), "--backbone", "scratch", "--out", path(out)];
+        args.extend_from_slice(extra);
+        let o = vitdet(&args);
+        assert_ok(&o);
+        o
+    };
+    run(&whole, &[]);
+    run(&parts, &["--max-iter", "2"]);
+    assert_eq!(metrics(&parts).len(), 2, "stopped after 2 steps");
+    let o = run(&parts, &["--resume"]);
+    assert_eq!(steps_run(&o), 4);
+
+    for file in ["model.safetensors", "model_ema.safetensors"] {
+        let (a, b) = (tensors(&whole.join(file)), tensors(&parts.join(file)));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        assert_eq!(changed(&a, &b, a.keys().cloned()), Vec::<String>::new(), "{file}: resumed vs uninterrupted");
+    }
+    let (a, b) = (metrics(&whole), metrics(&parts));
+    assert_eq!(a.len(), 6);
+    assert_eq!(b.len(), 6, "one line per step, none repeated or lost");
+    for (x, y) in a.iter().zip(&b) {
+        for key in ["iter", "loss", "lr"] {
+            assert_eq!(x[key], y[key], "{key}: {x} vs {y}");
+        }
+    }
+    for key in ["top1", "top5", "top1_ema", "top5_ema"] {
+        assert_eq!(a[5][key], b[5][key], "{key} at the end");
+    }
+
+    // A finished run resumed: nothing to do, nothing changed.
+    let log = std::fs::read_to_string(parts.join("metrics.jsonl")).unwrap();
+    let before = tensors(&parts.join("model.safetensors"));
+    let o = run(&parts, &["--resume"]);
+    assert_eq!(steps_run(&o), 0);
+    assert_eq!(std::fs::read_to_string(parts.join("metrics.jsonl")).unwrap(), log);
+    let after = tensors(&parts.join("model.safetensors"));
+    assert_eq!(changed(&before, &after, before.keys().cloned()), Vec::<String>::new());
+    assert_user_error(&vitdet(&["finetune", "--config", path(&recipe), "--backbone", "scratch", "--out", path(&parts)]), "--resume");
+}
+
+/// With `ema_decay > 0` every evaluation reports the raw and the EMA
+/// weights' accuracy, the summary prints both, and the run keeps the EMA
+/// weights as a classifier file whose accuracy is the one reported.
+#[test]
+fn ema_is_evaluated_beside_the_weights_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "ema.toml", &tiny_recipe(&[("ema_decay", "0.5"), ("blr", "2e-2")]));
+    let run = dir.path().join("run");
+    let o = vitdet(&["finetune", "--config", path(&recipe), "--backbone", "scratch", "--out", path(&run)]);
+    assert_ok(&o);
+    let out = text(&o.stdout);
+    assert!(out.contains("top-1 (%)") && out.contains("top-1 EMA (%)"), "{out}");
+    let lines = metrics(&run);
+    let evals: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("top1").is_some()).collect();
+    assert_eq!(evals.len(), 2, "an evaluation every epoch");
+    for e in &evals {
+        for key in ["top1", "top5", "top1_ema", "top5_ema"] {
+            assert!(e[key].is_f64(), "{key} in {e}");
+        }
+    }
+    let ema_file = run.join("model_ema.safetensors");
+    assert!(out.contains(&format!("EMA weights: {}", ema_file.display())), "{out}");
+    let (raw, ema) = (tensors(&run.join("model.safetensors")), tensors(&ema_file));
+    assert_eq!(raw.keys().collect::<Vec<_>>(), ema.keys().collect::<Vec<_>>());
+    assert!(changed(&raw, &ema, raw.keys().cloned()).contains(&"head.weight".to_string()), "the EMA lags the weights");
+
+    // The kept file is what was evaluated: `eval cls` on the same validation split agrees.
+    let report = dir.path().join("ema.json");
+    let plot = dir.path().join("cm.png");
+    assert_ok(&vitdet(&["eval", "cls", "--weights", path(&ema_file), "--data", path(&run.join("data")), "--json", path(&report), "--plot", path(&plot)]));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let reported = evals[1]["top1_ema"].as_f64().unwrap();
+    assert!((json["report"]["top1"].as_f64().unwrap() - reported).abs() < 1e-9, "{json} vs {reported}");
+}
+
+/// A ViT of the tiny recipe with a cls-token head (so it has the final
+/// `norm` the probe reads), trained one step: a "pre-trained" backbone file.
+fn source_backbone(dir: &Path) -> (PathBuf, PathBuf) {
+    let recipe = write_recipe(dir, "source.toml", &tiny_recipe(&[("pool", "\"cls\""), ("blr", "1e-2")]));
+    let run = dir.join("source");
+    assert_ok(&vitdet(&["finetune", "--config", path(&recipe), "--backbone", "scratch", "--out", path(&run), "--max-iter", "1"]));
+    (run.join("model.safetensors"), run.join("data"))
+}
+
+fn is_backbone(name: &str) -> bool {
+    !name.starts_with("head.")
+}
+
+/// `--linear-probe` trains only the head: every backbone tensor of the
+/// result equals the source checkpoint's bit for bit, while the head's
+/// weights and its BatchNorm's running statistics moved.
+#[test]
+fn linear_probe_leaves_the_backbone_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, data) = source_backbone(dir.path());
+    let recipe = write_recipe(dir.path(), "probe.toml", &tiny_recipe(&[("blr", "0.5")]));
+    let run = dir.path().join("probe");
+    assert_ok(&vitdet(&["finetune", "--config", path(&recipe), "--linear-probe", "--backbone", path(&source), "--data", path(&data), "--out", path(&run)]));
+    let (src, probed) = (tensors(&source), tensors(&run.join("model.safetensors")));
+    let backbone: Vec<String> = probed.keys().filter(|n| is_backbone(n)).cloned().collect();
+    assert!(backbone.contains(&"blocks.11.mlp.fc2.weight".to_string()) && backbone.contains(&"norm.weight".to_string()), "{backbone:?}");
+    assert!(backbone.iter().all(|n| src.contains_key(n)), "every backbone tensor comes from the source");
+    assert_eq!(changed(&src, &probed, backbone.into_iter()), Vec::<String>::new(), "frozen backbone");
+    let head: Vec<&str> = probed.keys().filter(|n| !is_backbone(n)).map(String::as_str).collect();
+    assert_eq!(head, ["head.0.running_mean", "head.0.running_var", "head.1.bias", "head.1.weight"]);
+    let nonzero = |n: &str| probed[n].iter().any(|v| *v != 0.0);
+    assert!(nonzero("head.1.bias") && nonzero("head.0.running_mean"), "the head and its statistics trained");
+}
+
+/// `--keep-blocks K`: blocks < K (and the patch and position embeddings)
+/// are the source's, blocks >= K are freshly initialised, exactly as a run
+/// from scratch with the same seed initialises them. Probing keeps the
+/// backbone frozen, so the result shows the initial values.
+#[test]
+fn keep_blocks_keeps_the_first_k_and_reinitialises_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, data) = source_backbone(dir.path());
+    let recipe = write_recipe(dir.path(), "probe.toml", &tiny_recipe(&[]));
+    let probe = |backbone: &str, out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec!["finetune", "--config", path(&recipe), "--linear-probe", "--backbone", backbone, "--data", path(&data), "--out", path(&out), "--max-iter", "1"];
+        args.extend_from_slice(extra);
+        assert_ok(&vitdet(&args));
+        tensors(&out.join("model.safetensors"))
+    };
+    let kept = probe(path(&source), "keep4", &["--keep-blocks", "4"]);
+    let scratch = probe("scratch", "scratch", &[]);
+    let src = tensors(&source);
+    let block = |n: &str| n.strip_prefix("blocks.").and_then(|r| r.split('.').next()).and_then(|i| i.parse::<usize>().ok());
+    let names: Vec<String> = kept.keys().filter(|n| is_backbone(n)).cloned().collect();
+    let (early, late): (Vec<String>, Vec<String>) = names.iter().cloned().partition(|n| block(n).is_none_or(|i| i < 4));
+    assert!(late.iter().any(|n| n.starts_with("blocks.4.")) && late.iter().any(|n| n.starts_with("blocks.11.")));
+    assert_eq!(changed(&src, &kept, early.iter().cloned()), Vec::<String>::new(), "blocks 0-3, embeddings and norm from the source");
+    assert_eq!(changed(&scratch, &kept, late.iter().cloned()), Vec::<String>::new(), "blocks 4-11 as initialised from scratch");
+    let weights_of_late: Vec<String> = late.iter().filter(|n| n.ends_with(".weight") && !n.contains("norm")).cloned().collect();
+    assert_eq!(changed(&src, &kept, weights_of_late.iter().cloned()), weights_of_late, "every re-initialised weight differs from the source");
 }

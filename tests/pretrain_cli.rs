@@ -1,9 +1,12 @@
-//! End-to-end tests of `vitdet pretrain`: short MAE and MoCo-v3 runs on a
-//! tiny synthetic set lower their losses, and their model files are read as
-//! they are by `vitdet finetune --backbone` and `vitdet features`; resuming
-//! a finished run only rewrites the model; a MoCo-v3 run killed after a
-//! checkpoint and resumed ends as an uninterrupted one; `visualize` draws
-//! the grid; the user errors are one line with exit code 2.
+//! End-to-end tests of `vitdet pretrain`: a short MAE run on a tiny
+//! synthetic set lowers its loss, and its model file is read as it is by
+//! `vitdet finetune --backbone` and `vitdet features`; resuming a finished
+//! run only rewrites the model; `visualize` draws the grid; a short
+//! distillation run from an MAE teacher lowers its loss, logs each term and
+//! its student loads downstream; a short MoCo-v3 run lowers its loss, logs
+//! both terms and the momentum, and its encoder loads downstream; a MoCo-v3
+//! run killed after a checkpoint and resumed ends as an uninterrupted one;
+//! the user errors are one line with exit code 2.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -12,12 +15,21 @@ use std::path::Path;
 
 use common::{assert_ok, assert_user_error, path, text, vitdet};
 
-/// The built-in recipe `base` (a file of `configs/`) with the lines whose key
-/// is in `values` replaced by `key = value`.
-fn shrink(base: &str, values: &[(&str, &str)]) -> String {
-    let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(base)).unwrap();
+/// The CPU shapes recipe shrunk to 64 images, batches of 16 and 40 steps.
+fn tiny_recipe() -> String {
+    shrink(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/pretrain_mae_shapes_tiny.toml")).unwrap())
+}
+
+/// A shapes recipe shrunk to 64 images, batches of 16 and 40 steps.
+fn shrink(base: &str) -> String {
+    let values = [("train", "64"), ("val", "12"), ("size", "64"), ("epochs", "10"), ("batch_size", "16"), ("blr", "1e-2"), ("warmup_epochs", "1.0"), ("checkpoint_period_epochs", "5")];
+    set_keys(base, &values)
+}
+
+/// `text` with each line whose key is in `values` replaced by `key = value`.
+fn set_keys(text: &str, values: &[(&str, &str)]) -> String {
     let mut out = String::new();
-    for line in base.lines() {
+    for line in text.lines() {
         let key = line.split('=').next().unwrap_or("").trim();
         match values.iter().find(|(k, _)| *k == key) {
             Some((k, v)) => out.push_str(&format!("{k} = {v}")),
@@ -28,21 +40,20 @@ fn shrink(base: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-/// The MAE CPU shapes recipe shrunk to 64 images, batches of 16 and 40 steps.
-fn tiny_recipe() -> String {
-    let values = [("train", "64"), ("val", "12"), ("size", "64"), ("epochs", "10"), ("batch_size", "16"), ("blr", "1e-2"), ("warmup_epochs", "1.0"), ("checkpoint_period_epochs", "5")];
-    shrink("pretrain_mae_shapes_tiny.toml", &values)
+fn losses(run: &std::path::Path) -> Vec<f64> {
+    metric(run, "loss_mae")
 }
 
-/// Column `key` of every `metrics.jsonl` line.
-fn column(run: &Path, key: &str) -> Vec<f64> {
-    metrics(run).iter().map(|m| m[key].as_f64().unwrap_or_else(|| panic!("{key} in {m}"))).collect()
+/// `key` of every line of the run's metrics.jsonl.
+fn metric(run: &std::path::Path, key: &str) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()[key].as_f64().unwrap_or_else(|| panic!("{key} in {l}")))
+        .collect()
 }
 
-fn losses(run: &Path) -> Vec<f64> {
-    column(run, "loss_mae")
-}
-
+/// Every line of the run's metrics.jsonl.
 fn metrics(run: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -66,6 +77,11 @@ fn steps_run(o: &std::process::Output) -> usize {
     let out = text(&o.stdout);
     let line = out.lines().find(|l| l.starts_with("steps (this process)")).expect("a summary line of steps");
     line.split_whitespace().last().unwrap().parse().unwrap()
+}
+
+/// Mean of the first and of the last five values.
+fn first_last(v: &[f64]) -> (f64, f64) {
+    (v[..5].iter().sum::<f64>() / 5.0, v[v.len() - 5..].iter().sum::<f64>() / 5.0)
 }
 
 #[test]
@@ -135,7 +151,8 @@ fn moco_recipe(epochs: usize, checkpoint_period: usize) -> String {
         ("warmup_epochs", warmup.as_str()),
         ("checkpoint_period_epochs", period.as_str()),
     ];
-    shrink("pretrain_mocov3_shapes_tiny.toml", &values)
+    let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/pretrain_mocov3_shapes_tiny.toml")).unwrap();
+    set_keys(&base, &values)
 }
 
 /// MoCo-v3's momentum at step `i` of `total`: cosine from 0.99 to 1.
@@ -151,10 +168,10 @@ fn mocov3_pretraining_lowers_its_loss_and_its_encoder_loads_downstream() {
     let run = dir.path().join("run");
     assert_ok(&vitdet(&["pretrain", "--method", "mocov3", "--config", path(&recipe), "--out", path(&run)]));
     let written = std::fs::read_to_string(run.join("config.toml")).unwrap();
-    assert!(written.contains("method = \"mocov3\"") && written.contains("mlp_dim = 256"), "{written}");
+    assert!(written.contains("[mocov3]") && written.contains("mlp_dim = 256"), "{written}");
 
     // Both terms, their sum and the momentum on every line; the loss falls.
-    let (q1k2, q2k1, total, m) = (column(&run, "loss_q1k2"), column(&run, "loss_q2k1"), column(&run, "loss"), column(&run, "momentum"));
+    let (q1k2, q2k1, total, m) = (metric(&run, "loss_q1k2"), metric(&run, "loss_q2k1"), metric(&run, "loss"), metric(&run, "momentum"));
     assert_eq!(total.len(), 40);
     for i in 0..40 {
         assert!((q1k2[i] + q2k1[i] - total[i]).abs() < 1e-9, "step {i}");
@@ -241,7 +258,8 @@ fn mocov3_run_killed_after_a_checkpoint_resumes_exactly() {
 fn pretrain_user_errors_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    assert_user_error(&vitdet(&["pretrain", "--method", "mocov3", "--config", "pretrain_mae_shapes_tiny", "--out", path(&out)]), "is a mae recipe");
+    assert_user_error(&vitdet(&["pretrain", "--method", "mocov3", "--config", "pretrain_mae_shapes_tiny", "--out", path(&out)]), "no [mocov3] table");
+    assert_user_error(&vitdet(&["pretrain", "--method", "mae", "--config", "pretrain_mocov3_shapes_tiny", "--out", path(&out)]), "--method mocov3");
     let recipe = dir.path().join("moco.toml");
     std::fs::write(&recipe, moco_recipe(1, 1).replace("batch_size = 16", "batch_size = 1")).unwrap();
     assert_user_error(&vitdet(&["pretrain", "--method", "mocov3", "--config", path(&recipe), "--out", path(&out)]), "train.batch_size");
@@ -249,7 +267,6 @@ fn pretrain_user_errors_are_one_line() {
     assert_user_error(&vitdet(&["pretrain", "--method", "mocov3", "--config", path(&recipe), "--out", path(&out)]), "train.augment");
     std::fs::write(&recipe, moco_recipe(1, 1).replace("temperature = 0.2", "temperature = 0.0")).unwrap();
     assert_user_error(&vitdet(&["pretrain", "--method", "mocov3", "--config", path(&recipe), "--out", path(&out)]), "temperature");
-    assert_user_error(&vitdet(&["pretrain", "--method", "distill", "--out", path(&out)]), "not built yet");
     assert_user_error(&vitdet(&["pretrain", "--method", "mae", "--input-size", "70", "--out", path(&out)]), "data.input_size");
     assert_user_error(&vitdet(&["pretrain", "--method", "mae", "--config", "no_such_recipe", "--out", path(&out)]), "no_such_recipe");
     let missing = dir.path().join("no-images");
@@ -264,4 +281,79 @@ fn pretrain_user_errors_are_one_line() {
     std::fs::create_dir_all(&images).unwrap();
     image::RgbImage::new(8, 8).save(images.join("a.png")).unwrap();
     assert_user_error(&vitdet(&["pretrain", "visualize", "--weights", path(&not_mae), "--images", path(&images), "--out", path(&dir.path().join("g.png"))]), "x.safetensors");
+}
+
+#[test]
+fn distillation_from_an_mae_teacher_lowers_its_loss_and_its_student_loads_downstream() {
+    let dir = tempfile::tempdir().unwrap();
+    // The teacher: the tiny MAE recipe for a few steps (a ViT-Tiny MAE, 12 heads).
+    let mae_recipe = dir.path().join("mae.toml");
+    std::fs::write(&mae_recipe, tiny_recipe()).unwrap();
+    let teacher_run = dir.path().join("teacher");
+    assert_ok(&vitdet(&["pretrain", "--method", "mae", "--config", path(&mae_recipe), "--max-iter", "4", "--out", path(&teacher_run)]));
+    let teacher = teacher_run.join("model.safetensors");
+
+    let recipe = dir.path().join("distill.toml");
+    std::fs::write(&recipe, shrink(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/pretrain_distill_shapes_tiny.toml")).unwrap())).unwrap();
+    let run = dir.path().join("run");
+    let data = teacher_run.join("data");
+    let args = ["pretrain", "--method", "distill", "--config", path(&recipe), "--teacher", path(&teacher), "--data", path(&data), "--out", path(&run)];
+    let o = vitdet(&args);
+    assert_ok(&o);
+    let err = text(&o.stderr);
+    // The teacher file is the MAE's: its 20 decoder tensors are dropped.
+    assert!(err.contains("ViT width 192, depth 12, 12 heads; loaded 150 tensors, ignored 20 decoder"), "{err}");
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("[distill]") && config.contains(path(&teacher)), "{config}");
+
+    let (mae, attn) = (losses(&run), metric(&run, "loss_attn"));
+    assert_eq!((mae.len(), attn.len()), (40, 40));
+    let total: Vec<f64> = mae.iter().zip(&attn).map(|(m, a)| m + a).collect();
+    let ((t0, t1), (a0, a1)) = (first_last(&total), first_last(&attn));
+    assert!(t1 < 0.9 * t0, "loss {t0:.3} (first 5 steps) -> {t1:.3} (last 5)");
+    assert!(a1 < a0, "loss_attn {a0:.4} -> {a1:.4}");
+    let line = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(!line.contains("loss_hidden"), "the hidden variant is off by default");
+    // The checkpoint keeps the adapter for --resume; the model file is the student MAE alone.
+    let ckpt = engine::checkpoint::read_safetensors(&run.join("checkpoint/last.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let adapter = ckpt.iter().find(|(n, _)| n.ends_with("attn_adapter.adapter11.weight")).map(|(_, t)| t.dims().to_vec());
+    assert_eq!(adapter, Some(vec![12, 12, 1, 1]), "{:?}", ckpt.iter().map(|(n, _)| n).filter(|n| n.contains("adapter")).collect::<Vec<_>>());
+    let model = engine::checkpoint::read_safetensors(&run.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(model.len(), 170, "150 encoder + 20 decoder tensors, no adapter");
+
+    let ft = dir.path().join("ft");
+    let o = vitdet(&["finetune", "--config", "finetune_shapes_tiny", "--data", path(&data), "--backbone", path(&run.join("model.safetensors")), "--max-iter", "2", "--out", path(&ft)]);
+    assert_ok(&o);
+    assert!(text(&o.stderr).contains("loaded 148 tensors, ignored 20 non-backbone tensors"), "{}", text(&o.stderr));
+
+    // Resuming the finished run restores student and adapter, trains nothing, rewrites the model.
+    std::fs::remove_file(run.join("model.safetensors")).unwrap();
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let o = vitdet(&resume);
+    assert_ok(&o);
+    assert!(text(&o.stdout).lines().any(|l| l.starts_with("steps (this process)") && l.trim_end().ends_with(" 0")), "{}", text(&o.stdout));
+    assert!(run.join("model.safetensors").is_file());
+}
+
+#[test]
+fn distillation_user_errors_name_the_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // The shapes recipe's default teacher is a path that does not exist here.
+    let o = vitdet(&["pretrain", "--method", "distill", "--out", path(&out)]);
+    assert_user_error(&o, "runs/mae_shapes/model.safetensors");
+    assert!(text(&o.stderr).contains("--method mae"), "{}", text(&o.stderr));
+    // The released teacher, looked up where named backbones are.
+    let weights = dir.path().join("weights");
+    std::fs::create_dir_all(&weights).unwrap();
+    let o = vitdet(&["pretrain", "--method", "distill", "--teacher", "mae_base", "--weights-dir", path(&weights), "--out", path(&out)]);
+    assert_user_error(&o, "mae_base_1600e.pth.tar");
+    assert!(text(&o.stderr).contains(path(&weights)), "{}", text(&o.stderr));
+    // A teacher that does not cut the student's 16-px patches.
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/pretrain/tests/fixtures/distill_teacher.pth.tar");
+    let o = vitdet(&["pretrain", "--method", "distill", "--teacher", fixture, "--out", path(&out)]);
+    assert_user_error(&o, "distill_teacher.pth.tar");
+    // --teacher belongs to distillation.
+    assert_user_error(&vitdet(&["pretrain", "--method", "mae", "--teacher", "mae_base", "--out", path(&out)]), "--teacher");
 }

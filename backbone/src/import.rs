@@ -223,7 +223,7 @@ pub fn load_into(varmap: &VarMap, tensors: &[(String, Tensor)], ignored: usize) 
 /// # Errors
 /// As [`load_into`].
 pub fn load_into_under(varmap: &VarMap, prefix: &str, tensors: &[(String, Tensor)], ignored: usize) -> Result<LoadReport> {
-    let data = varmap.data().lock().map_err(|_| Error::Config("varmap lock poisoned".into()))?;
+    let data: std::collections::HashMap<String, candle_core::Var> = engine::vars::named_vars(varmap)?.into_iter().collect();
     let full_name = |name: &str| if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
     let mut report = LoadReport { ignored, ..Default::default() };
     let mut seen = HashSet::new();
@@ -318,10 +318,8 @@ pub fn load_vit_as(path: &Path, arch: &VitConfig, arch_name: &str, device: &Devi
 /// # Errors
 /// An I/O error naming `out`.
 pub fn save_vit(varmap: &VarMap, config: &VitConfig, out: &Path) -> Result<()> {
-    let tensors: Vec<(String, Tensor)> = {
-        let data = varmap.data().lock().map_err(|_| Error::Config("varmap lock poisoned".into()))?;
-        data.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect()
-    };
+    let tensors: Vec<(String, Tensor)> =
+        engine::vars::named_vars(varmap)?.into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
     save_vit_tensors(tensors, config, out)
 }
 

@@ -43,9 +43,8 @@ pub fn init_weights(varmap: &VarMap, cfg: &VitConfig, seed: u64) -> crate::Resul
 /// # Errors
 /// As [`init_weights`].
 pub fn init_weights_under(varmap: &VarMap, prefix: &str, cfg: &VitConfig, seed: u64) -> crate::Result<()> {
-    let data = varmap.data().lock().map_err(|_| crate::Error::Config("varmap lock poisoned".into()))?;
-    let mut names: Vec<(&str, &Var)> = data.iter().filter_map(|(n, v)| Some((strip_var_prefix(n, prefix)?, v))).collect();
-    names.sort_by(|a, b| a.0.cmp(b.0));
+    let named = engine::vars::named_vars(varmap)?;
+    let names: Vec<(&str, &Var)> = named.iter().filter_map(|(n, v)| Some((strip_var_prefix(n, prefix)?, v))).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     for (name, var) in names {
         let value = initial_value(name, var, cfg, &mut rng)?;

@@ -3,6 +3,11 @@
 //! its loss (cross-entropy, or soft-target cross-entropy under mixup) and its
 //! evaluation (top-1 / top-5, and the EMA weights beside the raw ones); the
 //! loop does the rest (schedule, accumulation, clipping, checkpoints, resume).
+//!
+//! With `train.ema_decay > 0` the run also keeps the EMA weights: in every
+//! checkpoint (so a resume continues them exactly) and, at the end, as
+//! `OUT/model_ema.safetensors`, a classifier file like `OUT/model.safetensors`.
+//! The best model is chosen by the raw weights' top-1.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +38,9 @@ use crate::{Error, Result};
 
 /// Prefix of the EMA's tensors in the checkpoint's task state.
 const EMA_PREFIX: &str = "ema.";
+
+/// The EMA weights at the end of a run, beside `OUT/model.safetensors`.
+pub const EMA_MODEL_FILE: &str = "model_ema.safetensors";
 
 /// Everything a fine-tuning run needs besides the recipe.
 #[derive(Debug)]
@@ -66,6 +74,8 @@ pub struct FinetuneSummary {
     pub run: RunSummary,
     /// The final evaluation of the raw weights (and of the EMA's).
     pub last: Option<(Report, Option<Report>)>,
+    /// `OUT/model_ema.safetensors`, when the recipe keeps an EMA.
+    pub ema_model_path: Option<PathBuf>,
     /// Optimizer steps per epoch.
     pub iters_per_epoch: usize,
     /// Training images that could not be read.
@@ -182,7 +192,8 @@ impl TrainTask for FinetuneTask {
 
 /// Fine-tunes (or probes) as `run` says: builds the classifier from the
 /// recipe's backbone, trains it with the shared loop, writes
-/// `OUT/model.safetensors` and `OUT/model_best.safetensors`.
+/// `OUT/model.safetensors`, `OUT/model_best.safetensors` and, with an EMA,
+/// `OUT/model_ema.safetensors`.
 ///
 /// # Errors
 /// A bad recipe, unreadable data or weights, a run directory that
@@ -194,9 +205,7 @@ pub fn finetune(run: &FinetuneRun) -> Result<FinetuneSummary> {
     let classes = run.train.images().classes.clone();
     let plan = recipe.plan(run.train.images().items.len(), run.max_iter)?;
     let dir = RunDir::open(&run.out, run.resume)?;
-    if !run.resume {
-        dir.write_config(recipe)?;
-    }
+    dir.record_config(recipe, run.resume)?;
 
     let varmap = VarMap::new();
     let mut recipe_for_build = recipe.clone();
@@ -250,5 +259,13 @@ pub fn finetune(run: &FinetuneRun) -> Result<FinetuneSummary> {
     let device = run.device.clone();
     let batches = stream.by_ref().map(|b| ClsBatch::from_samples(&b.samples, size, &device).map_err(Error::from));
     let summary = trainer.run(batches)?;
-    Ok(FinetuneSummary { init: built.init, run: summary, last: task.last.take(), iters_per_epoch: plan.iters_per_epoch, skipped_images: stream.stats().summary() })
+    let ema_model_path = match &task.ema {
+        Some(ema) => {
+            let path = run.out.join(EMA_MODEL_FILE);
+            weights::save(&path, ema.tensors(), &task.spec, &task.meta)?;
+            Some(path)
+        }
+        None => None,
+    };
+    Ok(FinetuneSummary { init: built.init, run: summary, last: task.last.take(), ema_model_path, iters_per_epoch: plan.iters_per_epoch, skipped_images: stream.stats().summary() })
 }

@@ -2,6 +2,7 @@
 //! MAE-Lite recipes), linear probing, evaluation, and readers for the
 //! datasets in their published on-disk layouts.
 
+pub mod bench;
 pub mod data;
 pub mod datasets;
 mod error;

@@ -210,13 +210,10 @@ fn block_index(name: &str) -> Option<usize> {
 /// binds at these widths), bias 0; the probe's BatchNorm statistics start at
 /// mean 0, variance 1.
 fn init_head(varmap: &VarMap, std: f64, seed: u64) -> Result<()> {
-    let data = varmap.data().lock().map_err(|_| crate::Error::Config { key: "model".into(), msg: "variable map lock poisoned".into() })?;
-    let mut names: Vec<&String> = data.keys().filter(|n| n.starts_with("head.") || n.as_str() == "head").collect();
-    names.sort();
+    let named = engine::vars::named_vars(varmap)?; // sorted by name
     // A stream of its own, so the head does not depend on how many draws the backbone took.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x6865_6164); // "head"
-    for name in names {
-        let var = &data[name];
+    for (name, var) in named.iter().filter(|(n, _)| n.starts_with("head.") || n.as_str() == "head") {
         let dims = var.dims().to_vec();
         let n: usize = dims.iter().product();
         let values: Vec<f32> = if name.ends_with("running_var") {

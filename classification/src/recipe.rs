@@ -118,7 +118,7 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Micro-batches each step is split into (gradients summed); must divide `batch_size`.
     pub grad_accum: usize,
-    /// Optimizer and its hyper-parameters (`kind = "adamw"` or `"sgd"`).
+    /// Optimizer and its hyper-parameters (`kind = "adamw"`, `"sgd"` or `"lars"`).
     pub optimizer: OptimizerConfig,
     /// Learning rate per 256 images: `lr = blr * batch_size / 256`.
     pub blr: f64,
@@ -147,8 +147,35 @@ pub struct TrainConfig {
     /// Seed of initialisation, sampling and augmentation.
     pub seed: u64,
     /// Training augmentation, timm's `transforms_imagenet_train` keys (its
-    /// `size` is set from `data.input_size`).
+    /// `size` is set from `data.input_size`). Keys a recipe leaves out take
+    /// this recipe default's values (no colour jitter), not timm's
+    /// (`color_jitter = 0.4`), like every other key of the recipe.
+    #[serde(deserialize_with = "augment_over_recipe_defaults")]
     pub augment: TrainTransformConfig,
+}
+
+/// Reads `[train.augment]` over [`TrainConfig::default`]'s `augment`.
+///
+/// Without this, serde would fill the missing keys from
+/// `TrainTransformConfig::default()`, timm's `transforms_imagenet_train`
+/// defaults, and a transfer recipe that says nothing about colour jitter
+/// would train with timm's 0.4 (the paper's transfer and probe recipes have
+/// none). TOML has no null, so an optional key that the recipe default
+/// leaves unset and the file does not name stays unset.
+fn augment_over_recipe_defaults<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<TrainTransformConfig, D::Error> {
+    use serde::de::Error as _;
+    let given = toml::Table::deserialize(d)?;
+    let mut merged = toml::Table::try_from(TrainConfig::default().augment).map_err(D::Error::custom)?;
+    merged.extend(given);
+    let (no_jitter, no_policy) = (!merged.contains_key("color_jitter"), !merged.contains_key("auto_augment"));
+    let mut augment = TrainTransformConfig::deserialize(toml::Value::Table(merged)).map_err(D::Error::custom)?;
+    if no_jitter {
+        augment.color_jitter = None;
+    }
+    if no_policy {
+        augment.auto_augment = None;
+    }
+    Ok(augment)
 }
 
 /// The RandAugment policy of `augment`, or `None` when `auto_augment` is
@@ -419,6 +446,33 @@ mod tests {
         assert_eq!((transfer.train.layer_decay, transfer.train.clip_grad_norm, transfer.train.weight_decay), (0.75, 1.0, 0.0));
         let e = Recipe::load_or_builtin("nope").unwrap_err().to_string();
         assert!(e.contains("finetune_imagenet_tiny"), "{e}");
+    }
+
+    #[test]
+    fn augment_keys_left_out_take_the_recipe_defaults_not_timms() {
+        let r = Recipe::parse("[train.augment]\nhflip = 0.0\n", Path::new("r.toml")).unwrap();
+        let want = TrainTransformConfig { hflip: 0.0, ..Recipe::default().train.augment };
+        assert_eq!(r.train.augment, want);
+        assert_eq!(r.train.augment.color_jitter, None);
+        // A written config.toml reads back as the same recipe.
+        for (name, text) in BUILTIN {
+            let r = Recipe::parse(text, Path::new(name)).unwrap();
+            let again = Recipe::parse(&toml::to_string(&r).unwrap(), Path::new(name)).unwrap();
+            assert_eq!(again, r, "{name}");
+        }
+        let e = Recipe::parse("[train.augment]\nhflipp = 0.0\n", Path::new("r.toml")).unwrap_err().to_string();
+        assert!(e.contains("hflipp") && e.contains("r.toml"), "{e}");
+    }
+
+    #[test]
+    fn transfer_and_probe_recipes_have_no_colour_jitter() {
+        for (name, text) in BUILTIN.iter().filter(|(n, _)| n.starts_with("transfer_") || n.starts_with("linprobe")) {
+            let r = Recipe::parse(text, Path::new(name)).unwrap();
+            assert_eq!((r.train.augment.color_jitter.as_ref(), rand_augment_policy(&r.train.augment)), (None, None), "{name}");
+        }
+        let probe = Recipe::load_or_builtin("linprobe_tiny").unwrap();
+        assert_eq!(probe.train.optimizer, OptimizerConfig::Lars(engine::optim::LarsConfig { momentum: 0.9, trust_coefficient: 0.001 }));
+        assert!((probe.plan(1_281_167, None).unwrap().lr - 6.4).abs() < 1e-12, "blr 0.1 x 16384 / 256");
     }
 
     #[test]

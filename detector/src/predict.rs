@@ -29,18 +29,47 @@ pub struct FilePrediction {
     pub results: Vec<DetectionResult>,
 }
 
+/// Shortest side, in pixels after the test resize, that the detector can
+/// look at: one patch of the backbone.
+const MIN_RESIZED_SIDE: usize = 16;
+
 /// Runs the detector on each file (one at a time), keeping detections
-/// scoring at least `min_score`.
+/// scoring at least `min_score`. A file that cannot be read, or whose image
+/// is too thin to detect on once resized, is recorded in `skipped` (naming
+/// it) and left out; the other files are still predicted.
 ///
 /// # Errors
-/// An unreadable image (naming it) or a failing tensor operation.
-pub fn predict_files(detector: &TrainedDetector, files: &[PathBuf], min_score: f64, device: &Device) -> Result<Vec<FilePrediction>> {
+/// A failing tensor operation.
+pub fn predict_files(
+    detector: &TrainedDetector,
+    files: &[PathBuf],
+    min_score: f64,
+    device: &Device,
+    skipped: &vision::loader::LoaderStats,
+) -> Result<Vec<FilePrediction>> {
     let size = detector.config.input_size();
-    files
-        .iter()
-        .enumerate()
-        .map(|(i, path)| {
-            let upright = decode_upright(path)?;
+    let mut out = Vec::with_capacity(files.len());
+    for (i, path) in files.iter().enumerate() {
+        let upright = match decode_upright(path) {
+            Ok(image) => image,
+            Err(e) if e.is_user_error() => {
+                skipped.skip(&e);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (_, (new_h, new_w)) = crate::data::transforms::test_resize_size(upright.height, upright.width, size);
+        if new_h.min(new_w) < MIN_RESIZED_SIDE {
+            let reason = format!(
+                "a {}x{} image is too thin to detect on (its short side becomes {} px at input size {size}, under one {MIN_RESIZED_SIDE}-px patch)",
+                upright.width,
+                upright.height,
+                new_h.min(new_w)
+            );
+            skipped.skip(&vision::Error::BadSample { path: path.clone(), reason });
+            continue;
+        }
+        out.push({
             let (width, height) = (upright.width, upright.height);
             let record = ImageRecord { image_id: i as u64, path: path.clone(), height, width, instances: Vec::new() };
             let sample = apply_test(&record, &upright, size);
@@ -51,9 +80,10 @@ pub fn predict_files(detector: &TrainedDetector, files: &[PathBuf], min_score: f
                 results.extend(to_coco_results(&sample, d, &detector.class_ids())?);
             }
             results.retain(|r| r.score >= min_score);
-            Ok(FilePrediction { path: path.clone(), width, height, results })
-        })
-        .collect()
+            FilePrediction { path: path.clone(), width, height, results }
+        });
+    }
+    Ok(out)
 }
 
 /// Draws a prediction over its image into `out` (PNG).

@@ -130,9 +130,7 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary> {
     let layer_decay = (cfg.layer_decay < 1.0).then_some(cfg.layer_decay);
     let groups = build_param_groups(&named, &rules, cfg.weight_decay, layer_decay, DecayRule::SkipNormAndListed)?;
     let optimizer = Box::new(AdamW::new(groups, cfg.optimizer.clone())?);
-    if !run.resume {
-        dir.write_config(recipe)?;
-    }
+    dir.record_config(recipe, run.resume)?;
 
     let mut task = DetectionTask { run, varmap, named, model, classes, last_report: None };
     let trainer = Trainer::new(&mut task, optimizer, loop_config(run), dir, run.resume)?;

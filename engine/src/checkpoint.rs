@@ -281,6 +281,7 @@ fn atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<(
         File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io(path, e))?;
+        abort_if_injected(&file_name);
         fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     });
     if result.is_err() {
@@ -294,6 +295,26 @@ fn atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<(
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Environment variable of the kill tests' fault injection (`tests/kill_resume.rs`):
+/// `NAME:K` makes the process abort, as a kill would, after the K-th
+/// temporary of a file named NAME is written and before it is renamed into
+/// place. Unset, it costs one lookup per atomic write.
+pub const FAULT_ABORT_WRITE_ENV: &str = "VITDET_FAULT_ABORT_WRITE";
+
+/// Aborts the process if [`FAULT_ABORT_WRITE_ENV`] asks for it at this write.
+fn abort_if_injected(file_name: &str) {
+    static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let Ok(spec) = std::env::var(FAULT_ABORT_WRITE_ENV) else { return };
+    let Some((name, k)) = spec.rsplit_once(':') else { return };
+    if name == file_name {
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if k.parse::<usize>().is_ok_and(|k| k == n) {
+            eprintln!("{FAULT_ABORT_WRITE_ENV}: aborting in the middle of writing {file_name} (write {n})");
+            std::process::abort();
+        }
+    }
 }
 
 fn st_dtype(dtype: DType) -> Result<StDtype> {

@@ -45,6 +45,10 @@ pub enum Error {
     /// An invariant of the caller's inputs was violated.
     #[error("{0}")]
     Msg(String),
+    /// A failure of vitdet itself, not of the user's input (a lock poisoned
+    /// by a panicking thread, a broken internal invariant): exit code 1.
+    #[error("internal error: {0} (a failure of vitdet itself, not of your input; please report it)")]
+    Internal(String),
     /// A run directory cannot start the requested command: it already holds
     /// a checkpoint and `--resume` was not given, or `--resume` found none.
     #[error("{path}: {msg}")]

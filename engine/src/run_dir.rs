@@ -8,11 +8,12 @@
 //! OUT/checkpoint/last.safetensors  what --resume needs (see crate::checkpoint)
 //! ```
 //!
-//! Starting a run where a checkpoint already exists without `--resume`, or
-//! resuming where none exists, is a user error ([`Error::RunDir`]). On resume,
-//! metrics lines at or past the checkpoint's iteration are dropped, so an
-//! interrupted-and-resumed run's log equals an uninterrupted one's
-//! (`tests/resume.rs`).
+//! Starting a run where results already exist without `--resume` (a
+//! finished run is never overwritten), resuming where no checkpoint exists,
+//! and resuming with a recipe other than the recorded `config.toml` are user
+//! errors ([`Error::RunDir`]). On resume, metrics lines at or past the
+//! checkpoint's iteration are dropped, so an interrupted-and-resumed run's
+//! log equals an uninterrupted one's (`tests/resume.rs`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -45,40 +46,112 @@ pub struct RunDir {
 impl RunDir {
     /// Opens (creating it if needed) the output directory `out`.
     ///
-    /// `resume = false` refuses a directory that already holds a checkpoint;
-    /// `resume = true` requires one. Neither touches existing files; the
-    /// metrics log is only rewritten by [`RunDir::metrics_writer`].
+    /// `resume = false` refuses a directory that already holds a result (a
+    /// checkpoint, a model file or a metrics log: a finished run is never
+    /// overwritten); `resume = true` requires a checkpoint and removes the
+    /// temporary files a killed write left behind. Nothing else is touched:
+    /// the metrics log is only rewritten by [`RunDir::metrics_writer`], and
+    /// `checkpoint/` is created by the first checkpoint, so a run that fails
+    /// to start leaves no empty folder.
     ///
     /// # Errors
-    /// [`Error::RunDir`] with a one-line instruction when the checkpoint's
-    /// presence contradicts `resume`; [`Error::Io`] when the directory
-    /// cannot be created.
+    /// [`Error::RunDir`] with a one-line instruction when the directory's
+    /// contents contradict `resume`; [`Error::Io`] when it cannot be created.
     pub fn open(out: &Path, resume: bool) -> Result<Self> {
         let run = Self {
             root: out.to_path_buf(),
         };
         let ckpt = run.checkpoint_path();
-        match (resume, ckpt.is_file()) {
-            (false, true) => {
-                return Err(Error::RunDir {
-                    path: out.to_path_buf(),
-                    msg: format!(
-                        "already holds a checkpoint ({}); pass --resume to continue that run, or choose another --out",
-                        ckpt.display()
-                    ),
-                })
-            }
-            (true, false) => {
+        if resume {
+            if !ckpt.is_file() {
                 return Err(Error::RunDir {
                     path: ckpt,
                     msg: "no checkpoint to resume from; drop --resume to start a new run here".into(),
-                })
+                });
             }
-            _ => {}
+            run.remove_temporaries();
+        } else if let Some(result) = run.results().into_iter().next() {
+            return Err(Error::RunDir {
+                path: out.to_path_buf(),
+                msg: format!(
+                    "already holds a run ({}); pass --resume to continue it, or choose another --out \
+                     (delete the folder to start over)",
+                    result.display()
+                ),
+            });
         }
-        let dir = run.checkpoint_dir();
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        fs::create_dir_all(&run.root).map_err(|e| Error::io(&run.root, e))?;
         Ok(run)
+    }
+
+    /// The files of a run that a fresh start would overwrite: the
+    /// checkpoint, any `*.safetensors` model file and a non-empty metrics log.
+    fn results(&self) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = [self.checkpoint_path(), self.metrics_path()]
+            .into_iter()
+            .filter(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0))
+            .collect();
+        if let Ok(entries) = fs::read_dir(&self.root) {
+            let mut models: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "safetensors"))
+                .collect();
+            models.sort();
+            found.extend(models);
+        }
+        found
+    }
+
+    /// Removes the temporary files of atomic writes cut short by a kill
+    /// (`.NAME.tmp…`) in the run's folder and its `checkpoint/`.
+    fn remove_temporaries(&self) {
+        for dir in [self.root.clone(), self.checkpoint_dir()] {
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if name.starts_with('.') && name.contains(".tmp") && path.is_file() {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+    }
+
+    /// Records the resolved recipe `cfg` in `OUT/config.toml` on a fresh
+    /// run. On resume, checks it against the recorded one, so a resumed run
+    /// follows the run and not a changed command line: only the run's length
+    /// ([`RUN_LENGTH_KEYS`], what `--max-iter` and `--epochs` set) may
+    /// change, on purpose; it is then recorded and reported on stderr.
+    ///
+    /// # Errors
+    /// [`Error::RunDir`] naming the first other setting that differs from
+    /// the recorded recipe; as [`RunDir::write_config`].
+    pub fn record_config<T: Serialize>(&self, cfg: &T, resume: bool) -> Result<()> {
+        let path = self.config_path();
+        if !resume || !path.is_file() {
+            return self.write_config(cfg);
+        }
+        let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let recorded: toml::Table = toml::from_str(&text)
+            .map_err(|e| Error::BadFile { path: path.clone(), msg: format!("not a recipe: {e}") })?;
+        let now = toml::Table::try_from(cfg).map_err(|e| Error::Msg(format!("cannot write the recipe as TOML: {e}")))?;
+        let mut changed = Vec::new();
+        differences("", &recorded, &now, &mut changed);
+        if let Some((key, was, is)) = changed.iter().find(|(key, _, _)| !RUN_LENGTH_KEYS.contains(&key.as_str())) {
+            return Err(Error::RunDir {
+                path,
+                msg: format!(
+                    "--resume continues the recorded run, but this command sets {key} = {is} (recorded: {was}); \
+                     drop the flag or recipe that changes it, or start a new run with another --out"
+                ),
+            });
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        for (key, was, is) in &changed {
+            eprintln!("resuming with {key} = {is} instead of the recorded {was}: the run's length changes, recorded in {}", path.display());
+        }
+        self.write_config(cfg)
     }
 
     /// The output directory.
@@ -140,6 +213,8 @@ impl RunDir {
         optim: &[(String, Tensor)],
         state: &TrainState,
     ) -> Result<()> {
+        let dir = self.checkpoint_dir();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         checkpoint::save_checkpoint(&self.checkpoint_path(), model, optim, state)
     }
 
@@ -163,12 +238,32 @@ impl RunDir {
     }
 }
 
+/// Recipe keys a resume may change on purpose: the run's length.
+pub const RUN_LENGTH_KEYS: [&str; 2] = ["train.max_iter", "train.epochs"];
+
+/// Every key (dotted path, sorted) whose value differs between two recipes,
+/// with both values as TOML text (`<absent>` when one lacks it).
+fn differences(prefix: &str, was: &toml::Table, is: &toml::Table, out: &mut Vec<(String, String, String)>) {
+    let mut keys: Vec<&String> = was.keys().chain(is.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let show = |v: Option<&toml::Value>| v.map_or_else(|| "<absent>".to_string(), |v| v.to_string());
+    for key in keys {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match (was.get(key), is.get(key)) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => differences(&path, a, b, out),
+            (a, b) if a != b => out.push((path, show(a), show(b))),
+            _ => {}
+        }
+    }
+}
+
 /// One logged iteration: a line of `metrics.jsonl`.
 ///
 /// Serialised as one flat JSON object with keys `iter`, `loss`, each term,
 /// `lr`, `img_s` and each extra (sorted by key). A non-finite number is
 /// written as `null` (JSON has no NaN).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     /// 0-based index of the iteration just completed.
     pub iter: usize,
@@ -244,6 +339,7 @@ impl Record {
 pub struct MetricsWriter {
     path: PathBuf,
     out: BufWriter<File>,
+    last_iter: Option<u64>,
 }
 
 impl MetricsWriter {
@@ -265,6 +361,7 @@ impl MetricsWriter {
             },
         };
         checkpoint::write_atomic(path, kept.as_bytes())?;
+        let last_iter = kept.lines().filter_map(line_iter).max();
         let file = OpenOptions::new()
             .append(true)
             .open(path)
@@ -272,7 +369,13 @@ impl MetricsWriter {
         Ok(Self {
             path: path.to_path_buf(),
             out: BufWriter::new(file),
+            last_iter,
         })
+    }
+
+    /// The highest `iter` in the log (kept or appended), if any.
+    pub fn last_iter(&self) -> Option<u64> {
+        self.last_iter
     }
 
     /// Appends one record as a line and flushes it.
@@ -283,7 +386,9 @@ impl MetricsWriter {
         let line = Value::Object(record.to_json()?).to_string();
         writeln!(self.out, "{line}")
             .and_then(|()| self.out.flush())
-            .map_err(|e| Error::io(&self.path, e))
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.last_iter = self.last_iter.max(Some(record.iter as u64));
+        Ok(())
     }
 }
 
@@ -315,7 +420,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("run");
         let run = RunDir::open(&out, false).unwrap();
-        assert!(run.checkpoint_dir().is_dir());
+        assert!(out.is_dir() && !run.checkpoint_dir().exists(), "checkpoint/ waits for the first checkpoint");
         run.save_checkpoint(&[], &[], &state(3)).unwrap();
 
         let e = RunDir::open(&out, false).unwrap_err();
@@ -329,6 +434,56 @@ mod tests {
 
         let resumed = RunDir::open(&out, true).unwrap();
         assert_eq!(resumed.load_checkpoint(&Device::Cpu).unwrap().state.iter, 3);
+    }
+
+    #[test]
+    fn a_finished_run_without_its_checkpoint_is_not_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let run = RunDir::open(&out, false).unwrap();
+        run.write_config(&serde_json::json!({"a": 1})).unwrap();
+        RunDir::open(&out, false).unwrap(); // a recipe alone is no result
+        for file in [METRICS_FILE, MODEL_FILE, "model_best.safetensors"] {
+            let path = out.join(file);
+            fs::write(&path, b"x").unwrap();
+            let msg = RunDir::open(&out, false).unwrap_err().to_string();
+            assert!(msg.contains(file) && msg.contains("--resume") && msg.contains("another --out"), "{msg}");
+            fs::remove_file(&path).unwrap();
+        }
+        fs::write(out.join(METRICS_FILE), b"").unwrap();
+        RunDir::open(&out, false).unwrap(); // an empty log is no result
+    }
+
+    #[test]
+    fn resume_removes_temporaries_of_killed_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let run = RunDir::open(&out, false).unwrap();
+        run.save_checkpoint(&[], &[], &state(2)).unwrap();
+        let stale = [out.join(".model.safetensors.tmp-123-0"), run.checkpoint_dir().join(".last.safetensors.tmp-123-4")];
+        for p in &stale {
+            fs::write(p, b"partial").unwrap();
+        }
+        let keep = out.join(".hidden");
+        fs::write(&keep, b"mine").unwrap();
+        RunDir::open(&out, true).unwrap();
+        assert!(stale.iter().all(|p| !p.exists()) && keep.exists());
+    }
+
+    #[test]
+    fn resume_refuses_a_recipe_other_than_the_recorded_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let run = RunDir::open(&out, false).unwrap();
+        let recipe = |lr: f64, steps: u64| serde_json::json!({"model": {"arch": "tiny"}, "train": {"lr": lr, "max_iter": steps}});
+        run.record_config(&recipe(1e-3, 30), false).unwrap();
+        run.record_config(&recipe(1e-3, 30), true).unwrap();
+        let msg = run.record_config(&recipe(2e-3, 50), true).unwrap_err().to_string();
+        assert!(msg.contains("train.lr = 0.002 (recorded: 0.001)"), "{msg}");
+        assert_eq!(fs::read_to_string(run.config_path()).unwrap(), toml::to_string(&recipe(1e-3, 30)).unwrap());
+        // The run's length may change on purpose, and is recorded.
+        run.record_config(&recipe(1e-3, 50), true).unwrap();
+        assert_eq!(fs::read_to_string(run.config_path()).unwrap(), toml::to_string(&recipe(1e-3, 50)).unwrap());
     }
 
     #[test]

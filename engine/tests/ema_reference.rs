@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use engine::checkpoint::{read_safetensors, write_safetensors_atomic};
 use engine::ema::ModelEma;
-use engine::ops::{linear, BatchNorm1d, BatchNormConfig, Linear};
+use engine::ops::{BatchNorm1d, BatchNormConfig, Linear};
 use engine::optim::{build_param_groups, AdamW, AdamWConfig, DecayRule, Optimizer, ViTNameRules};
 use engine::vars::named_vars;
 use serde::Deserialize;
@@ -82,8 +82,14 @@ fn optimizer_steps_move_the_model_not_the_average() {
     let groups = build_param_groups(&named, &ViTNameRules { num_layers: 1 }, 0.05, None, DecayRule::All).unwrap();
     let mut opt = AdamW::new(groups, AdamWConfig::default()).unwrap();
     let x = Tensor::arange(0f32, 16.0, &dev).unwrap().reshape((4, 4)).unwrap();
-    let y = bn.forward_t(&fc.forward(&x).unwrap(), true).unwrap();
-    let loss = linear(&y, &Tensor::ones((1, 3), DType::F32, &dev).unwrap(), None).unwrap().sqr().unwrap().sum_all().unwrap();
+    let h = fc.forward(&x).unwrap();
+    let y = bn.forward_t(&h, true).unwrap();
+    // Every parameter needs a gradient that is not zero in exact arithmetic
+    // (else rounding noise decides whether it moves): the train-mode
+    // BatchNorm removes any shift common to the batch, so `fc.bias` gets its
+    // gradient from the `h` term; `bn.bias` gets one from the targets `t`.
+    let t = Tensor::new(&[[1f32, 2.0, 3.0]], &dev).unwrap();
+    let loss = (y.broadcast_sub(&t).unwrap().sqr().unwrap().sum_all().unwrap() + h.sum_all().unwrap()).unwrap();
     opt.step(&loss.backward().unwrap(), 0.1).unwrap();
 
     let moved = named.iter().zip(&before).filter(|((_, v), b)| bits(v.as_tensor()) != **b).count();

@@ -5,7 +5,8 @@
 //! Each optimizer runs 5 steps over two parameter groups with different
 //! `lr_scale` and weight decay, a changing learning rate, and one parameter
 //! that gets no gradient at step 2; the parameters after every step must
-//! match `torch.optim` in f32 and in f64, on both the fused CPU path and the
+//! match `torch.optim` (LARS: the script's PyTorch implementation of MAE's
+//! definition) in f32 and in f64, on both the fused CPU path and the
 //! composed tensor-op path, and after an export/import of the optimizer
 //! state half-way through.
 
@@ -17,7 +18,9 @@ use std::path::PathBuf;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use engine::checkpoint::read_safetensors;
-use engine::optim::{clip_grad_norm, AdamW, AdamWConfig, Optimizer, ParamGroup, Sgd, SgdConfig};
+use engine::optim::{
+    clip_grad_norm, AdamW, AdamWConfig, Lars, LarsConfig, Optimizer, ParamGroup, Sgd, SgdConfig,
+};
 use engine::schedule::Schedule;
 use serde::Deserialize;
 
@@ -60,7 +63,14 @@ struct Meta {
     missing_grad: Missing,
     adamw: AdamSpec,
     sgd_momentum: f64,
+    lars: LarsSpec,
     clip_max_norm: f64,
+}
+
+#[derive(Deserialize)]
+struct LarsSpec {
+    momentum: f64,
+    trust_coefficient: f64,
 }
 
 struct Fixture {
@@ -199,14 +209,16 @@ enum Kind {
     SgdNesterov,
     SgdMomentum,
     SgdPlain,
+    Lars,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [
+    const ALL: [Kind; 5] = [
         Kind::AdamW,
         Kind::SgdNesterov,
         Kind::SgdMomentum,
         Kind::SgdPlain,
+        Kind::Lars,
     ];
 
     fn key(self) -> &'static str {
@@ -215,6 +227,7 @@ impl Kind {
             Kind::SgdNesterov => "sgd_nesterov",
             Kind::SgdMomentum => "sgd_momentum",
             Kind::SgdPlain => "sgd_plain",
+            Kind::Lars => "lars",
         }
     }
 
@@ -232,6 +245,17 @@ impl Kind {
                 o.set_fused_cpu(fused);
                 Box::new(o)
             }
+            // One (composed) path on every device: `fused` does not apply.
+            Kind::Lars => Box::new(
+                Lars::new(
+                    groups,
+                    LarsConfig {
+                        momentum: meta.lars.momentum,
+                        trust_coefficient: meta.lars.trust_coefficient,
+                    },
+                )
+                .unwrap(),
+            ),
             _ => {
                 let cfg = match self {
                     Kind::SgdNesterov => SgdConfig {
@@ -331,6 +355,30 @@ fn reference_comparison_detects_a_wrong_update() {
         bad.is_some_and(|m| m.contains("blocks.0.bias")),
         "a wrong lr_scale must not pass the comparison"
     );
+}
+
+/// LARS's trust ratio matters: plain momentum SGD with LARS's momentum
+/// (no ratio, decay on every parameter) fails the LARS comparison on the
+/// weights, and LARS itself fails the momentum-SGD one.
+#[test]
+fn lars_comparison_detects_a_missing_trust_ratio() {
+    let fx = Fixture::load(DType::F32);
+    let (groups, vars) = fx.groups();
+    let cfg = SgdConfig {
+        momentum: fx.meta.lars.momentum,
+        nesterov: false,
+    };
+    let mut sgd = Sgd::new(groups, cfg).unwrap();
+    sgd.step(&fx.grads(0, &vars), fx.meta.lrs[0]).unwrap();
+    let (_, bad) = fx.compare("lars", 0, &vars);
+    assert!(
+        bad.is_some_and(|m| m.contains("blocks.0.weight")),
+        "momentum SGD must not pass as LARS"
+    );
+    let (groups, vars) = fx.groups();
+    let mut lars = Kind::Lars.build(&fx.meta, groups, false);
+    lars.step(&fx.grads(0, &vars), fx.meta.lrs[0]).unwrap();
+    assert!(fx.compare("sgd_momentum", 0, &vars).1.is_some());
 }
 
 #[test]

@@ -183,8 +183,8 @@ pub fn open_images(source: &DataSource, recipe: &Recipe) -> Result<Arc<PretrainI
     let root = image_root(&dir);
     let files = vision::list::list_images(&root, true)?;
     let size = recipe.data.input_size;
-    let train = match recipe.method {
-        Method::Mae => Views::One(recipe.train_transform().build().map_err(|e| Error::config("train.augment", e.to_string()))?),
+    let train = match recipe.method() {
+        Method::Mae | Method::Distill => Views::One(recipe.train_transform().build().map_err(|e| Error::config("train.augment", e.to_string()))?),
         Method::Mocov3 => {
             let view = |v: u8| ssl_view(v, size).map_err(|e| Error::config("data.input_size", e.to_string()));
             Views::Two(view(1)?, view(2)?)

@@ -26,9 +26,8 @@ const TOKEN_STD: f64 = 0.02;
 /// # Errors
 /// [`Error::Config`] for a variable no rule covers; tensor errors.
 pub fn init_mae(varmap: &VarMap, spec: &MaeSpec, seed: u64) -> Result<()> {
-    let data = varmap.data().lock().map_err(|_| Error::config("model", "variable map lock poisoned"))?;
-    let mut vars: Vec<(&String, &Var)> = data.iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(b.0));
+    let named = engine::vars::named_vars(varmap)?;
+    let vars: Vec<(&String, &Var)> = named.iter().map(|(n, v)| (n, v)).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     for (name, var) in vars {
         var.set(&initial_value(name, var, spec, &mut rng)?)?;

@@ -6,11 +6,12 @@
 //! [`masking`] and [`encoder`] are the pieces every masked objective shares
 //! (the distillation student and teacher run [`encoder::encode_visible`]
 //! with one [`masking::Masking`]); [`mae`] is the autoencoder and its loss;
-//! [`task::pretrain_mae`] trains it. [`mocov3`] is the contrastive objective;
-//! [`mocov3::task::pretrain_mocov3`] trains it. [`bench`] times their steps.
+//! [`task::pretrain_mae`] trains it. [`distill`] adds a frozen teacher's
+//! attention to the MAE loss (the paper's method). [`mocov3`] is the
+//! contrastive objective; [`mocov3::task::pretrain_mocov3`] trains it.
 
-pub mod bench;
 pub mod data;
+pub mod distill;
 pub mod encoder;
 mod error;
 pub mod init;

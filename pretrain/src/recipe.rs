@@ -1,13 +1,15 @@
-//! Pre-training recipes: one TOML file with a top-level `method` (`mae`,
-//! the default, or `mocov3`), `[model]`, `[data]` and `[train]` sections,
-//! and the method's own section (`[mocov3]`). A key left out takes the
-//! method's released value ([`Recipe::released`]): MAE-Lite's MAE-Tiny
-//! recipe (maelite-recipes.md §2: `mae_lite_exp.py`,
-//! `timm_imagenet_exp.py`) or its MoCo-v3-Tiny recipe (§3, the constants of
-//! [`crate::mocov3::recipe`]). `configs/pretrain_{mae,mocov3}_tiny.toml`
-//! spell them out with every value commented, and
-//! `configs/pretrain_{mae,mocov3}_shapes_tiny.toml` are the CPU-sized
-//! variants for the built-in synthetic images.
+//! Pre-training recipes: one TOML file with `[model]`, `[data]` and
+//! `[train]` sections. The defaults are MAE-Lite's released MAE-Tiny recipe
+//! (maelite-recipes.md §2: `mae_lite_exp.py`, `timm_imagenet_exp.py`);
+//! `configs/pretrain_mae_tiny.toml` spells it out with every value
+//! commented, `configs/pretrain_mae_shapes_tiny.toml` is the CPU-sized
+//! variant for the built-in synthetic images. A `[distill]` table
+//! ([`crate::distill::DistillConfig`]) makes it a distilled-MAE recipe
+//! (`configs/pretrain_distill_mae_tiny.toml`, `pretrain_distill_shapes_tiny.toml`).
+//! A `[mocov3]` table ([`MocoV3Section`]) makes it a MoCo-v3 recipe whose
+//! left-out keys take MAE-Lite's released MoCo-v3-Tiny values (§3,
+//! [`Recipe::released`], the constants of [`crate::mocov3::recipe`]):
+//! `configs/pretrain_mocov3_tiny.toml`, `pretrain_mocov3_shapes_tiny.toml`.
 //!
 //! Recipes count in epochs, as MAE-Lite does; the training loop counts
 //! optimizer steps, so [`Recipe::plan`] converts once the image count is
@@ -24,22 +26,23 @@ use crate::mae::{DecoderConfig, MaeSpec};
 use crate::mocov3::{self, MocoV3Config};
 use crate::{Error, Result};
 
-/// The pre-training objective a recipe trains.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// The pre-training objective a recipe trains, from its tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    /// Masked autoencoder ([`crate::mae`]).
-    #[default]
+    /// Masked autoencoder ([`crate::mae`]): neither `[distill]` nor `[mocov3]`.
     Mae,
-    /// MoCo-v3 ([`crate::mocov3`]): `[mocov3]` holds its own settings.
+    /// MAE with attention distillation ([`crate::distill`]): a `[distill]` table.
+    Distill,
+    /// MoCo-v3 ([`crate::mocov3`]): a `[mocov3]` table.
     Mocov3,
 }
 
 impl Method {
-    /// The name recipes and the command line use.
+    /// The name `--method` uses.
     pub fn name(self) -> &'static str {
         match self {
             Method::Mae => "mae",
+            Method::Distill => "distill",
             Method::Mocov3 => "mocov3",
         }
     }
@@ -47,17 +50,17 @@ impl Method {
     /// Augmented views of each image the method trains on.
     pub fn views_per_sample(self) -> usize {
         match self {
-            Method::Mae => 1,
+            Method::Mae | Method::Distill => 1,
             Method::Mocov3 => 2,
         }
     }
 }
 
-/// The encoder and (`method = "mae"`) the masked autoencoder around it.
+/// The masked autoencoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Encoder ViT, every method's: `tiny` (the paper's, 12 heads), `tiny3`, `small`, `base`.
+    /// Encoder ViT: `tiny` (the paper's, 12 heads), `tiny3`, `small`, `base`.
     pub arch: String,
     /// Fraction of each image's patches removed (MAE: 0.75).
     pub mask_ratio: f64,
@@ -67,9 +70,9 @@ pub struct ModelConfig {
     pub decoder: DecoderConfig,
 }
 
-/// MoCo-v3's own settings (`method = "mocov3"`; moco-v3's `moco_mlp_dim`,
-/// `moco_dim`, `moco_t`, `moco_m`). Its encoder is `model.arch` at
-/// `data.input_size` ([`Recipe::mocov3_config`]).
+/// MoCo-v3's own settings (moco-v3's `moco_mlp_dim`, `moco_dim`, `moco_t`,
+/// `moco_m`). Its encoder is `model.arch` at `data.input_size`
+/// ([`Recipe::mocov3_config`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MocoV3Section {
@@ -252,6 +255,8 @@ impl TrainConfig {
 pub const BUILTIN: &[(&str, &str)] = &[
     ("pretrain_mae_tiny", include_str!("../../configs/pretrain_mae_tiny.toml")),
     ("pretrain_mae_shapes_tiny", include_str!("../../configs/pretrain_mae_shapes_tiny.toml")),
+    ("pretrain_distill_mae_tiny", include_str!("../../configs/pretrain_distill_mae_tiny.toml")),
+    ("pretrain_distill_shapes_tiny", include_str!("../../configs/pretrain_distill_shapes_tiny.toml")),
     ("pretrain_mocov3_tiny", include_str!("../../configs/pretrain_mocov3_tiny.toml")),
     ("pretrain_mocov3_shapes_tiny", include_str!("../../configs/pretrain_mocov3_shapes_tiny.toml")),
 ];
@@ -260,16 +265,18 @@ pub const BUILTIN: &[(&str, &str)] = &[
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Recipe {
-    /// The objective.
-    pub method: Method,
-    /// The encoder, and the MAE's decoder and loss.
+    /// The network and its loss.
     pub model: ModelConfig,
-    /// MoCo-v3's projector, predictor, temperature and momentum.
-    pub mocov3: MocoV3Section,
     /// Input size and synthetic images.
     pub data: DataConfig,
     /// Optimisation and augmentation.
     pub train: TrainConfig,
+    /// The teacher and the distilled layers (`--method distill` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distill: Option<crate::distill::DistillConfig>,
+    /// MoCo-v3's projector, predictor, temperature and momentum (`--method mocov3` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mocov3: Option<MocoV3Section>,
 }
 
 /// A recipe's run in optimizer steps, for a known number of images.
@@ -288,12 +295,22 @@ pub struct Plan {
 }
 
 impl Recipe {
-    /// `method`'s released recipe: what a key left out of a recipe file
-    /// with this `method` takes.
+    /// `method`'s released recipe: for MoCo-v3, what a key left out of a
+    /// recipe with a `[mocov3]` table takes.
     pub fn released(method: Method) -> Self {
         match method {
             Method::Mae => Self::default(),
-            Method::Mocov3 => Self { method, train: TrainConfig::mocov3(), ..Self::default() },
+            Method::Distill => Self { distill: Some(crate::distill::DistillConfig::default()), ..Self::default() },
+            Method::Mocov3 => Self { mocov3: Some(MocoV3Section::default()), train: TrainConfig::mocov3(), ..Self::default() },
+        }
+    }
+
+    /// The objective this recipe trains.
+    pub fn method(&self) -> Method {
+        match (&self.distill, &self.mocov3) {
+            (_, Some(_)) => Method::Mocov3,
+            (Some(_), None) => Method::Distill,
+            (None, None) => Method::Mae,
         }
     }
 
@@ -334,8 +351,8 @@ impl Recipe {
         let toml_error = |e: toml::de::Error| Error::config("recipe", format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), e.message()));
         // First pass on the text itself, so a mistake is reported with its line.
         let mut recipe: Recipe = toml::from_str(text).map_err(toml_error)?;
-        if recipe.method != Method::default() {
-            recipe = with_released_defaults(recipe.method, text).map_err(|e| Error::config("recipe", format!("{}: {e}", origin.display())))?;
+        if recipe.mocov3.is_some() {
+            recipe = with_released_defaults(Method::Mocov3, text).map_err(|e| Error::config("recipe", format!("{}: {e}", origin.display())))?;
         }
         recipe.validate()?;
         Ok(recipe)
@@ -351,14 +368,14 @@ impl Recipe {
         Ok(MaeSpec::new(&arch, self.data.input_size, m.decoder.clone(), m.mask_ratio, m.norm_pix_loss))
     }
 
-    /// The MoCo-v3 model: `[mocov3]` around the encoder `model.arch` at
-    /// `data.input_size`.
+    /// The MoCo-v3 model: `[mocov3]` (its defaults when absent) around the
+    /// encoder `model.arch` at `data.input_size`.
     ///
     /// # Errors
     /// [`Error::Config`] for an unknown arch.
     pub fn mocov3_config(&self) -> Result<MocoV3Config> {
         let arch = backbone::VitConfig::by_name(&self.model.arch).map_err(|e| Error::config("model.arch", e.to_string()))?;
-        let m = &self.mocov3;
+        let m = self.mocov3.clone().unwrap_or_default();
         Ok(MocoV3Config {
             vit: MocoV3Config::encoder_vit(&arch, self.data.input_size),
             mlp_dim: m.mlp_dim,
@@ -379,6 +396,9 @@ impl Recipe {
             return Err(Error::config("data.input_size", format!("must be a positive multiple of the patch size {}", spec.encoder.patch_size)));
         }
         spec.validate()?;
+        if let Some(d) = &self.distill {
+            d.validate(spec.encoder.depth)?;
+        }
         self.data.synthetic.shapes_config(0).validate().map_err(|e| Error::config("data.synthetic", e.to_string()))?;
         if let Some((key, msg)) = engine::limits::batch_problem("train.batch_size", t.batch_size, "train.grad_accum", t.grad_accum) {
             return Err(Error::config(&key, msg));
@@ -405,33 +425,30 @@ impl Recipe {
             return Err(Error::config("train.checkpoint_period_epochs", "must be >= 1 epoch"));
         }
         self.train_transform().build().map_err(|e| Error::config("train.augment", e.to_string()))?;
-        self.validate_method_sections()
+        if self.mocov3.is_some() {
+            self.validate_mocov3()?;
+        }
+        Ok(())
     }
 
-    /// The other method's settings stay at their defaults (a value there
-    /// would be silently ignored), and MoCo-v3's own rules hold.
-    fn validate_method_sections(&self) -> Result<()> {
-        let unread = |key: &str, by: Method| Err(Error::config(key, format!("only read with method = \"{}\"; this recipe's method is \"{}\"", by.name(), self.method.name())));
-        match self.method {
-            Method::Mae => {
-                if self.mocov3 != MocoV3Section::default() {
-                    return unread("mocov3", Method::Mocov3);
-                }
-            }
-            Method::Mocov3 => {
-                let (m, mae) = (&self.model, ModelConfig::default());
-                if m.mask_ratio != mae.mask_ratio || m.norm_pix_loss != mae.norm_pix_loss || m.decoder != mae.decoder {
-                    return unread("model.mask_ratio, model.norm_pix_loss, model.decoder", Method::Mae);
-                }
-                if self.train.augment != AugmentConfig::default() {
-                    return Err(Error::config("train.augment", "MoCo-v3 trains on MAE-Lite's two fixed BYOL views (vision::transforms::ssl_view); leave this section out"));
-                }
-                self.mocov3_config()?.validate().map_err(|e| Error::config("mocov3", e.to_string()))?;
-                let micro = self.train.batch_size / self.train.grad_accum;
-                if micro < 2 {
-                    return Err(Error::config("train.batch_size", format!("MoCo-v3 contrasts the images of a micro-batch: batch_size / grad_accum must be >= 2, got {micro}")));
-                }
-            }
+    /// A MoCo-v3 recipe's own rules: no `[distill]`, the MAE-only keys at
+    /// their defaults (a value there would be silently ignored), a valid
+    /// model, and at least two images a micro-batch.
+    fn validate_mocov3(&self) -> Result<()> {
+        if self.distill.is_some() {
+            return Err(Error::config("distill", "a recipe trains one method: [distill] and [mocov3] exclude each other"));
+        }
+        let (m, mae) = (&self.model, ModelConfig::default());
+        if m.mask_ratio != mae.mask_ratio || m.norm_pix_loss != mae.norm_pix_loss || m.decoder != mae.decoder {
+            return Err(Error::config("model.mask_ratio, model.norm_pix_loss, model.decoder", "MAE settings; a [mocov3] recipe does not read them"));
+        }
+        if self.train.augment != AugmentConfig::default() {
+            return Err(Error::config("train.augment", "MoCo-v3 trains on MAE-Lite's two fixed BYOL views (vision::transforms::ssl_view); leave this section out"));
+        }
+        self.mocov3_config()?.validate().map_err(|e| Error::config("mocov3", e.to_string()))?;
+        let micro = self.train.batch_size / self.train.grad_accum;
+        if micro < 2 {
+            return Err(Error::config("train.batch_size", format!("MoCo-v3 contrasts the images of a micro-batch: batch_size / grad_accum must be >= 2, got {micro}")));
         }
         Ok(())
     }
@@ -531,7 +548,8 @@ mod tests {
 
     #[test]
     fn keys_a_mocov3_recipe_leaves_out_take_the_released_mocov3_values() {
-        let r = Recipe::parse("method = \"mocov3\"\n[train]\nepochs = 50\n[train.optimizer]\nkind = \"adamw\"\nbetas = [0.9, 0.98]\n", Path::new("r.toml")).unwrap();
+        let r = Recipe::parse("[mocov3]\n[train]\nepochs = 50\n[train.optimizer]\nkind = \"adamw\"\nbetas = [0.9, 0.98]\n", Path::new("r.toml")).unwrap();
+        assert_eq!(r.method(), Method::Mocov3);
         let released = Recipe::released(Method::Mocov3);
         assert_eq!(r.train, TrainConfig { epochs: 50, optimizer: OptimizerConfig::Adamw(AdamWConfig { betas: [0.9, 0.98], eps: 1e-8 }), ..released.train.clone() });
         assert_eq!((r.train.batch_size, r.train.weight_decay, r.train.warmup_lr), (1024, 0.1, 1e-6));
@@ -540,22 +558,22 @@ mod tests {
         let small = Recipe { data: DataConfig { input_size: 64, ..r.data.clone() }, ..r };
         assert_eq!(small.mocov3_config().unwrap().vit.img_size, 64);
         // An MAE recipe keeps MAE's values.
-        assert_eq!(Recipe::parse("[train]\nepochs = 50\n", Path::new("r.toml")).unwrap().train.batch_size, 4096);
+        let mae = Recipe::parse("[train]\nepochs = 50\n", Path::new("r.toml")).unwrap();
+        assert_eq!((mae.method(), mae.train.batch_size), (Method::Mae, 4096));
         // The written recipe reads back unchanged.
         let text = toml::to_string(&released).unwrap();
         assert_eq!(Recipe::parse(&text, Path::new("config.toml")).unwrap(), released);
     }
 
     #[test]
-    fn settings_of_the_other_method_are_errors_not_ignored() {
+    fn settings_a_mocov3_recipe_would_ignore_are_errors() {
         let cases = [
-            ("[mocov3]\ndim = 128\n", "mocov3"),
-            ("method = \"mocov3\"\n[model]\nmask_ratio = 0.5\n", "model.mask_ratio"),
-            ("method = \"mocov3\"\n[train.augment]\nhflip = 0.0\n", "train.augment"),
-            ("method = \"mocov3\"\n[mocov3]\nbase_momentum = 1.5\n", "base_momentum"),
-            ("method = \"mocov3\"\n[train]\nbatch_size = 8\ngrad_accum = 8\n", "train.batch_size"),
-            ("method = \"mocov3\"\n[mocov3]\nmoco_t = 0.2\n", "r.toml (line 3, column 1)"),
-            ("method = \"simclr\"\n", "simclr"),
+            ("[mocov3]\n[model]\nmask_ratio = 0.5\n", "model.mask_ratio"),
+            ("[mocov3]\n[train.augment]\nhflip = 0.0\n", "train.augment"),
+            ("[mocov3]\nbase_momentum = 1.5\n", "base_momentum"),
+            ("[mocov3]\n[train]\nbatch_size = 8\ngrad_accum = 8\n", "train.batch_size"),
+            ("[mocov3]\n[distill]\n", "[distill] and [mocov3]"),
+            ("[mocov3]\nmoco_t = 0.2\n", "r.toml (line 2, column 1)"),
         ];
         for (text, needle) in cases {
             let e = Recipe::parse(text, Path::new("r.toml")).unwrap_err().to_string();

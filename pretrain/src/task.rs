@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Var};
 use candle_nn::{VarBuilder, VarMap};
-use engine::optim::{build_optimizer, build_param_groups, DecayRule, Optimizer};
+use engine::optim::{build_optimizer, build_param_groups, DecayRule, Optimizer, ParamRules};
 use engine::progress::ProgressConfig;
 use engine::rng::TrainRng;
 use engine::run_dir::RunDir;
@@ -24,13 +24,13 @@ use vision::loader::{train_stream, LoaderConfig};
 use crate::data::{ImageBatch, PretrainImages};
 use crate::encoder::EncoderTaps;
 use crate::mae::{Mae, MaeSpec};
-use crate::recipe::{Method, Plan, Recipe};
+use crate::recipe::{Plan, Recipe};
 use crate::{Error, Result};
 
 /// Name of the loss term in `metrics.jsonl`.
 pub const LOSS_TERM: &str = "loss_mae";
 
-/// Everything a pre-training run needs besides the recipe.
+/// Everything an MAE pre-training run needs besides the recipe.
 #[derive(Debug)]
 pub struct PretrainRun {
     /// The recipe.
@@ -114,41 +114,48 @@ pub fn build_mae(spec: &MaeSpec, seed: u64, varmap: &VarMap, device: &Device) ->
 /// A bad recipe, a run directory that contradicts `resume`, unreadable
 /// data (every image failing), divergence, or a failing tensor operation.
 pub fn pretrain_mae(run: &PretrainRun) -> Result<PretrainSummary> {
-    let recipe = &run.recipe;
-    let spec = recipe.spec()?;
-    let (plan, dir) = prepare(run, Method::Mae, spec.encoder.img_size)?;
-    let t = &recipe.train;
-
+    let (spec, plan, dir) = open_run(run)?;
     let varmap = VarMap::new();
-    let model = build_mae(&spec, t.seed, &varmap, &run.device)?;
+    let model = build_mae(&spec, run.recipe.train.seed, &varmap, &run.device)?;
     let named = engine::vars::named_vars(&varmap)?;
-    let trained: Vec<(String, Var)> = named.iter().filter(|(n, _)| is_trained(n)).cloned().collect();
-    let rules = model.encoder().param_rules();
-    let groups = build_param_groups(&trained, &rules, t.weight_decay, None, DecayRule::SkipOneDimAndBias)?;
-    let optimizer = build_optimizer(&t.optimizer, groups)?;
+    let optimizer = build_mae_optimizer(&named, &model.encoder().param_rules(), &run.recipe)?;
     let mut task = MaeTask { model, named };
     train_on_images(run, &plan, dir, &mut task, optimizer)
 }
 
-/// What every method does before building its model: checks the recipe
-/// (whose `method` must be `method`), that the images are prepared for it
-/// at the model's `input_size`, plans the run and opens its directory
-/// (writing `OUT/config.toml` on a fresh run).
+/// The first steps every masked-image run shares (MAE, distillation): the
+/// checked recipe's model spec, its plan for the images, and the run
+/// directory (`OUT/config.toml` written for a fresh run).
 ///
 /// # Errors
-/// A bad recipe or one of another method, images that do not fit, no
-/// images, or a run directory that contradicts `run.resume`.
-pub(crate) fn prepare(run: &PretrainRun, method: Method, input_size: usize) -> Result<(Plan, RunDir)> {
+/// A bad recipe or a MoCo-v3 one, images prepared at another size than the
+/// model's, or a run directory that contradicts `resume`.
+pub(crate) fn open_run(run: &PretrainRun) -> Result<(MaeSpec, Plan, RunDir)> {
+    if run.recipe.mocov3.is_some() {
+        return Err(Error::config("mocov3", "a MoCo-v3 recipe trains no masked autoencoder (--method mocov3)"));
+    }
+    let spec = run.recipe.spec()?;
+    let (plan, dir) = plan_and_open(run, spec.encoder.img_size)?;
+    Ok((spec, plan, dir))
+}
+
+/// What every method does before building its model: checks the recipe,
+/// that the images are prepared for its method (views per image) at the
+/// model's `input_size`, plans the run and opens its directory
+/// (`OUT/config.toml` written for a fresh run).
+///
+/// # Errors
+/// A bad recipe, images that do not fit, no images, or a run directory
+/// that contradicts `resume`.
+pub(crate) fn plan_and_open(run: &PretrainRun, input_size: usize) -> Result<(Plan, RunDir)> {
     let recipe = &run.recipe;
     recipe.validate()?;
-    if recipe.method != method {
-        return Err(Error::config("method", format!("the recipe trains \"{}\", not \"{}\"", recipe.method.name(), method.name())));
-    }
     if run.images.input_size() != input_size {
         return Err(Error::config("data.input_size", format!("the images are prepared at {} px, the model expects {input_size}", run.images.input_size())));
     }
-    if run.images.views_per_sample() != method.views_per_sample() {
-        return Err(Error::config("method", format!("the images are prepared with {} view(s) each, {} trains on {}", run.images.views_per_sample(), method.name(), method.views_per_sample())));
+    let views = recipe.method().views_per_sample();
+    if run.images.views_per_sample() != views {
+        return Err(Error::config("data", format!("the images are prepared with {} view(s) each, {} trains on {views}", run.images.views_per_sample(), recipe.method().name())));
     }
     let plan = recipe.plan(run.images.files().len(), run.max_iter)?;
     let dir = RunDir::open(&run.out, run.resume)?;
@@ -158,12 +165,24 @@ pub(crate) fn prepare(run: &PretrainRun, method: Method, input_size: usize) -> R
     Ok((plan, dir))
 }
 
-/// Trains `task` with `optimizer` on `run`'s images as `plan` says, in
-/// `dir`: the shared loop, fed by the shared loader from the micro-batch a
-/// resume starts at. What every method shares after building its model.
+/// The recipe's optimizer over `named`'s trained variables (all but the
+/// fixed position tables), with MAE-Lite's decay rule (module doc).
 ///
 /// # Errors
-/// Divergence, unreadable data, checkpoint and tensor errors.
+/// An invalid weight decay or optimizer setting.
+pub(crate) fn build_mae_optimizer(named: &[(String, Var)], rules: &dyn ParamRules, recipe: &Recipe) -> Result<Box<dyn Optimizer>> {
+    let t = &recipe.train;
+    let trained: Vec<(String, Var)> = named.iter().filter(|(n, _)| is_trained(n)).cloned().collect();
+    let groups = build_param_groups(&trained, rules, t.weight_decay, None, DecayRule::SkipOneDimAndBias)?;
+    Ok(build_optimizer(&t.optimizer, groups)?)
+}
+
+/// Trains `task` on `run`'s images with the shared loop as `plan` says
+/// (the recipe's batch, accumulation and seed; no evaluation) and reports.
+///
+/// # Errors
+/// Unreadable data (every image failing), divergence, a failing tensor
+/// operation or checkpoint.
 pub(crate) fn train_on_images<T>(run: &PretrainRun, plan: &Plan, dir: RunDir, task: &mut T, optimizer: Box<dyn Optimizer>) -> Result<PretrainSummary>
 where
     T: TrainTask<Batch = ImageBatch, Error = Error>,

@@ -78,7 +78,7 @@ fn loss_outputs_and_every_gradient_match_pytorch() {
     let spec = spec(0.75, true);
     let (mae, varmap) = model(&fx, &spec);
     let m = masking(&fx, 0.75);
-    let taps = EncoderTaps { attn_logits: vec![1], hidden: vec![0] };
+    let taps = EncoderTaps { attn_logits: vec![1], hidden: vec![0], reps: vec![] };
     let mut rng = rand::rngs::mock::StepRng::new(0, 0);
     let out = mae.forward(&fx["images"], &m, &taps, &mut rng).unwrap();
 

@@ -21,7 +21,7 @@ fn released_file() -> Recipe {
 #[test]
 fn model_is_the_default_config() {
     let r = released_file();
-    assert_eq!(r.method, Method::Mocov3);
+    assert_eq!(r.method(), Method::Mocov3);
     assert_eq!(r.mocov3_config().unwrap(), MocoV3Config::default());
     assert_eq!(r, Recipe::released(Method::Mocov3), "the file and the built-in defaults agree");
 }

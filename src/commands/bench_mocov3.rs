@@ -1,6 +1,6 @@
 //! `vitdet bench mocov3`: one MoCo-v3 pre-training step of the released model.
 
-use pretrain::bench::mocov3::{bench_mocov3, BenchMocoV3Options};
+use pretrain::mocov3::bench::{bench_mocov3, BenchMocoV3Options};
 
 /// Images per second of a MoCo-v3 training step (momentum EMA, queries of
 /// two views with their graph, keys from the momentum encoder, symmetric

@@ -36,7 +36,7 @@ pub struct DemoArgs {
 
 /// Runs the command.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let request = TrainRequest { config: "vitdet_tiny_shapes".into(), backbone: None, data: Default::default(), out: args.out.clone(), device: args.device.clone(), max_iter: args.max_iter, resume: args.resume, weights_dir: None };
+    let request = TrainRequest { config: super::recipe_source(None, &args.out, args.resume, "vitdet_tiny_shapes"), backbone: None, data: Default::default(), out: args.out.clone(), device: args.device.clone(), max_iter: args.max_iter, resume: args.resume, weights_dir: None };
     let summary = train_recipe(&request)?;
     let device = engine::device::parse_device(&args.device)?;
     let detector = detector::weights::load(&summary.model_path, &device)?;
@@ -44,7 +44,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = args.out.join("predictions");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // A few minutes of CPU training gives modest scores: draw from 0.3.
-    for p in predict_files(&detector, &files, 0.3, &device)? {
+    let skipped = vision::loader::LoaderStats::default();
+    for p in predict_files(&detector, &files, 0.3, &device, &skipped)? {
         let stem = p.path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
         draw_prediction(&detector, &p, &dir.join(format!("{stem}.png")))?;
     }

@@ -48,11 +48,26 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
     let pixels = match (files, given_pixels) {
         (Some(files), _) => {
             let transform = EvalTransform { size: loaded.config.img_size, ..EvalTransform::default() };
-            let batch = files
-                .iter()
-                .map(|f| eval_transform(&vision::decode::decode_upright(f)?, &transform))
-                .collect::<vision::Result<Vec<Vec<f32>>>>()?;
-            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            // An unreadable image is skipped and counted, never the end of the folder.
+            let skipped = vision::loader::LoaderStats::default();
+            let mut batch = Vec::with_capacity(files.len());
+            let mut names = Vec::with_capacity(files.len());
+            for f in &files {
+                match vision::decode::decode_upright(f).and_then(|img| eval_transform(&img, &transform)) {
+                    Ok(pixels) => {
+                        batch.push(pixels);
+                        names.push(f.display().to_string());
+                    }
+                    Err(e) if e.is_user_error() => skipped.skip(&e),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if let Some(summary) = skipped.summary() {
+                eprintln!("warning: {summary}");
+            }
+            if batch.is_empty() {
+                return Err(crate::exit::user(format!("--images {}: no readable image", args.images.as_deref().unwrap_or(std::path::Path::new("")).display())));
+            }
             meta.insert("images".to_string(), serde_json::to_string(&names)?);
             vision::loader::stack_chw(&batch, (3, transform.size, transform.size), &device)?
         }
@@ -80,6 +95,7 @@ fn read_pixels(path: &std::path::Path) -> anyhow::Result<Tensor> {
         return Err(crate::exit::user(format!("{}: no tensor named `pixels` (found: {})", path.display(), names.join(", "))));
     };
     match t.dims() {
+        [0, ..] => Err(crate::exit::user(format!("{}: `pixels` holds no image (N = 0)", path.display()))),
         [_, 3, _, _] => Ok(t.to_dtype(candle_core::DType::F32)?),
         other => Err(crate::exit::user(format!("{}: `pixels` has shape {other:?}, expected N x 3 x H x W", path.display()))),
     }

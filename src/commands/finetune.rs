@@ -23,7 +23,8 @@ use super::weights::weight_search;
     Recipes (--config): finetune_imagenet_tiny, finetune_shapes_tiny, scratch_deit_tiny, linprobe_tiny,\n\
     transfer_{cifar100,flowers,pets,aircraft,cars,inat18}_tiny, or a TOML file.\n\
     Writes OUT/config.toml, OUT/metrics.jsonl, OUT/checkpoint/last.safetensors, OUT/model.safetensors\n\
-    and OUT/model_best.safetensors (the highest top-1); the model file carries its class names.")]
+    and OUT/model_best.safetensors (the highest top-1), with train.ema_decay > 0 also OUT/model_ema.safetensors;\n\
+    the model files carry their class names.")]
 pub struct FinetuneArgs {
     /// Recipe: a TOML file or a built-in name. Default: finetune_shapes_tiny without --data,
     /// finetune_imagenet_tiny with it.
@@ -71,7 +72,7 @@ pub struct FinetuneArgs {
 /// Runs the command.
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let default = if args.data.is_some() { "finetune_imagenet_tiny" } else { "finetune_shapes_tiny" };
-    let mut recipe = Recipe::load_or_builtin(args.config.as_deref().unwrap_or(default))?;
+    let mut recipe = Recipe::load_or_builtin(&super::recipe_source(args.config.as_deref(), &args.out, args.resume, default))?;
     if let Some(b) = &args.backbone {
         recipe.train.backbone = b.clone();
     }
@@ -133,6 +134,9 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         }
     }
     println!("weights: {}", summary.run.model_path.display());
+    if let Some(path) = &summary.ema_model_path {
+        println!("EMA weights: {}", path.display());
+    }
     if let (Some(best), Some(path)) = (&summary.run.best, &summary.run.best_model_path) {
         println!("best: {} {:.2} after {} steps: {}", best.metric, best.value, best.iter + 1, path.display());
     }

@@ -2,6 +2,9 @@
 
 mod bench_coco;
 mod bench_convs;
+mod bench_data;
+mod bench_finetune;
+mod bench_distill;
 mod bench_mocov3;
 mod bench_vit;
 mod bench_vitdet;
@@ -48,6 +51,18 @@ pub(crate) fn check_output_dir(flag: &str, path: &std::path::Path) -> anyhow::Re
     }
 }
 
+/// The recipe a training command starts from: `--config` when given; on
+/// `--resume` without it, the run's own `OUT/config.toml` (a resumed run
+/// follows the run, not the command's defaults); else `default`.
+pub(crate) fn recipe_source(config: Option<&str>, out: &std::path::Path, resume: bool, default: &str) -> String {
+    let recorded = out.join(engine::run_dir::CONFIG_FILE);
+    match config {
+        Some(c) => c.to_string(),
+        None if resume && recorded.is_file() => recorded.to_string_lossy().into_owned(),
+        None => default.to_string(),
+    }
+}
+
 /// Parses a `--max-iter` value: a number of optimizer steps from 1 to
 /// [`engine::limits::MAX_STEPS`].
 pub(crate) fn parse_steps(text: &str) -> Result<usize, String> {
@@ -85,7 +100,7 @@ enum Command {
     Features(features::FeaturesArgs),
     /// Classify one image with a checkpoint that has a classifier head.
     Classify(classify::ClassifyArgs),
-    /// Measure speed: `vit` (backbone), `convs` (detector convolutions), `coco` (evaluator).
+    /// Measure speed: `vit` (backbone), `vitdet`, `convs` (detector convolutions), `coco` (evaluator), `data`, `finetune` (classification).
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Evaluate: `coco` (bbox / segm AP, identical to pycocotools), `cls` (classification accuracy).
@@ -106,6 +121,12 @@ enum BenchCommand {
     Convs(bench_convs::BenchConvsArgs),
     /// COCO evaluation time on a COCO-val-sized synthetic case.
     Coco(bench_coco::BenchCocoArgs),
+    /// Classification training data: decoded-and-augmented images/s at 224 px from ImageNet-sized JPEGs.
+    Data(bench_data::BenchDataArgs),
+    /// One fine-tuning step (forward, backward, AdamW) of the ViT-Tiny classifier: images/s and peak memory.
+    Finetune(bench_finetune::BenchFinetuneArgs),
+    /// Distilled-MAE training-step images/s (MAE-Tiny student, MAE ViT-Base teacher) at 224 px.
+    Distill(bench_distill::BenchDistillArgs),
     /// MoCo-v3 pre-training step images/s and peak memory (ViT-Tiny, 224 px).
     Mocov3(bench_mocov3::BenchMocoV3Args),
 }
@@ -139,6 +160,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Vitdet(args)) => bench_vitdet::run(args),
         Command::Bench(BenchCommand::Convs(args)) => bench_convs::run(args),
         Command::Bench(BenchCommand::Coco(args)) => bench_coco::run(args),
+        Command::Bench(BenchCommand::Data(args)) => bench_data::run(args),
+        Command::Bench(BenchCommand::Finetune(args)) => bench_finetune::run(args),
+        Command::Bench(BenchCommand::Distill(args)) => bench_distill::run(args),
         Command::Bench(BenchCommand::Mocov3(args)) => bench_mocov3::run(args),
         Command::Eval(EvalCommand::Coco(args)) => eval_coco::run(args),
         Command::Eval(EvalCommand::Cls(args)) => eval_cls::run(args),

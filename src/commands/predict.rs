@@ -42,7 +42,14 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let files = vision::list::list_images(&args.image, false)?;
     let detector = detector::weights::load(&args.weights, &device)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    let predictions = predict_files(&detector, &files, args.score, &device)?;
+    let skipped = vision::loader::LoaderStats::default();
+    let predictions = predict_files(&detector, &files, args.score, &device, &skipped)?;
+    if let Some(summary) = skipped.summary() {
+        eprintln!("warning: {summary}");
+    }
+    if predictions.is_empty() {
+        return Err(crate::exit::user(format!("--image {}: no image could be predicted", args.image.display())));
+    }
     let mut images = Vec::new();
     let mut results = Vec::new();
     for (i, p) in predictions.iter().enumerate() {

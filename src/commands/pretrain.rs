@@ -1,15 +1,19 @@
-//! `vitdet pretrain`: self-supervised pre-training of a ViT (MAE and
-//! MoCo-v3; MAE with attention distillation answers "not built yet"), on
-//! a folder of images or the built-in synthetic shapes; and `vitdet
-//! pretrain visualize`, pictures of an MAE's reconstructions.
+//! `vitdet pretrain`: self-supervised pre-training of a ViT (MAE, MAE with
+//! attention distillation, MoCo-v3), on a folder of images or the built-in
+//! synthetic shapes; and `vitdet pretrain visualize`, pictures of an MAE's
+//! reconstructions.
 
 use std::path::PathBuf;
 
+use backbone::named::{resolve_backbone, BackboneSource, NAMED_BACKBONES};
 use pretrain::data::{open_images, DataSource};
+use pretrain::distill::task::{load_run_teacher, pretrain_distill};
+use pretrain::distill::DistillConfig;
 use pretrain::mocov3::task::pretrain_mocov3;
-use pretrain::recipe::Method as RecipeMethod;
 use pretrain::task::{pretrain_mae, PretrainRun, PretrainSummary};
 use pretrain::Recipe;
+
+use super::weights::weight_search;
 
 /// The pre-training objectives.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,12 +34,17 @@ pub enum Method {
     vitdet pretrain --method mae --config pretrain_mae_tiny --data /data/imagenet --out runs/mae_tiny --device cuda\n  \
     vitdet pretrain --method mae --data photos/ --input-size 96 --max-iter 500 --out runs/mae_photos\n  \
     vitdet pretrain --method mae --out runs/mae_shapes --resume\n  \
+    vitdet pretrain --method distill --teacher runs/mae_shapes/model.safetensors --out runs/distill_shapes\n  \
+    vitdet pretrain --method distill --teacher mae_base --data /data/imagenet --out runs/dmae_tiny --device cuda\n  \
     vitdet pretrain --method mocov3 --out runs/mocov3_shapes   # built-in shapes, CPU recipe\n  \
     vitdet pretrain --method mocov3 --config pretrain_mocov3_tiny --data /data/imagenet --out runs/mocov3_tiny --device cuda\n  \
     vitdet finetune --backbone runs/mae_shapes/model.safetensors --out runs/cls  # use the result downstream\n  \
     vitdet pretrain visualize --weights runs/mae_shapes/model.safetensors --images runs/mae_shapes/data/val/star --out grid.png\n\n\
-    Recipes (--config): pretrain_mae_tiny, pretrain_mocov3_tiny (the released recipes),\n\
-    pretrain_mae_shapes_tiny, pretrain_mocov3_shapes_tiny, or a TOML file.\n\
+    Recipes (--config): pretrain_mae_tiny (the released recipe), pretrain_mae_shapes_tiny, \
+    pretrain_distill_mae_tiny, pretrain_distill_shapes_tiny, pretrain_mocov3_tiny, pretrain_mocov3_shapes_tiny, \
+    or a TOML file.\n\
+    --teacher (distill): mae_base, the released mae_base_1600e.pth.tar in --weights-dir, $VITDET_WEIGHTS \
+    or ~/.cache/vitdet/weights, or any ViT checkpoint path (e.g. an MAE pre-trained first with --method mae).\n\
     --data: an ImageFolder tree (its train/ subfolder when there is one) or a flat folder of images;\n\
     labels are ignored and unreadable images are skipped and counted.\n\
     Writes OUT/config.toml, OUT/metrics.jsonl, OUT/checkpoint/last.safetensors and OUT/model.safetensors\n\
@@ -44,11 +53,11 @@ pub enum Method {
 pub struct PretrainArgs {
     #[command(subcommand)]
     action: Option<PretrainAction>,
-    /// The objective: mae or mocov3 (distill is not built yet).
+    /// The objective: mae, distill or mocov3.
     #[arg(long, value_enum, required = true)]
     method: Option<Method>,
-    /// Recipe: a TOML file or a built-in name. Default: pretrain_METHOD_shapes_tiny without --data,
-    /// pretrain_METHOD_tiny with it.
+    /// Recipe: a TOML file or a built-in name. Default: pretrain_mae_shapes_tiny without --data,
+    /// pretrain_mae_tiny with it (distill and mocov3: their own).
     #[arg(long, value_name = "TOML_OR_NAME")]
     config: Option<String>,
     /// A folder of images. Without it the synthetic shapes set is generated into OUT/data.
@@ -72,6 +81,12 @@ pub struct PretrainArgs {
     /// Continue the run saved in --out.
     #[arg(long)]
     resume: bool,
+    /// Distillation teacher (--method distill): mae_base or a ViT checkpoint path. Default: the recipe's distill.teacher.
+    #[arg(long, value_name = "NAME_OR_FILE")]
+    teacher: Option<String>,
+    /// Folder searched first for a named teacher (then $VITDET_WEIGHTS, then ~/.cache/vitdet/weights).
+    #[arg(long, value_name = "DIR")]
+    weights_dir: Option<PathBuf>,
 }
 
 /// Subcommands of `vitdet pretrain`.
@@ -87,20 +102,89 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         return super::pretrain_visualize::run(v);
     }
     match args.method {
-        Some(Method::Mae) => run_method(args, RecipeMethod::Mae),
-        Some(Method::Mocov3) => run_method(args, RecipeMethod::Mocov3),
-        Some(Method::Distill) => Err(crate::exit::user("--method distill is not built yet (MAE with attention distillation is in progress); use --method mae")),
-        None => Err(crate::exit::user("pass --method mae or --method mocov3")),
+        Some(Method::Mae) => run_mae(args),
+        Some(Method::Distill) => run_distill(args),
+        Some(Method::Mocov3) => run_mocov3(args),
+        None => Err(crate::exit::user("pass --method mae, distill or mocov3")),
     }
 }
 
-fn run_method(args: PretrainArgs, method: RecipeMethod) -> anyhow::Result<()> {
-    let default = if args.data.is_some() { format!("pretrain_{}_tiny", method.name()) } else { format!("pretrain_{}_shapes_tiny", method.name()) };
-    let config = args.config.clone().unwrap_or(default);
-    let mut recipe = Recipe::load_or_builtin(&config)?;
-    if recipe.method != method {
-        return Err(crate::exit::user(format!("--config {config} is a {} recipe; pass --method {} or a {} recipe", recipe.method.name(), recipe.method.name(), method.name())));
+fn run_mae(args: PretrainArgs) -> anyhow::Result<()> {
+    if args.teacher.is_some() {
+        return Err(crate::exit::user("--teacher is for --method distill"));
     }
+    let recipe = load_recipe(&args, "pretrain_mae_tiny", "pretrain_mae_shapes_tiny")?;
+    if recipe.distill.is_some() {
+        return Err(crate::exit::user("the recipe has a [distill] table: use --method distill"));
+    }
+    if recipe.mocov3.is_some() {
+        return Err(crate::exit::user("the recipe has a [mocov3] table: use --method mocov3"));
+    }
+    let run = open_run(&args, recipe)?;
+    eprintln!("MAE {}", describe(&run, &args));
+    report(&pretrain_mae(&run)?);
+    Ok(())
+}
+
+/// MAE with attention distillation: the teacher resolved (named or a
+/// path) and loaded before any training, its report on stderr.
+fn run_distill(args: PretrainArgs) -> anyhow::Result<()> {
+    let mut recipe = load_recipe(&args, "pretrain_distill_mae_tiny", "pretrain_distill_shapes_tiny")?;
+    let table = recipe.distill.get_or_insert_with(DistillConfig::default);
+    if let Some(t) = &args.teacher {
+        table.teacher = t.clone();
+    }
+    let teacher_path = resolve_teacher(table, args.weights_dir.as_ref())?;
+    recipe.validate()?;
+    let device = engine::device::parse_device(&args.device)?;
+    let (teacher, teacher_report) = load_run_teacher(&recipe, &teacher_path, &device)?;
+    eprintln!("{teacher_report}");
+    let run = open_run(&args, recipe)?;
+    eprintln!("Distilled MAE {}", describe(&run, &args));
+    report(&pretrain_distill(&run, teacher)?);
+    Ok(())
+}
+
+/// MoCo-v3: a recipe with a `[mocov3]` table, two views of every image.
+fn run_mocov3(args: PretrainArgs) -> anyhow::Result<()> {
+    if args.teacher.is_some() {
+        return Err(crate::exit::user("--teacher is for --method distill"));
+    }
+    let recipe = load_recipe(&args, "pretrain_mocov3_tiny", "pretrain_mocov3_shapes_tiny")?;
+    if recipe.mocov3.is_none() {
+        return Err(crate::exit::user("the recipe has no [mocov3] table: use --method mae or distill, or a MoCo-v3 recipe"));
+    }
+    let run = open_run(&args, recipe)?;
+    eprintln!("MoCo-v3 {}", describe(&run, &args));
+    report(&pretrain_mocov3(&run)?);
+    Ok(())
+}
+
+/// The teacher file `table.teacher` names: a named backbone in the weight
+/// folders (its arch recorded in `table.teacher_arch`) or a file.
+fn resolve_teacher(table: &mut DistillConfig, weights_dir: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    let spec = table.teacher.clone();
+    let is_named = NAMED_BACKBONES.iter().any(|b| b.name == spec);
+    if spec == "scratch" || (!is_named && !std::path::Path::new(&spec).is_file()) {
+        return Err(crate::exit::user(format!(
+            "teacher `{spec}`: no such file, and not a named teacher (mae_base); pass --teacher with a ViT checkpoint path \
+             (e.g. OUT/model.safetensors of a `vitdet pretrain --method mae --out OUT` run) or mae_base"
+        )));
+    }
+    match resolve_backbone(&spec, &table.teacher_arch, &weight_search(weights_dir))? {
+        BackboneSource::File { path, arch } => {
+            table.teacher_arch = arch;
+            Ok(path)
+        }
+        BackboneSource::Scratch => Err(crate::exit::user("--teacher scratch: a teacher needs weights")),
+    }
+}
+
+/// The recipe `--config` names (default: `with_data` when `--data` is
+/// given, else `synthetic`) with the size and epoch flags applied.
+fn load_recipe(args: &PretrainArgs, with_data: &str, synthetic: &str) -> anyhow::Result<Recipe> {
+    let default = if args.data.is_some() { with_data } else { synthetic };
+    let mut recipe = Recipe::load_or_builtin(args.config.as_deref().unwrap_or(default))?;
     if let Some(n) = args.input_size {
         recipe.data.input_size = n;
     }
@@ -108,22 +192,41 @@ fn run_method(args: PretrainArgs, method: RecipeMethod) -> anyhow::Result<()> {
         recipe.train.epochs = n;
     }
     recipe.validate()?;
+    Ok(recipe)
+}
+
+/// The run the flags describe: images opened (the synthetic set generated
+/// into OUT/data without --data), device parsed.
+fn open_run(args: &PretrainArgs, recipe: Recipe) -> anyhow::Result<PretrainRun> {
     let source = match &args.data {
         Some(dir) => DataSource::Folder(dir.clone()),
         None => DataSource::Synthetic(args.out.join("data")),
     };
     let images = open_images(&source, &recipe)?;
     let device = engine::device::parse_device(&args.device)?;
-    let what = match method {
-        RecipeMethod::Mae => format!("MAE pre-training ViT-{}, mask ratio {}", recipe.model.arch, recipe.model.mask_ratio),
-        RecipeMethod::Mocov3 => format!("MoCo-v3 pre-training ViT-{}, projector/predictor {}/{}", recipe.model.arch, recipe.mocov3.mlp_dim, recipe.mocov3.dim),
+    Ok(PretrainRun { recipe, images, out: args.out.clone(), resume: args.resume, max_iter: args.max_iter, device, progress: engine::progress::ProgressConfig::default() })
+}
+
+/// "pre-training ViT-... on DIR (N images) at S px, ..." for stderr.
+fn describe(run: &PretrainRun, args: &PretrainArgs) -> String {
+    let r = &run.recipe;
+    let objective = match &r.mocov3 {
+        Some(m) => format!("projector/predictor {}/{}", m.mlp_dim, m.dim),
+        None => format!("mask ratio {}", r.model.mask_ratio),
     };
-    eprintln!("{what}, on {} ({} images) at {} px on {}; out: {}", images.root().display(), images.files().len(), recipe.data.input_size, args.device, args.out.display());
-    let run = PretrainRun { recipe, images, out: args.out.clone(), resume: args.resume, max_iter: args.max_iter, device, progress: engine::progress::ProgressConfig::default() };
-    let summary: PretrainSummary = match method {
-        RecipeMethod::Mae => pretrain_mae(&run)?,
-        RecipeMethod::Mocov3 => pretrain_mocov3(&run)?,
-    };
+    format!(
+        "pre-training ViT-{} on {} ({} images) at {} px, {objective} on {}; out: {}",
+        r.model.arch,
+        run.images.root().display(),
+        run.images.files().len(),
+        r.data.input_size,
+        args.device,
+        args.out.display()
+    )
+}
+
+/// The results table on stdout.
+fn report(summary: &PretrainSummary) {
     if let Some(skipped) = &summary.skipped_images {
         eprintln!("warning: training data: {skipped}");
     }
@@ -134,5 +237,4 @@ fn run_method(args: PretrainArgs, method: RecipeMethod) -> anyhow::Result<()> {
     println!("{:<22} {:>10.2}", "epochs (whole run)", epochs);
     println!("{:<22} {:>10.2}", "train images/s", summary.run.train_img_s);
     println!("weights: {}", summary.run.model_path.display());
-    Ok(())
 }

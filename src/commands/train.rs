@@ -54,7 +54,8 @@ pub struct TrainArgs {
 /// Runs the command.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let shapes_data = args.data.is_empty();
-    let config = args.config.clone().unwrap_or_else(|| if shapes_data { "vitdet_tiny_shapes" } else { "vitdet_tiny_coco" }.into());
+    let default = if shapes_data { "vitdet_tiny_shapes" } else { "vitdet_tiny_coco" };
+    let config = super::recipe_source(args.config.as_deref(), &args.out, args.resume, default);
     let request = TrainRequest { config, backbone: args.backbone, data: args.data, out: args.out, device: args.device, max_iter: args.max_iter, resume: args.resume, weights_dir: args.weights_dir };
     train_recipe(&request)?;
     Ok(())

@@ -61,6 +61,10 @@ pub enum Error {
     /// Creating a tensor failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// A failure of vitdet itself, not of the user's input (a loader thread
+    /// that cannot start): exit code 1.
+    #[error("internal error: {0} (a failure of vitdet itself, not of your input; please report it)")]
+    Internal(String),
 }
 
 impl Error {
@@ -69,7 +73,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Error::Decode { .. } | Error::ReadDir { .. } | Error::NoImages { .. } | Error::BadSample { .. } | Error::Config { .. } => true,
-            Error::ShapeMismatch { .. } | Error::Candle(_) => false,
+            Error::ShapeMismatch { .. } | Error::Candle(_) | Error::Internal(_) => false,
         }
     }
 
@@ -77,7 +81,7 @@ impl Error {
     pub fn path(&self) -> Option<&Path> {
         match self {
             Error::Decode { path, .. } | Error::ReadDir { path, .. } | Error::NoImages { path, .. } | Error::BadSample { path, .. } => Some(path),
-            Error::Config { .. } | Error::ShapeMismatch { .. } | Error::Candle(_) => None,
+            Error::Config { .. } | Error::ShapeMismatch { .. } | Error::Candle(_) | Error::Internal(_) => None,
         }
     }
 }

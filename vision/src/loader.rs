@@ -117,8 +117,9 @@ pub struct LoaderStats {
 }
 
 impl LoaderStats {
-    /// Records one skipped sample.
-    fn skip(&self, err: &Error) {
+    /// Records one skipped sample (the loader's, or a batch command's
+    /// unreadable file).
+    pub fn skip(&self, err: &Error) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut first) = self.first.lock() {
             if first.is_none() {
@@ -254,7 +255,7 @@ impl<S: Send + 'static> BatchStream<S> {
             .num_threads(cfg.threads)
             .thread_name(|i| format!("vitdet-data-{i}"))
             .build()
-            .map_err(|e| Error::Config { key: "data.threads", msg: e.to_string() })?;
+            .map_err(|e| Error::Internal(format!("cannot start {} data threads: {e}", cfg.threads)))?;
         let (tx, rx) = sync_channel(cfg.prefetch.max(1));
         let stats = Arc::new(LoaderStats::default());
         let worker_stats = Arc::clone(&stats);
@@ -267,7 +268,7 @@ impl<S: Send + 'static> BatchStream<S> {
                     }
                 }
             })
-            .map_err(|e| Error::Config { key: "data.threads", msg: format!("cannot start the loader thread: {e}") })?;
+            .map_err(|e| Error::Internal(format!("cannot start the loader thread: {e}")))?;
         Ok(BatchStream { rx: Some(rx), worker: Some(worker), stats })
     }
 }

@@ -123,15 +123,18 @@ fn clip8(sum: i32) -> u8 {
     }
 }
 
-/// One weighted sum of 3 channels over `taps`, reading pixel `k` at `src[offset(k)..]`.
+/// Pillow's rounding constant that every fixed-point sum starts from.
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
+
+/// One weighted sum of 3 channels over `weights`, reading consecutive RGB
+/// pixels from `pixels` (as long as `weights`, 3 bytes each).
 #[inline]
-fn weighted(src: &[u8], taps: &Taps, offset: impl Fn(usize) -> usize) -> [u8; 3] {
-    let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-    for (k, &w) in taps.weights.iter().enumerate() {
-        let at = offset(taps.first + k);
-        for (c, a) in acc.iter_mut().enumerate() {
-            *a += i32::from(src[at + c]) * w;
-        }
+fn weighted_row(pixels: &[u8], weights: &[i32]) -> [u8; 3] {
+    let mut acc = [HALF; 3];
+    for (px, &w) in pixels.chunks_exact(3).zip(weights) {
+        acc[0] += i32::from(px[0]) * w;
+        acc[1] += i32::from(px[1]) * w;
+        acc[2] += i32::from(px[2]) * w;
     }
     acc.map(clip8)
 }
@@ -150,28 +153,36 @@ fn crop(img: &RgbImage, rows: std::ops::Range<usize>, cols: std::ops::Range<usiz
 fn horizontal_pass(img: &RgbImage, taps: &[Taps], shift: usize) -> RgbImage {
     let out_w = taps.len();
     let mut data = vec![0u8; img.height * out_w * 3];
-    for y in 0..img.height {
-        let row = &img.data[y * img.width * 3..(y + 1) * img.width * 3];
-        for (x, t) in taps.iter().enumerate() {
-            let px = weighted(row, t, |k| (k - shift) * 3);
-            data[(y * out_w + x) * 3..(y * out_w + x) * 3 + 3].copy_from_slice(&px);
+    for (row, out) in img.data.chunks_exact((img.width * 3).max(1)).zip(data.chunks_exact_mut((out_w * 3).max(1))) {
+        for (t, px) in taps.iter().zip(out.chunks_exact_mut(3)) {
+            let from = (t.first - shift) * 3;
+            px.copy_from_slice(&weighted_row(&row[from..from + t.weights.len() * 3], &t.weights));
         }
     }
     RgbImage { height: img.height, width: out_w, data }
 }
 
 /// Pillow's vertical pass over every column of `img`; tap indices are
-/// relative to `img`'s first row plus `shift`.
+/// relative to `img`'s first row plus `shift`. Each output row accumulates
+/// its input rows whole (the same integer sums in the same order as
+/// Pillow's per-pixel loop, so the same bytes), which vectorises.
 fn vertical_pass(img: &RgbImage, taps: &[Taps], shift: usize) -> RgbImage {
-    let w = img.width;
-    let mut data = vec![0u8; taps.len() * w * 3];
-    for (y, t) in taps.iter().enumerate() {
-        for x in 0..w {
-            let px = weighted(&img.data, t, |k| ((k - shift) * w + x) * 3);
-            data[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+    let stride = img.width * 3;
+    let mut data = vec![0u8; taps.len() * stride];
+    let mut acc = vec![HALF; stride];
+    for (t, out) in taps.iter().zip(data.chunks_exact_mut(stride.max(1))) {
+        acc.fill(HALF);
+        for (k, &w) in t.weights.iter().enumerate() {
+            let row = (t.first + k - shift) * stride;
+            for (a, &v) in acc.iter_mut().zip(&img.data[row..row + stride]) {
+                *a += i32::from(v) * w;
+            }
+        }
+        for (o, &a) in out.iter_mut().zip(&acc) {
+            *o = clip8(a);
         }
     }
-    RgbImage { height: taps.len(), width: w, data }
+    RgbImage { height: taps.len(), width: img.width, data }
 }
 
 /// The input range `[first, last)` read by a set of taps.

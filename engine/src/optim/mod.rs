@@ -9,7 +9,8 @@
 //! * the [`Optimizer`] trait and its implementations [`AdamW`]
 //!   (`torch.optim.AdamW`) and [`Sgd`] (`torch.optim.SGD` with momentum and
 //!   Nesterov), verified step by step against PyTorch in
-//!   `tests/optim_reference.rs`;
+//!   `tests/optim_reference.rs`, and [`Lars`] (MAE's linear-probe LARS,
+//!   against a PyTorch implementation of its definition there);
 //! * [`clip_grad_norm`] (`torch.nn.utils.clip_grad_norm_`).
 //!
 //! Optimizer state is exported as named tensors `<param>.<slot>` (e.g.
@@ -21,6 +22,7 @@
 mod adamw;
 mod clip;
 mod fused;
+mod lars;
 mod param_groups;
 mod sgd;
 
@@ -34,6 +36,7 @@ use crate::{Error, Result};
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use clip::clip_grad_norm;
+pub use lars::{Lars, LarsConfig};
 pub use param_groups::{build_param_groups, DecayRule, ParamRules, ViTNameRules};
 pub use sgd::{Sgd, SgdConfig};
 
@@ -100,7 +103,8 @@ pub trait Optimizer {
 
 /// Which optimizer a recipe uses, with its hyper-parameters (weight decay
 /// lives on the groups). In TOML: `kind = "adamw"` plus [`AdamWConfig`]
-/// fields, or `kind = "sgd"` plus [`SgdConfig`] fields.
+/// fields, `kind = "sgd"` plus [`SgdConfig`] fields, or `kind = "lars"`
+/// plus [`LarsConfig`] fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OptimizerConfig {
@@ -108,6 +112,8 @@ pub enum OptimizerConfig {
     Adamw(AdamWConfig),
     /// [`Sgd`].
     Sgd(SgdConfig),
+    /// [`Lars`].
+    Lars(LarsConfig),
 }
 
 impl Default for OptimizerConfig {
@@ -119,7 +125,7 @@ impl Default for OptimizerConfig {
 /// Builds the optimizer `cfg` names over `groups`.
 ///
 /// # Errors
-/// See [`AdamW::new`] and [`Sgd::new`].
+/// See [`AdamW::new`], [`Sgd::new`] and [`Lars::new`].
 pub fn build_optimizer(
     cfg: &OptimizerConfig,
     groups: Vec<ParamGroup>,
@@ -127,6 +133,7 @@ pub fn build_optimizer(
     Ok(match cfg {
         OptimizerConfig::Adamw(c) => Box::new(AdamW::new(groups, c.clone())?),
         OptimizerConfig::Sgd(c) => Box::new(Sgd::new(groups, c.clone())?),
+        OptimizerConfig::Lars(c) => Box::new(Lars::new(groups, c.clone())?),
     })
 }
 
@@ -311,6 +318,8 @@ mod tests {
                 eps: 1e-8
             })
         );
+        let c: OptimizerConfig = toml::from_str("kind = \"lars\"\n").unwrap();
+        assert_eq!(c, OptimizerConfig::Lars(LarsConfig { momentum: 0.9, trust_coefficient: 0.001 }));
         let e = toml::from_str::<OptimizerConfig>("kind = \"adamw\"\nbeta = [0.9, 0.95]\n")
             .unwrap_err();
         assert!(e.to_string().contains("beta"), "{e}");

@@ -35,10 +35,7 @@
 //!    checkpoint written in step 3, so that it knows the new best);
 //! 5. the `metrics.jsonl` line (`iter`, `loss`, each term, `lr`, `img_s`,
 //!    `grad_norm` with clipping, the task's [`TrainTask::step_metrics`],
-//!    the evaluation's metrics) and the progress bar. An evaluation error
-//!    is returned after this line is logged. When no evaluation is due the
-//!    line is written before step 3, so a process killed right after a
-//!    checkpoint loses no line (`tests/pretrain_cli.rs` kills one there).
+//!    the evaluation's metrics) and the progress bar. An evaluation error is returned after this line is logged.
 //!
 //! Resume restores the variables, the optimizer state and step count, the
 //! RNG, the best evaluation and the task's extra state from the checkpoint,
@@ -67,7 +64,7 @@ use crate::run_dir::{MetricsWriter, Record, RunDir};
 use crate::schedule::Schedule;
 use crate::{Error, Result};
 
-pub use state::{BestEval, LoopState, TASK_TENSOR_PREFIX};
+pub use state::{BestEval, LoopState, PendingRecord, TASK_TENSOR_PREFIX};
 pub use task::{Evaluation, LossTerms, TaskState, TrainTask};
 
 use state::{checkpoint_model_tensors, split_checkpoint_model_tensors};
@@ -78,6 +75,10 @@ pub const BEST_MODEL_FILE: &str = "model_best.safetensors";
 
 /// Field of a `metrics.jsonl` line whose evaluation had nothing to score.
 pub const NOTHING_TO_SCORE_FIELD: &str = "eval_nothing_to_score";
+
+/// Field of a `metrics.jsonl` line logged on resume from its checkpoint,
+/// because a kill came between the checkpoint and the line (`img_s` is 0).
+pub const RECOVERED_FIELD: &str = "recovered_on_resume";
 
 /// Field of a `metrics.jsonl` line holding the pre-clip gradient norm.
 pub const GRAD_NORM_FIELD: &str = "grad_norm";
@@ -217,6 +218,8 @@ pub struct Trainer<'t, T: TrainTask> {
     rng: TrainRng,
     best: Option<BestEval>,
     metrics: MetricsWriter,
+    /// On resume: the checkpoint's own metrics line, if the log lacks it.
+    pending: Option<PendingRecord>,
 }
 
 impl<T: TrainTask> std::fmt::Debug for Trainer<'_, T> {
@@ -258,7 +261,7 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             .into());
         }
         let trained = trained_vars(&named, optimizer.as_ref())?;
-        let (start, rng, best) = if resume {
+        let (start, rng, best, pending) = if resume {
             let device = named
                 .first()
                 .map_or(Device::Cpu, |(_, v)| v.device().clone());
@@ -267,15 +270,28 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             restore_vars(&named, &vars)?;
             optimizer.load_state(&ckpt.optim, ckpt.state.optimizer_steps)?;
             let state = LoopState::from_json(&ckpt.state.user)?;
+            if let Some(planned) = state.max_iter.filter(|&m| m != cfg.max_iter) {
+                // Only the run's length may differ (the task checked the
+                // rest of its recipe against config.toml): say so.
+                eprintln!(
+                    "resuming {} at step {} of {} steps instead of the {planned} it was planned for: the schedule follows the new length",
+                    run.root().display(),
+                    ckpt.state.iter,
+                    cfg.max_iter
+                );
+            }
             task.restore_extra_state(TaskState {
                 tensors: extra,
                 json: state.task,
             })?;
-            (ckpt.state.iter, ckpt.state.rng, state.best)
+            (ckpt.state.iter, ckpt.state.rng, state.best, state.pending)
         } else {
-            (0, TrainRng::seed_from_u64(cfg.seed), None)
+            (0, TrainRng::seed_from_u64(cfg.seed), None, None)
         };
         let metrics = run.metrics_writer(resume.then_some(start))?;
+        // A kill between the checkpoint and its metrics line loses the line:
+        // keep the checkpoint's copy to log first.
+        let pending = pending.filter(|p| p.record.iter + 1 == start && metrics.last_iter() != Some(p.record.iter as u64));
         Ok(Self {
             task,
             optimizer,
@@ -287,6 +303,7 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             rng,
             best,
             metrics,
+            pending,
         })
     }
 
@@ -318,29 +335,36 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
         let mut progress = Progress::new(max_iter, self.start, self.cfg.progress.clone());
         let mut train_seconds = 0.0;
         let mut last_eval = None;
+        if let Some(PendingRecord { mut record, eval_due }) = self.pending.take() {
+            // The line (and evaluation) a kill cut off after the checkpoint;
+            // its images/s was not kept.
+            record.extras.push((RECOVERED_FIELD.into(), true.into()));
+            if eval_due {
+                let (outcome, improved) = self.evaluate(record.iter, &mut record)?;
+                last_eval = Some((record.iter, outcome));
+                if improved {
+                    self.save_checkpoint(self.start, Some((&record, false)))?;
+                }
+            }
+            self.metrics.log(&record)?;
+        }
         for iter in self.start..max_iter {
             let (mut record, seconds) = self.train_step(iter, &mut batches)?;
             train_seconds += seconds;
             let done = iter + 1;
             let checkpointed = done == max_iter || done.is_multiple_of(self.cfg.checkpoint_period);
-            let evaluating = self.cfg.eval_period.due(done, max_iter);
-            if !evaluating {
-                // Logged before the checkpoint, so a crash between the two
-                // loses no line: a resume drops the lines at or past its
-                // checkpoint and runs those iterations again.
-                self.metrics.log(&record)?;
-            }
+            let eval_due = self.cfg.eval_period.due(done, max_iter);
             if checkpointed {
-                self.save_checkpoint(done)?;
+                self.save_checkpoint(done, Some((&record, eval_due)))?;
                 self.task.save_model(&self.run.model_path())?;
             }
-            if evaluating {
+            if eval_due {
                 match self.evaluate(iter, &mut record) {
                     Ok((outcome, improved)) => {
                         last_eval = Some((iter, outcome));
                         if improved && checkpointed {
                             // The checkpoint just written must know the new best.
-                            self.save_checkpoint(done)?;
+                            self.save_checkpoint(done, Some((&record, false)))?;
                         }
                     }
                     Err(e) => {
@@ -348,8 +372,8 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
                         return Err(e);
                     }
                 }
-                self.metrics.log(&record)?;
             }
+            self.metrics.log(&record)?;
             let stats = StepStats {
                 loss: record.loss,
                 lr: record.lr,
@@ -450,12 +474,17 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
         Ok((EvalOutcome::Scored(evaluation), changed))
     }
 
-    /// Writes the checkpoint after `done` iterations.
-    fn save_checkpoint(&self, done: usize) -> Result<(), T::Error> {
+    /// Writes the checkpoint after `done` iterations, with the metrics line
+    /// of that iteration (not yet logged) and whether its evaluation is due.
+    fn save_checkpoint(&self, done: usize, pending: Option<(&Record, bool)>) -> Result<(), T::Error> {
         let extra = self.task.extra_state()?;
         let loop_state = LoopState {
             best: self.best.clone(),
             task: extra.json.clone(),
+            max_iter: Some(self.cfg.max_iter),
+            // Timing is not state: without it a checkpoint stays a pure
+            // function of the run (the resume tests compare them bitwise).
+            pending: pending.map(|(record, eval_due)| PendingRecord { record: Record { img_s: 0.0, ..record.clone() }, eval_due }),
         };
         let state = TrainState {
             iter: done,

@@ -81,6 +81,22 @@ pub struct LoopState {
     pub best: Option<BestEval>,
     /// The task's JSON state ([`TaskState::json`]).
     pub task: serde_json::Value,
+    /// The run's planned length ([`crate::trainer::LoopConfig::max_iter`]):
+    /// a resume must plan the same (`None` in checkpoints written before).
+    pub max_iter: Option<usize>,
+    /// The metrics line of the checkpoint's own iteration, which is logged
+    /// after the checkpoint: a resume logs it if a kill came in between.
+    pub pending: Option<PendingRecord>,
+}
+
+/// A checkpointed iteration's metrics line and whether its evaluation was due.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingRecord {
+    /// The line (with the evaluation's metrics when it had finished).
+    pub record: crate::run_dir::Record,
+    /// The evaluation of this iteration was due and had not finished.
+    pub eval_due: bool,
 }
 
 impl LoopState {
@@ -194,6 +210,8 @@ mod tests {
         let state = LoopState {
             best: BestEval::improved(None, 3, &eval(0.25)).unwrap(),
             task: serde_json::json!({"ema_steps": 4}),
+            max_iter: Some(12),
+            pending: Some(PendingRecord { record: crate::run_dir::Record::new(3, 0.5, 1e-3, 10.0).term("loss_a", 0.25), eval_due: true }),
         };
         let json = state.to_json().unwrap();
         assert_eq!(LoopState::from_json(&json).unwrap(), state);

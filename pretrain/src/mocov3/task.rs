@@ -29,8 +29,7 @@ use rand::SeedableRng;
 
 use super::MocoV3;
 use crate::data::ImageBatch;
-use crate::recipe::Method;
-use crate::task::{prepare, train_on_images, PretrainRun, PretrainSummary};
+use crate::task::{plan_and_open, train_on_images, PretrainRun, PretrainSummary};
 use crate::{Error, Result};
 
 /// Field of the momentum in `metrics.jsonl`.
@@ -92,8 +91,8 @@ impl TrainTask for MocoV3Task {
     }
 }
 
-/// Pre-trains as `run` says with MoCo-v3 (`run.recipe.method` must be
-/// `mocov3` and the images prepared with two views): builds the model with
+/// Pre-trains as `run` says with MoCo-v3 (`run.recipe` must have a
+/// `[mocov3]` table and the images two views each): builds the model with
 /// MoCo-v3's initialisation (seeded by `train.seed`), trains it with the
 /// shared loop, writes `OUT/config.toml` (fresh runs), `OUT/metrics.jsonl`,
 /// `OUT/checkpoint/last.safetensors` and `OUT/model.safetensors`.
@@ -103,8 +102,11 @@ impl TrainTask for MocoV3Task {
 /// data (every image failing), divergence, or a failing tensor operation.
 pub fn pretrain_mocov3(run: &PretrainRun) -> Result<PretrainSummary> {
     let recipe = &run.recipe;
+    if recipe.mocov3.is_none() {
+        return Err(Error::config("mocov3", "the recipe has no [mocov3] table: it is not a MoCo-v3 recipe"));
+    }
     let cfg = recipe.mocov3_config()?;
-    let (plan, dir) = prepare(run, Method::Mocov3, cfg.vit.img_size)?;
+    let (plan, dir) = plan_and_open(run, cfg.vit.img_size)?;
     let t = &recipe.train;
     let varmap = VarMap::new();
     let mut init_rng = rand_chacha::ChaCha8Rng::seed_from_u64(t.seed);

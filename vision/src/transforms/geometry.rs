@@ -172,6 +172,7 @@ fn sample_bilinear(src: &RgbImage, xin: f64, yin: f64) -> Option<[u8; 3]> {
 }
 
 /// Pillow's cubic `BICUBIC(v1..v4, d)` with its exact evaluation order.
+#[inline(always)]
 fn cubic(v1: f64, v2: f64, v3: f64, v4: f64, d: f64) -> f64 {
     let p1 = v2;
     let p2 = -v1 + v3;
@@ -182,7 +183,12 @@ fn cubic(v1: f64, v2: f64, v3: f64, v4: f64, d: f64) -> f64 {
 
 /// `bicubic_filter32RGB` at input position `(xin, yin)`; `None` outside.
 /// Columns are clamped at the border; rows below the first one that leave
-/// the image repeat the previous row's value, as Pillow does.
+/// the image repeat the previous row's value, as Pillow does. The three
+/// channels go through the same f64 operations as Pillow's per-channel
+/// loop, in the same order (four row cubics, then one column cubic), so
+/// results are bit-identical; they are only computed side by side, with one
+/// row slice per tap row instead of an index computation per value.
+#[inline]
 fn sample_bicubic(src: &RgbImage, xin: f64, yin: f64) -> Option<[u8; 3]> {
     if xin < 0.0 || xin >= src.width as f64 || yin < 0.0 || yin >= src.height as f64 {
         return None;
@@ -191,19 +197,32 @@ fn sample_bicubic(src: &RgbImage, xin: f64, yin: f64) -> Option<[u8; 3]> {
     let (x, y) = (floor_i(xin), floor_i(yin));
     let (dx, dy) = (xin - x as f64, yin - y as f64);
     let (x, y) = (x - 1, y - 1);
-    let cols: [usize; 4] = std::array::from_fn(|k| clip(x + k as i64, src.width));
-    let at = |row: usize, col: usize, c: usize| f64::from(src.data[(row * src.width + col) * 3 + c]);
-    Some(std::array::from_fn(|c| {
-        let row_value = |row: usize| cubic(at(row, cols[0], c), at(row, cols[1], c), at(row, cols[2], c), at(row, cols[3], c), dx);
-        let mut v = [row_value(clip(y, src.height)); 4];
-        for k in 1..4 {
-            let row = y + k as i64;
-            v[k] = if row >= 0 && row < src.height as i64 { row_value(row as usize) } else { v[k - 1] };
-        }
-        let value = cubic(v[0], v[1], v[2], v[3], dy);
-        // clamp then truncate (`as u8` saturates exactly like that)
-        value as u8
-    }))
+    let cols = [clip(x, src.width) * 3, clip(x + 1, src.width) * 3, clip(x + 2, src.width) * 3, clip(x + 3, src.width) * 3];
+    let stride = src.width * 3;
+    let row_cubics = |row: usize| bicubic_row(&src.data[row * stride..(row + 1) * stride], &cols, dx);
+    let r0 = row_cubics(clip(y, src.height));
+    let inside = |row: i64| row >= 0 && row < src.height as i64;
+    let r1 = if inside(y + 1) { row_cubics((y + 1) as usize) } else { r0 };
+    let r2 = if inside(y + 2) { row_cubics((y + 2) as usize) } else { r1 };
+    let r3 = if inside(y + 3) { row_cubics((y + 3) as usize) } else { r2 };
+    // clamp then truncate (`as u8` saturates exactly like that)
+    Some([
+        cubic(r0[0], r1[0], r2[0], r3[0], dy) as u8,
+        cubic(r0[1], r1[1], r2[1], r3[1], dy) as u8,
+        cubic(r0[2], r1[2], r2[2], r3[2], dy) as u8,
+    ])
+}
+
+/// The three channels' cubics along one row (RGB8 `line`) at the byte
+/// offsets `cols` of the four taps.
+#[inline(always)]
+fn bicubic_row(line: &[u8], cols: &[usize; 4], dx: f64) -> [f64; 3] {
+    let at = |k: usize, c: usize| f64::from(line[cols[k] + c]);
+    [
+        cubic(at(0, 0), at(1, 0), at(2, 0), at(3, 0), dx),
+        cubic(at(0, 1), at(1, 1), at(2, 1), at(3, 1), dx),
+        cubic(at(0, 2), at(1, 2), at(2, 2), at(3, 2), dx),
+    ]
 }
 
 /// `ImagingGenericTransform` with the affine map: one filter call per

@@ -1,4 +1,4 @@
-//! One MoCo-v3 training step of the released model (ViT-Tiny with 12
+//! `vitdet bench mocov3`: one MoCo-v3 training step of the released model (ViT-Tiny with 12
 //! heads, projector 192 → 4096 → 4096 → 256, predictor 256 → 4096 → 256),
 //! as [`crate::mocov3::task`] runs it: the momentum encoder's EMA step,
 //! queries of both views with their graph, keys of both views from the
@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use backbone::bench::{peak_rss_mb, sync};
 
-use crate::mocov3::{recipe, MocoV3, MocoV3Config};
+use super::{recipe, MocoV3, MocoV3Config};
 use crate::Result;
 
 /// The constant learning rate of the timed steps (its size does not change the work).
