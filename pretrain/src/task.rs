@@ -159,9 +159,7 @@ pub(crate) fn plan_and_open(run: &PretrainRun, input_size: usize) -> Result<(Pla
     }
     let plan = recipe.plan(run.images.files().len(), run.max_iter)?;
     let dir = RunDir::open(&run.out, run.resume)?;
-    if !run.resume {
-        dir.write_config(recipe)?;
-    }
+    dir.record_config(recipe, run.resume)?;
     Ok((plan, dir))
 }
 

@@ -184,7 +184,7 @@ fn resolve_teacher(table: &mut DistillConfig, weights_dir: Option<&PathBuf>) -> 
 /// given, else `synthetic`) with the size and epoch flags applied.
 fn load_recipe(args: &PretrainArgs, with_data: &str, synthetic: &str) -> anyhow::Result<Recipe> {
     let default = if args.data.is_some() { with_data } else { synthetic };
-    let mut recipe = Recipe::load_or_builtin(args.config.as_deref().unwrap_or(default))?;
+    let mut recipe = Recipe::load_or_builtin(&super::recipe_source(args.config.as_deref(), &args.out, args.resume, default))?;
     if let Some(n) = args.input_size {
         recipe.data.input_size = n;
     }
