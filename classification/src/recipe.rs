@@ -69,34 +69,9 @@ impl Default for DataConfig {
     }
 }
 
-/// The built-in synthetic classification set (`vitdet data shapes
-/// --classification`): one dominant shape per image, its kind the class.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SyntheticConfig {
-    /// Training images (balanced over the classes).
-    pub train: usize,
-    /// Validation images.
-    pub val: usize,
-    /// Square image side in pixels.
-    pub size: u32,
-    /// The shape kinds, one class each.
-    pub categories: Vec<coco::shapes::ShapeKind>,
-}
-
-impl Default for SyntheticConfig {
-    fn default() -> Self {
-        Self { train: 600, val: 180, size: 72, categories: coco::shapes::ShapeKind::ALL.to_vec() }
-    }
-}
-
-impl SyntheticConfig {
-    /// The generator settings for this section and a seed.
-    pub fn shapes_config(&self, seed: u64) -> coco::shapes::ShapesConfig {
-        let scene = coco::shapes::SceneParams { categories: self.categories.clone(), ..Default::default() };
-        coco::shapes::ShapesConfig { train: self.train, val: self.val, size: self.size, seed, task: coco::shapes::ShapesTask::Classification, scene }
-    }
-}
+/// The built-in synthetic classification set, shared with the other tasks
+/// that generate it ([`coco::shapes::SyntheticClassification`]).
+pub use coco::shapes::SyntheticClassification as SyntheticConfig;
 
 /// How the classifier is trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

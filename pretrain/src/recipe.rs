@@ -116,37 +116,10 @@ impl Default for DataConfig {
     }
 }
 
-/// The built-in synthetic images: the shapes classification set (`vitdet
-/// data shapes --classification` layout, `train/` and `val/` class folders),
-/// whose labels pre-training ignores. The same layout `vitdet finetune`
-/// reads, so a pre-training run's `OUT/data` also serves the downstream
-/// fine-tune.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SyntheticConfig {
-    /// Training images (the ones pre-training uses).
-    pub train: usize,
-    /// Validation images (for a downstream fine-tune or probe).
-    pub val: usize,
-    /// Square image side in pixels.
-    pub size: u32,
-    /// The shape kinds, one class folder each.
-    pub categories: Vec<coco::shapes::ShapeKind>,
-}
-
-impl Default for SyntheticConfig {
-    fn default() -> Self {
-        Self { train: 600, val: 180, size: 72, categories: coco::shapes::ShapeKind::ALL.to_vec() }
-    }
-}
-
-impl SyntheticConfig {
-    /// The generator settings for this section and a seed.
-    pub fn shapes_config(&self, seed: u64) -> coco::shapes::ShapesConfig {
-        let scene = coco::shapes::SceneParams { categories: self.categories.clone(), ..Default::default() };
-        coco::shapes::ShapesConfig { train: self.train, val: self.val, size: self.size, seed, task: coco::shapes::ShapesTask::Classification, scene }
-    }
-}
+/// The built-in synthetic images: the shapes classification set, whose
+/// labels pre-training ignores; the same layout `vitdet finetune` reads, so
+/// a pre-training run's `OUT/data` also serves the downstream fine-tune.
+pub use coco::shapes::SyntheticClassification as SyntheticConfig;
 
 /// How the autoencoder is trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -179,6 +179,37 @@ pub fn render_classification(cfg: &ShapesConfig, split: Split, index: usize) -> 
     Ok((kind, scene::classification_scene(&mut cfg.image_rng(split, index), cfg.size, kind, categories)?))
 }
 
+/// A recipe's `[data.synthetic]` table: the built-in synthetic
+/// classification set (`vitdet data shapes --classification` layout, one
+/// dominant shape per image, its kind the class), as classification and
+/// pre-training recipes generate it when no `--data` is given.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticClassification {
+    /// Training images (balanced over the classes).
+    pub train: usize,
+    /// Validation images.
+    pub val: usize,
+    /// Square image side in pixels.
+    pub size: u32,
+    /// The shape kinds, one class folder each.
+    pub categories: Vec<ShapeKind>,
+}
+
+impl Default for SyntheticClassification {
+    fn default() -> Self {
+        Self { train: 600, val: 180, size: 72, categories: ShapeKind::ALL.to_vec() }
+    }
+}
+
+impl SyntheticClassification {
+    /// The generator settings for this table and a seed.
+    pub fn shapes_config(&self, seed: u64) -> ShapesConfig {
+        let scene = SceneParams { categories: self.categories.clone(), ..Default::default() };
+        ShapesConfig { train: self.train, val: self.val, size: self.size, seed, task: ShapesTask::Classification, scene }
+    }
+}
+
 /// The file name of image `index` (`000042.png`).
 pub fn file_name(index: usize) -> String {
     format!("{index:06}.png")
