@@ -13,7 +13,7 @@ use vision::loader::{stack_chw, Dataset};
 use vision::transforms::TrainTransform;
 use vision::RgbImage;
 
-use crate::datasets::{self, DatasetKind, ImageSource, LabeledImages, Split};
+use vision::datasets::{self, DatasetKind, ImageSource, LabeledImages, Split};
 use crate::recipe::Recipe;
 use crate::{Error, Result};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use classification::data::{eval_transform_of, ClassificationSet};
-use classification::datasets::{self, DatasetKind, Split};
+use vision::datasets::{self, DatasetKind, Split};
 use classification::evaluate::evaluate;
 
 /// Arguments of `vitdet eval cls`.

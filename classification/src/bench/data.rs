@@ -23,7 +23,7 @@ use vision::loader::{train_stream, LoaderConfig};
 use vision::transforms::{Interpolation, TrainTransformConfig};
 
 use crate::data::{eval_transform_of, ClassificationSet, ClsBatch, ClsSample};
-use crate::datasets::{self, DatasetKind, Split};
+use vision::datasets::{self, DatasetKind, Split};
 use crate::{Error, Result};
 
 /// The RandAugment policy the benchmark runs (timm's ImageNet fine-tuning default).

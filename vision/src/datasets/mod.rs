@@ -17,7 +17,7 @@
 //! run. Whether a file decodes is left to load time.
 //!
 //! Each reader's module documents its layout, its reference and any
-//! deliberate difference; `classification/tests/datasets.rs` compares every
+//! deliberate difference; `vision/tests/datasets.rs` compares every
 //! reader with torchvision's classes (or scipy plus MAE-Lite's logic) on
 //! fixtures written by `tests/fixtures/make_dataset_fixtures.py`.
 
