@@ -32,6 +32,7 @@ mod inat;
 pub mod mat;
 mod pets;
 mod pickle;
+mod set;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ use std::sync::Arc;
 
 pub use cifar::CifarImages;
 pub use error::{DatasetError, Result};
+pub use set::{ClassificationSet, ClsBatch, ClsSample};
 
 /// The datasets the readers know, by their command-line names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,6 +118,21 @@ impl FromStr for DatasetKind {
     }
 }
 
+/// Recipes name a kind as the CLI does (`dataset = "flowers"`).
+impl serde::Serialize for DatasetKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Parsed by [`DatasetKind::from_str`]: an unknown name lists the valid ones.
+impl<'de> serde::Deserialize<'de> for DatasetKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Which split to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Split {
@@ -158,6 +175,20 @@ impl ImageSource {
         match self {
             ImageSource::File(path) => path.display().to_string(),
             ImageSource::Cifar { images, index } => images.describe(*index),
+        }
+    }
+
+    /// The image's pixels: the file decoded upright, or the CIFAR record.
+    ///
+    /// # Errors
+    /// [`crate::Error::Decode`] for a file that cannot be read or decoded;
+    /// [`crate::Error::BadSample`] for a CIFAR index past its split.
+    pub fn load(&self) -> crate::Result<crate::RgbImage> {
+        match self {
+            ImageSource::File(path) => crate::decode::decode_upright(path),
+            ImageSource::Cifar { images, index } => {
+                images.image(*index).map_err(|e| crate::Error::BadSample { path: PathBuf::from(self.path_or_label()), reason: e.to_string() })
+            }
         }
     }
 }
