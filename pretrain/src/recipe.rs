@@ -565,6 +565,28 @@ mod tests {
     }
 
     #[test]
+    fn the_knn_table_takes_dinos_values_and_names_bad_keys() {
+        use vision::datasets::DatasetKind;
+        let r = Recipe::parse("[knn]\ndataset = \"flowers\"\nperiod_epochs = 2\n", Path::new("r.toml")).unwrap();
+        assert_eq!(r.knn, KnnConfig { dataset: DatasetKind::Flowers, k: 20, temperature: 0.07, period_epochs: 2 });
+        assert_eq!(r.plan(3 * 4096, None).unwrap().knn_period, 6, "2 epochs of 3 steps");
+        let text = toml::to_string(&r).unwrap();
+        assert_eq!(Recipe::parse(&text, Path::new("config.toml")).unwrap(), r);
+        let moco = Recipe::parse("[mocov3]\n[knn]\nk = 5\n", Path::new("r.toml")).unwrap();
+        assert_eq!((moco.knn.k, moco.knn.temperature, moco.knn.period_epochs), (5, 0.07, 10));
+        let cases = [
+            ("[knn]\ndataset = \"nope\"\n", "unknown dataset `nope`: expected one of imagenet, folder"),
+            ("[knn]\nk = 0\n", "knn.k"),
+            ("[knn]\ntemperature = -1.0\n", "knn.temperature"),
+            ("[knn]\nneighbours = 5\n", "r.toml (line 2, column 1)"),
+        ];
+        for (text, needle) in cases {
+            let e = Recipe::parse(text, Path::new("r.toml")).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn the_warmup_starts_at_warmup_lr() {
         let mut r = Recipe::released(Method::Mocov3);
         let plan = r.plan(10_240, Some(100)).unwrap();
