@@ -170,6 +170,79 @@ fn l2_normalize(x: &Tensor) -> Result<Tensor> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use candle_nn::VarMap;
+    use vision::eval_transform::{eval_transform, EvalTransform};
+
+    /// Two classes of 3 train and 2 val images of varied content, plus a corrupt val image.
+    fn write_dataset(root: &Path) {
+        for (c, class) in ["a", "b"].iter().enumerate() {
+            for (split, n) in [("train", 3), ("val", 2)] {
+                let dir = root.join(split).join(class);
+                std::fs::create_dir_all(&dir).unwrap();
+                for i in 0..n {
+                    let k = (c * 5 + i + 1) as u32;
+                    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * k) as u8, (y * 3 * k) as u8, ((x + y) * (7 - k % 7)) as u8])).save(dir.join(format!("{i}.png"))).unwrap();
+                }
+            }
+        }
+        std::fs::write(root.join("val/a/corrupt.png"), b"not a png").unwrap();
+    }
+
+    #[test]
+    fn features_are_the_pooled_output_of_vitdet_features_normalised() {
+        let d = tempfile::tempdir().unwrap();
+        write_dataset(d.path());
+        let mut recipe = Recipe::default();
+        recipe.data.input_size = 32;
+        let data = open_knn_data(d.path(), &recipe).unwrap();
+        let arch = backbone::VitConfig { depth: 2, embed_dim: 16, num_heads: 2, patch_size: 8, ..backbone::VitConfig::tiny() };
+        let spec = crate::mae::MaeSpec::new(&arch, 32, crate::mae::DecoderConfig { embed_dim: 8, depth: 1, num_heads: 2, mlp_ratio: 2.0 }, 0.75, true);
+        let mae = crate::task::build_mae(&spec, 3, &VarMap::new(), &Device::Cpu).unwrap();
+        let cfg = KnnConfig { k: 3, ..KnnConfig::default() };
+        let mut monitor = KnnMonitor::new(data.clone(), &cfg, 2, Device::Cpu).unwrap();
+
+        // What `vitdet features` computes: timm's eval transform, then `pooled`.
+        let reference = |set: &ClassificationSet| {
+            let transform = EvalTransform { size: 32, ..EvalTransform::default() };
+            let mut pixels = Vec::new();
+            let mut labels = Vec::new();
+            for (source, label) in &set.images().items {
+                if let Ok(image) = source.load() {
+                    pixels.push(eval_transform(&image, &transform).unwrap());
+                    labels.push(*label);
+                }
+            }
+            let x = vision::loader::stack_chw(&pixels, (3, 32, 32), &Device::Cpu).unwrap();
+            let f = backbone::features::extract_features(mae.encoder(), &x, 8).unwrap();
+            let pooled = f.tensors.into_iter().find(|(n, _)| n == "pooled").unwrap().1;
+            let rows: Vec<Vec<f32>> = pooled.to_vec2().unwrap();
+            let normed: Vec<Vec<f32>> = rows.iter().map(|r| {
+                let norm = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+                r.iter().map(|v| v / norm).collect()
+            }).collect();
+            (normed, labels)
+        };
+        for (set, readable) in [(&data.train, 6), (&data.val, 4)] {
+            let got = monitor.embed(mae.encoder(), set).unwrap();
+            let (want, labels) = reference(set);
+            assert_eq!((got.labels.clone(), labels.len()), (labels, readable));
+            let rows: Vec<Vec<f32>> = got.features.unwrap().to_vec2().unwrap();
+            for (g, w) in rows.iter().flatten().zip(want.iter().flatten()) {
+                assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+            }
+            assert_eq!(got.skipped, u64::from(readable == 4));
+        }
+
+        // The scores are the vote over those features, the corrupt image counted.
+        let eval = monitor.evaluate(mae.encoder()).unwrap().unwrap();
+        let (train, train_labels) = reference(&data.train);
+        let (val, val_labels) = reference(&data.val);
+        let t = |rows: Vec<Vec<f32>>| Tensor::new(rows, &Device::Cpu).unwrap();
+        let params = KnnParams { k: 3, temperature: 0.07, num_classes: 2 };
+        let want = knn_accuracy(&t(train), &train_labels, &t(val), &val_labels, &params, SIMILARITY_CHUNK_ELEMS).unwrap();
+        assert_eq!(eval.metrics, vec![(TOP1_FIELD.to_string(), want.top1), (SKIPPED_FIELD.to_string(), 1.0)]);
+        assert!(monitor.skipped().unwrap().starts_with("val split: skipped: 1"), "{:?}", monitor.skipped());
+    }
 
     #[test]
     fn rows_get_unit_length_and_zero_rows_stay_zero() {

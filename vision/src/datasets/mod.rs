@@ -7,9 +7,13 @@
 //! [`open`] builds an index, `(image, label)` pairs plus class names, the
 //! same as torchvision's dataset class for that release (MAE-Lite's
 //! `mae_lite/data/datasets/*.py` where MAE-Lite defines the semantics:
-//! Flowers' train split, iNat's class ids). Images are not decoded here:
-//! file images are left to the shared `vision` loader, CIFAR images are
-//! kept in memory as the files store them ([`CifarImages`]).
+//! Flowers' train split, iNat's class ids). Images are not decoded when
+//! the index is built: [`ImageSource::load`] decodes a file or reads a CIFAR
+//! record (kept in memory as the files store them, [`CifarImages`]) when the
+//! loader asks for it. [`ClassificationSet`] pairs an index with its
+//! transforms as the loader's [`crate::loader::Dataset`]; classification
+//! fine-tuning and evaluation and pre-training's k-NN monitor read splits
+//! through it.
 //!
 //! Every listed image file is checked to exist when the index is built (a
 //! `stat` per file, run in parallel): an incomplete download is reported at
