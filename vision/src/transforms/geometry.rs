@@ -32,13 +32,21 @@ pub type Affine = [f64; 6];
 
 /// `F.hflip` / `Image.transpose(FLIP_LEFT_RIGHT)`.
 pub fn hflip(img: &RgbImage) -> RgbImage {
-    let mut data = Vec::with_capacity(img.data.len());
-    for row in img.data.chunks_exact(img.width * 3) {
-        for px in row.chunks_exact(3).rev() {
-            data.extend_from_slice(px);
+    let mut out = img.clone();
+    hflip_in_place(&mut out);
+    out
+}
+
+/// [`hflip`] without a copy: pixels swap places within each row.
+pub fn hflip_in_place(img: &mut RgbImage) {
+    let width = img.width;
+    for row in img.data.chunks_exact_mut((width * 3).max(1)) {
+        let (left, right) = row.split_at_mut(width / 2 * 3);
+        let right = &mut right[width % 2 * 3..];
+        for (a, b) in left.chunks_exact_mut(3).zip(right.rchunks_exact_mut(3)) {
+            a.swap_with_slice(b);
         }
     }
-    RgbImage { height: img.height, width: img.width, data }
 }
 
 /// `Image.crop((left, top, left + width, top + height))` for a box inside
