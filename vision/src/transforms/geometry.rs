@@ -292,7 +292,8 @@ fn affine_bicubic(src: &RgbImage, out: &mut RgbImage, a: &Affine) {
 /// IEEE `+`, `-`, `×` and negation are the scalar operations, applied in
 /// the same order as [`cubic`] (no fused multiply-add), and the
 /// coordinates, floors, clamps and row repetition are [`sample_bicubic`]'s
-/// scalar code, so every byte is the scalar sampler's (pinned by
+/// scalar code; cubics at an offset of exactly 0 are skipped, which is exact
+/// (see the comment there). So every byte is the scalar sampler's (pinned by
 /// `tests::simd_bicubic_affine_is_the_scalar_one` and the Pillow fixtures).
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -344,21 +345,35 @@ mod x86 {
                 }
                 let (xin, yin) = (xin - 0.5, yin - 0.5);
                 let (xi, yi) = (floor_i(xin), floor_i(yin));
-                let (dx, dy) = (_mm256_set1_pd(xin - xi as f64), _mm256_set1_pd(yin - yi as f64));
+                let (dx, dy) = (xin - xi as f64, yin - yi as f64);
                 let (xi, yi) = (xi - 1, yi - 1);
                 let cols = [clip(xi, src.width) * 3, clip(xi + 1, src.width) * 3, clip(xi + 2, src.width) * 3, clip(xi + 3, src.width) * 3];
+                // A cubic at d = 0 is its second value plus 0 · (finite) = ±0:
+                // the same number (a zero's sign aside, which no byte sees).
+                // Shears and translations along x have dy = 0 everywhere,
+                // along y dx = 0, so they need one row or one column of taps.
                 let row_cubic = |row: usize| {
                     let line = &data[row * stride..];
-                    cubic(load_px(line, cols[0]), load_px(line, cols[1]), load_px(line, cols[2]), load_px(line, cols[3]), dx)
+                    if dx == 0.0 {
+                        load_px(line, cols[1])
+                    } else {
+                        cubic(load_px(line, cols[0]), load_px(line, cols[1]), load_px(line, cols[2]), load_px(line, cols[3]), _mm256_set1_pd(dx))
+                    }
                 };
                 let inside = |row: i64| row >= 0 && row < src.height as i64;
-                let r0 = row_cubic(clip(yi, src.height));
-                let r1 = if inside(yi + 1) { row_cubic((yi + 1) as usize) } else { r0 };
-                let r2 = if inside(yi + 2) { row_cubic((yi + 2) as usize) } else { r1 };
-                let r3 = if inside(yi + 3) { row_cubic((yi + 3) as usize) } else { r2 };
+                let value = if dy == 0.0 {
+                    // yi + 1 = floor(yin) is inside the image.
+                    row_cubic((yi + 1) as usize)
+                } else {
+                    let r0 = row_cubic(clip(yi, src.height));
+                    let r1 = if inside(yi + 1) { row_cubic((yi + 1) as usize) } else { r0 };
+                    let r2 = if inside(yi + 2) { row_cubic((yi + 2) as usize) } else { r1 };
+                    let r3 = if inside(yi + 3) { row_cubic((yi + 3) as usize) } else { r2 };
+                    cubic(r0, r1, r2, r3, _mm256_set1_pd(dy))
+                };
                 // Truncate, then clamp to 0..255 (`as u8` clamps then
                 // truncates: the same byte for every finite value).
-                let v = _mm256_cvttpd_epi32(cubic(r0, r1, r2, r3, dy));
+                let v = _mm256_cvttpd_epi32(value);
                 let v = _mm_min_epi32(_mm_max_epi32(v, _mm_setzero_si128()), _mm_set1_epi32(255));
                 let v = _mm_packus_epi16(_mm_packus_epi32(v, v), v);
                 let px = _mm_cvtsi128_si32(v).to_le_bytes();
@@ -493,7 +508,7 @@ mod tests {
                 })
                 .collect(),
         };
-        for a in [[0.93, 0.31, -2.4, -0.29, 0.97, 3.3], [1.0, 0.3, 0.0, 0.0, 1.0, 0.0], [1.0, 0.0, -7.2, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, -0.27, 1.0, 5.5]] {
+        for a in [[0.93, 0.31, -2.4, -0.29, 0.97, 3.3], [1.0, 0.3, 0.0, 0.0, 1.0, 0.0], [1.0, 0.0, -7.2, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, -0.27, 1.0, 5.5], [1.0, 0.0, 3.0, 0.0, 1.0, -2.0]] {
             let mut scalar = RgbImage { height: 23, width: 19, data: vec![7; 23 * 19 * 3] };
             let mut simd = scalar.clone();
             affine_filtered(&img, &mut scalar, &a, sample_bicubic);
