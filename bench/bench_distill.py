@@ -11,7 +11,7 @@ MAE-Lite's `mae_lite_distill_exp.py` runs it, fp32, eager, on the CPU:
   - AdamW(betas 0.9, 0.95), weight decay 0.05 except 1-D parameters and biases.
 
 Prints one JSON line with the keys of `vitdet bench distill`. Peak memory as
-on the Rust side: VmHWM, reset through /proc/self/clear_refs.
+on the Rust side: the process's VmHWM after the last step, never reset.
 
     python bench/bench_distill.py --batch 16 --iters 2 --threads 2
 """
@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from torch_vit import peak_rss_mb
 
 PATCH = 16
 
@@ -111,14 +113,6 @@ class MaeTiny(nn.Module):
         return (((pred - target) ** 2).mean(-1) * mask).sum() / mask.sum()
 
 
-def peak_rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--batch", type=int, default=64)
@@ -151,18 +145,13 @@ def main():
         loss.backward()
         opt.step()
 
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
     step()
     start = time.perf_counter()
     for _ in range(a.iters):
         step()
     seconds = time.perf_counter() - start
     print(json.dumps({"model": f"pytorch mae_vit_tiny + mae_vit_base teacher @{a.input_size}", "threads": a.threads, "batch": a.batch, "iters": a.iters,
-                      "train_img_s": a.batch * a.iters / seconds, "train_peak_rss_mb": peak_rss_mb()}))
+                      "input_size": a.input_size, "train_img_s": a.batch * a.iters / seconds, "peak_rss_mb": peak_rss_mb()}))
 
 
 if __name__ == "__main__":

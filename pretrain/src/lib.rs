@@ -9,7 +9,9 @@
 //! [`task::pretrain_mae`] trains it. [`distill`] adds a frozen teacher's
 //! attention to the MAE loss (the paper's method). [`mocov3`] is the
 //! contrastive objective; [`mocov3::task::pretrain_mocov3`] trains it.
+//! [`bench`] is what the three methods' step benchmarks share.
 
+pub mod bench;
 pub mod data;
 pub mod distill;
 pub mod encoder;
