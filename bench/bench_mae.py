@@ -40,9 +40,10 @@ PATCH = 16
 MAE_TINY = dict(dim=192, depth=12, heads=12, dec_dim=96, dec_depth=1, dec_heads=3, mlp_ratio=4)
 
 
-def param_groups(model):
-    """timm's create_optimizer rule: no decay for 1-D parameters and biases."""
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+def param_groups(named_parameters):
+    """timm's create_optimizer rule over (name, parameter) pairs: no decay for
+    1-D parameters and biases; frozen ones (the sin-cos tables) left out."""
+    trainable = [(n, p) for n, p in named_parameters if p.requires_grad]
     decay = [p for n, p in trainable if p.ndim > 1 and not n.endswith(".bias")]
     no_decay = [p for n, p in trainable if not (p.ndim > 1 and not n.endswith(".bias"))]
     return [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}]
@@ -59,7 +60,7 @@ def main():
     torch.manual_seed(0)
     model = MaskedAutoencoder(**MAE_TINY, img_size=a.input_size, patch=PATCH)
     model.train()
-    opt = torch.optim.AdamW(param_groups(model), lr=LR, betas=BETAS)
+    opt = torch.optim.AdamW(param_groups(model.named_parameters()), lr=LR, betas=BETAS)
     imgs = torch.empty(a.batch, 3, a.input_size, a.input_size).uniform_(-2.0, 2.0)
     num_patches = (a.input_size // PATCH) ** 2
 
