@@ -20,16 +20,12 @@ on the Rust side: the process's VmHWM after the last step, never reset.
 
     python bench/bench_distill.py --batch 16 --iters 2 --threads 2
 """
-import argparse
-import json
-import time
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import step_bench
 from bench_mae import BETAS, LR, MAE_TINY, MASK_RATIO, PATCH, MaskedAutoencoder, param_groups
-from torch_vit import peak_rss_mb
 
 # The MAE teacher's decoder is never run (MAE-Lite drops its weights): the
 # smallest one the fixture model takes, so that it costs no memory.
@@ -37,14 +33,7 @@ TEACHER = dict(dim=768, depth=12, heads=12, dec_dim=4, dec_depth=0, dec_heads=1)
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--threads", type=int, default=2)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    a = step_bench.parse_args(__doc__)
     student = MaskedAutoencoder(**MAE_TINY, img_size=a.input_size, patch=PATCH)
     teacher = MaskedAutoencoder(**TEACHER, img_size=a.input_size, patch=PATCH)
     teacher.eval()
@@ -65,13 +54,7 @@ def main():
         loss.backward()
         opt.step()
 
-    step()
-    start = time.perf_counter()
-    for _ in range(a.iters):
-        step()
-    seconds = time.perf_counter() - start
-    print(json.dumps({"model": f"pytorch mae_vit_tiny + mae_vit_base teacher @{a.input_size}", "device": "cpu", "threads": a.threads, "batch": a.batch, "iters": a.iters,
-                      "input_size": a.input_size, "train_img_s": a.batch * a.iters / seconds, "peak_rss_mb": peak_rss_mb()}))
+    step_bench.report(a, f"pytorch mae_vit_tiny + mae_vit_base teacher @{a.input_size}", step)
 
 
 if __name__ == "__main__":

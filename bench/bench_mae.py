@@ -18,15 +18,12 @@ included, as a user of the script sees them).
 
     python bench/bench_mae.py --batch 64 --iters 3 --input-size 224 --threads 2
 """
-import argparse
-import json
 import os
 import sys
-import time
 
 import torch
 
-from torch_vit import peak_rss_mb
+import step_bench
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pretrain", "tests", "fixtures"))
 from make_mae_fixtures import MaskedAutoencoder  # noqa: E402
@@ -50,14 +47,7 @@ def param_groups(named_parameters):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--iters", type=int, default=3, help="timed steps, after one warm-up step")
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--threads", type=int, default=2)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    a = step_bench.parse_args(__doc__)
     model = MaskedAutoencoder(**MAE_TINY, img_size=a.input_size, patch=PATCH)
     model.train()
     opt = torch.optim.AdamW(param_groups(model.named_parameters()), lr=LR, betas=BETAS)
@@ -70,18 +60,9 @@ def main():
         loss.backward()
         opt.step()
 
-    step()
-    start = time.perf_counter()
-    for _ in range(a.iters):
-        step()
-    seconds = time.perf_counter() - start
     d = MAE_TINY
-    print(json.dumps({
-        "model": f"MAE-Lite models_mae (dim {d['dim']}, depth {d['depth']}, heads {d['heads']}; "
-                 f"decoder dim {d['dec_dim']}, depth {d['dec_depth']}, heads {d['dec_heads']}) @{a.input_size}",
-        "device": "cpu", "threads": a.threads, "batch": a.batch, "input_size": a.input_size, "iters": a.iters,
-        "train_img_s": a.batch * a.iters / seconds, "peak_rss_mb": peak_rss_mb(), "torch": torch.__version__,
-    }))
+    step_bench.report(a, f"MAE-Lite models_mae (dim {d['dim']}, depth {d['depth']}, heads {d['heads']}; "
+                         f"decoder dim {d['dec_dim']}, depth {d['dec_depth']}, heads {d['dec_heads']}) @{a.input_size}", step)
 
 
 if __name__ == "__main__":
