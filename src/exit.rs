@@ -29,7 +29,7 @@ fn is_user_error(err: &anyhow::Error) -> bool {
             || cause.downcast_ref::<detector::Error>().is_some_and(detector::Error::is_user_error)
             || cause.downcast_ref::<vision::Error>().is_some_and(vision::Error::is_user_error)
             || cause.downcast_ref::<classification::Error>().is_some_and(classification::Error::is_user_error)
-            || cause.downcast_ref::<classification::datasets::DatasetError>().is_some()
+            || cause.downcast_ref::<vision::datasets::DatasetError>().is_some()
             || cause.downcast_ref::<pretrain::Error>().is_some_and(pretrain::Error::is_user_error)
             || cause.downcast_ref::<clap::Error>().is_some()
     })

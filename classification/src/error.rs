@@ -20,7 +20,7 @@ pub enum Error {
     Vision(#[from] vision::Error),
     /// A dataset's files are missing or malformed.
     #[error(transparent)]
-    Dataset(#[from] crate::datasets::DatasetError),
+    Dataset(#[from] vision::datasets::DatasetError),
     /// Mixup settings or a batch it cannot mix.
     #[error(transparent)]
     Mixup(#[from] crate::mixup::MixupError),

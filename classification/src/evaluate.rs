@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use candle_core::Device;
+use vision::datasets::{ClassificationSet, ClsBatch};
 use vision::loader::{eval_stream, LoaderConfig};
 
-use crate::data::{ClassificationSet, ClsBatch};
 use crate::metrics::{Accumulator, Report};
 use crate::model::Classifier;
 use crate::Result;

@@ -22,12 +22,12 @@ use engine::progress::ProgressConfig;
 use engine::rng::TrainRng;
 use engine::run_dir::RunDir;
 use engine::trainer::{EvalPeriod, Evaluation, LoopConfig, LossTerms, RunSummary, TaskState, TrainTask, Trainer, DEFAULT_MAX_EMPTY_BATCHES};
+use vision::datasets::{ClassificationSet, ClsBatch};
 use vision::loader::{train_stream, LoaderConfig};
 
 use backbone::named::WeightSearch;
 use backbone::vitdet::BackboneInit;
 
-use crate::data::{ClassificationSet, ClsBatch};
 use crate::evaluate::evaluate;
 use crate::metrics::Report;
 use crate::mixup::Mixup;

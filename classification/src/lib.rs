@@ -1,10 +1,9 @@
 //! Image classification on the shared ViT: fine-tuning and transfer (timm /
-//! MAE-Lite recipes), linear probing, evaluation, and readers for the
-//! datasets in their published on-disk layouts.
+//! MAE-Lite recipes), linear probing and evaluation, on the datasets that
+//! `vision::datasets` reads in their published on-disk layouts.
 
 pub mod bench;
 pub mod data;
-pub mod datasets;
 mod error;
 pub mod evaluate;
 pub mod finetune;

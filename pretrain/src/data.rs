@@ -190,10 +190,21 @@ pub fn open_images(source: &DataSource, recipe: &Recipe) -> Result<Arc<PretrainI
             Views::Two(view(1)?, view(2)?)
         }
     };
+    let eval = eval_transform_of(recipe)?;
+    Ok(Arc::new(PretrainImages { root, files, train, eval }))
+}
+
+/// timm's evaluation transform (resize, centre crop) at the recipe's input
+/// size with its normalisation: the reconstruction pictures' view and the
+/// k-NN monitor's.
+///
+/// # Errors
+/// [`Error::Config`] for an invalid input size or normalisation.
+pub fn eval_transform_of(recipe: &Recipe) -> Result<EvalTransform> {
     let a = &recipe.train.augment;
     let eval = EvalTransform { size: recipe.data.input_size, mean: a.mean, std: a.std, ..EvalTransform::default() };
     eval.validate().map_err(|e| Error::config("data", e.to_string()))?;
-    Ok(Arc::new(PretrainImages { root, files, train, eval }))
+    Ok(eval)
 }
 
 /// Writes the recipe's synthetic set into `dir` unless it is there already.

@@ -21,6 +21,9 @@ pub enum Error {
     /// The MoCo-v3 model could not be built, trained or restored.
     #[error(transparent)]
     MocoV3(#[from] crate::mocov3::Error),
+    /// The k-NN monitor's dataset (`--knn-data`) is missing or malformed.
+    #[error("--knn-data: {0}")]
+    KnnData(vision::datasets::DatasetError),
     /// A recipe value or an input is invalid.
     #[error("{key}: {msg}")]
     Config {
@@ -67,7 +70,7 @@ impl Error {
             Error::Backbone(e) => e.is_user_error(),
             Error::Vision(e) => e.is_user_error(),
             Error::MocoV3(e) => e.is_user_error(),
-            Error::Config { .. } | Error::Io { .. } | Error::BadWeights { .. } => true,
+            Error::Config { .. } | Error::Io { .. } | Error::BadWeights { .. } | Error::KnnData(_) => true,
             Error::Candle(_) | Error::Shape { .. } => false,
         }
     }

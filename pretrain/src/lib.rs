@@ -9,6 +9,7 @@
 //! [`task::pretrain_mae`] trains it. [`distill`] adds a frozen teacher's
 //! attention to the MAE loss (the paper's method). [`mocov3`] is the
 //! contrastive objective; [`mocov3::task::pretrain_mocov3`] trains it.
+//! [`knn`] is the optional k-NN monitor every method's run can log.
 //! [`bench`] is what the three methods' step benchmarks share.
 
 pub mod bench;
@@ -17,6 +18,7 @@ pub mod distill;
 pub mod encoder;
 mod error;
 pub mod init;
+pub mod knn;
 pub mod mae;
 pub mod masking;
 pub mod mocov3;

@@ -11,6 +11,9 @@
 //! [`Recipe::released`], the constants of [`crate::mocov3::recipe`]):
 //! `configs/pretrain_mocov3_tiny.toml`, `pretrain_mocov3_shapes_tiny.toml`.
 //!
+//! A `[knn]` table ([`KnnConfig`]) sets the optional k-NN monitor
+//! (`--knn-data`): its dataset layout, k, temperature and period.
+//!
 //! Recipes count in epochs, as MAE-Lite does; the training loop counts
 //! optimizer steps, so [`Recipe::plan`] converts once the image count is
 //! known (`iters_per_epoch = floor(N / batch)`, the loader's `drop_last`).
@@ -22,6 +25,7 @@ use engine::schedule::Schedule;
 use serde::{Deserialize, Serialize};
 use vision::transforms::{Interpolation, TrainTransformConfig};
 
+use crate::knn::KnnConfig;
 use crate::mae::{DecoderConfig, MaeSpec};
 use crate::mocov3::{self, MocoV3Config};
 use crate::{Error, Result};
@@ -250,6 +254,8 @@ pub struct Recipe {
     /// MoCo-v3's projector, predictor, temperature and momentum (`--method mocov3` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mocov3: Option<MocoV3Section>,
+    /// The k-NN monitor's vote and period (read with `--knn-data` only).
+    pub knn: KnnConfig,
 }
 
 /// A recipe's run in optimizer steps, for a known number of images.
@@ -265,6 +271,8 @@ pub struct Plan {
     pub schedule: Schedule,
     /// Checkpoint every this many steps.
     pub checkpoint_period: usize,
+    /// Run the k-NN monitor every this many steps (0: after the last only).
+    pub knn_period: usize,
 }
 
 impl Recipe {
@@ -398,6 +406,7 @@ impl Recipe {
             return Err(Error::config("train.checkpoint_period_epochs", "must be >= 1 epoch"));
         }
         self.train_transform().build().map_err(|e| Error::config("train.augment", e.to_string()))?;
+        self.knn.validate()?;
         if self.mocov3.is_some() {
             self.validate_mocov3()?;
         }
@@ -449,7 +458,8 @@ impl Recipe {
         let warmup = (t.warmup_epochs / t.epochs as f64 * max_iter as f64).round() as usize;
         let lr = t.blr * t.batch_size as f64 / 256.0;
         let schedule = Schedule::WarmupCosine { base_lr: lr, total_iters: max_iter, warmup_iters: warmup.min(max_iter), warmup_lr_start: t.warmup_lr, min_lr: t.min_lr.min(lr) };
-        Ok(Plan { iters_per_epoch, max_iter, lr, schedule, checkpoint_period: t.checkpoint_period_epochs * iters_per_epoch })
+        let knn_period = self.knn.period_epochs * iters_per_epoch;
+        Ok(Plan { iters_per_epoch, max_iter, lr, schedule, checkpoint_period: t.checkpoint_period_epochs * iters_per_epoch, knn_period })
     }
 }
 
@@ -547,6 +557,28 @@ mod tests {
             ("[mocov3]\n[train]\nbatch_size = 8\ngrad_accum = 8\n", "train.batch_size"),
             ("[mocov3]\n[distill]\n", "[distill] and [mocov3]"),
             ("[mocov3]\nmoco_t = 0.2\n", "r.toml (line 2, column 1)"),
+        ];
+        for (text, needle) in cases {
+            let e = Recipe::parse(text, Path::new("r.toml")).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_knn_table_takes_dinos_values_and_names_bad_keys() {
+        use vision::datasets::DatasetKind;
+        let r = Recipe::parse("[knn]\ndataset = \"flowers\"\nperiod_epochs = 2\n", Path::new("r.toml")).unwrap();
+        assert_eq!(r.knn, KnnConfig { dataset: DatasetKind::Flowers, k: 20, temperature: 0.07, period_epochs: 2 });
+        assert_eq!(r.plan(3 * 4096, None).unwrap().knn_period, 6, "2 epochs of 3 steps");
+        let text = toml::to_string(&r).unwrap();
+        assert_eq!(Recipe::parse(&text, Path::new("config.toml")).unwrap(), r);
+        let moco = Recipe::parse("[mocov3]\n[knn]\nk = 5\n", Path::new("r.toml")).unwrap();
+        assert_eq!((moco.knn.k, moco.knn.temperature, moco.knn.period_epochs), (5, 0.07, 10));
+        let cases = [
+            ("[knn]\ndataset = \"nope\"\n", "unknown dataset `nope`: expected one of imagenet, folder"),
+            ("[knn]\nk = 0\n", "knn.k"),
+            ("[knn]\ntemperature = -1.0\n", "knn.temperature"),
+            ("[knn]\nneighbours = 5\n", "r.toml (line 2, column 1)"),
         ];
         for (text, needle) in cases {
             let e = Recipe::parse(text, Path::new("r.toml")).unwrap_err().to_string();

@@ -2,7 +2,9 @@
 //! supplies the autoencoder, its loss on a batch (masking drawn from the
 //! loop's checkpointed generator, so a resume is exact) and its model file;
 //! the loop does the rest (schedule, accumulation, the NaN guard,
-//! `metrics.jsonl`, progress, atomic checkpoints, resume).
+//! `metrics.jsonl`, progress, atomic checkpoints, resume). With k-NN data
+//! ([`PretrainRun::knn`]) every method's task is wrapped so that the loop's
+//! evaluation hook runs the [`crate::knn`] monitor on its encoder.
 //!
 //! Optimizer as released (timm's `create_optimizer` on the MAE wrapper, which
 //! has no `no_weight_decay`): AdamW, no decay for 1-D parameters and biases,
@@ -12,17 +14,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use backbone::Vit;
 use candle_core::{DType, Device, Var};
 use candle_nn::{VarBuilder, VarMap};
 use engine::optim::{build_optimizer, build_param_groups, DecayRule, Optimizer, ParamRules};
 use engine::progress::ProgressConfig;
 use engine::rng::TrainRng;
 use engine::run_dir::RunDir;
-use engine::trainer::{EvalPeriod, LoopConfig, LossTerms, RunSummary, TrainTask, Trainer, DEFAULT_MAX_EMPTY_BATCHES};
+use engine::trainer::{EvalPeriod, Evaluation, LoopConfig, LossTerms, RunSummary, TaskState, TrainTask, Trainer, DEFAULT_MAX_EMPTY_BATCHES};
 use vision::loader::{train_stream, LoaderConfig};
 
 use crate::data::{ImageBatch, PretrainImages};
 use crate::encoder::EncoderTaps;
+use crate::knn::{KnnData, KnnMonitor};
 use crate::mae::{Mae, MaeSpec};
 use crate::recipe::{Plan, Recipe};
 use crate::{Error, Result};
@@ -47,6 +51,8 @@ pub struct PretrainRun {
     pub device: Device,
     /// How progress is shown.
     pub progress: ProgressConfig,
+    /// The k-NN monitor's dataset (`--knn-data`), opened; `None`: no monitor.
+    pub knn: Option<KnnData>,
 }
 
 /// What a finished run reports.
@@ -60,6 +66,8 @@ pub struct PretrainSummary {
     pub max_iter: usize,
     /// Images that could not be read (`skipped: N ...`), if any.
     pub skipped_images: Option<String>,
+    /// k-NN images that could not be read at the last evaluation, if any.
+    pub knn_skipped_images: Option<String>,
 }
 
 /// Whether variable `name` is trained: all but the fixed position tables.
@@ -93,6 +101,69 @@ impl TrainTask for MaeTask {
 
     fn save_model(&self, path: &Path) -> Result<()> {
         crate::weights::save(path, &engine::checkpoint::var_tensors(&self.named), self.model.spec())
+    }
+}
+
+impl EncoderTask for MaeTask {
+    fn encoder(&self) -> &Vit {
+        self.model.encoder()
+    }
+}
+
+/// A pre-training task whose encoder the k-NN monitor embeds with.
+pub(crate) trait EncoderTask: TrainTask<Batch = ImageBatch, Error = Error> {
+    /// The encoder being trained (the ViT that `OUT/model.safetensors` holds).
+    fn encoder(&self) -> &Vit;
+}
+
+/// `task` with the k-NN monitor as its evaluation; everything else is the
+/// task's own.
+struct Monitored<'t, T> {
+    task: &'t mut T,
+    knn: Option<KnnMonitor>,
+}
+
+impl<T: EncoderTask> TrainTask for Monitored<'_, T> {
+    type Batch = ImageBatch;
+    type Error = Error;
+
+    fn variables(&self) -> Vec<(String, Var)> {
+        self.task.variables()
+    }
+
+    fn losses(&mut self, batch: &ImageBatch, rng: &mut TrainRng) -> Result<LossTerms> {
+        self.task.losses(batch, rng)
+    }
+
+    fn is_empty(&self, batch: &ImageBatch) -> bool {
+        self.task.is_empty(batch)
+    }
+
+    fn after_step(&mut self, iter: usize) -> Result<()> {
+        self.task.after_step(iter)
+    }
+
+    fn step_metrics(&self, iter: usize) -> Vec<(String, f64)> {
+        self.task.step_metrics(iter)
+    }
+
+    fn evaluate(&mut self, _iter: usize) -> Result<Option<Evaluation>> {
+        match &mut self.knn {
+            Some(knn) => knn.evaluate(self.task.encoder()),
+            None => Ok(None),
+        }
+    }
+
+    fn save_model(&self, path: &Path) -> Result<()> {
+        self.task.save_model(path)
+    }
+
+    fn extra_state(&self) -> Result<TaskState> {
+        self.task.extra_state()
+    }
+
+    fn restore_extra_state(&mut self, state: TaskState) -> Result<()> {
+        self.task.restore_extra_state(state)
     }
 }
 
@@ -176,36 +247,42 @@ pub(crate) fn build_mae_optimizer(named: &[(String, Var)], rules: &dyn ParamRule
 }
 
 /// Trains `task` on `run`'s images with the shared loop as `plan` says
-/// (the recipe's batch, accumulation and seed; no evaluation) and reports.
+/// (the recipe's batch, accumulation and seed; the k-NN monitor as the
+/// evaluation when `run.knn` is given, none otherwise) and reports.
 ///
 /// # Errors
 /// Unreadable data (every image failing), divergence, a failing tensor
 /// operation or checkpoint.
 pub(crate) fn train_on_images<T>(run: &PretrainRun, plan: &Plan, dir: RunDir, task: &mut T, optimizer: Box<dyn Optimizer>) -> Result<PretrainSummary>
 where
-    T: TrainTask<Batch = ImageBatch, Error = Error>,
+    T: EncoderTask,
 {
     let t = &run.recipe.train;
+    let micro_batch = t.batch_size / t.grad_accum;
+    let knn = run.knn.clone().map(|data| KnnMonitor::new(data, &run.recipe.knn, micro_batch, run.device.clone())).transpose()?;
+    let eval_period = if knn.is_some() { EvalPeriod::from_period(plan.knn_period) } else { EvalPeriod::Never };
+    let mut task = Monitored { task, knn };
     let cfg = LoopConfig {
         max_iter: plan.max_iter,
         images_per_step: t.batch_size,
         grad_accum: t.grad_accum,
         schedule: plan.schedule.clone(),
         clip_grad_norm: None,
-        eval_period: EvalPeriod::Never,
+        eval_period,
         checkpoint_period: plan.checkpoint_period.max(1),
         seed: t.seed,
         max_empty_batches: DEFAULT_MAX_EMPTY_BATCHES,
         progress: run.progress.clone(),
     };
-    let trainer = Trainer::new(task, optimizer, cfg, dir, run.resume)?;
-    let loader = LoaderConfig { batch_size: t.batch_size / t.grad_accum, threads: rayon::current_num_threads(), prefetch: 2, seed: t.seed };
+    let trainer = Trainer::new(&mut task, optimizer, cfg, dir, run.resume)?;
+    let loader = LoaderConfig { batch_size: micro_batch, threads: rayon::current_num_threads(), prefetch: 2, seed: t.seed };
     let mut stream = train_stream(Arc::clone(&run.images), loader, trainer.start_micro_batch())?;
     let size = run.images.input_size();
     let device = run.device.clone();
     let batches = stream.by_ref().map(|b| ImageBatch::from_samples(&b.samples, size, &device).map_err(Error::from));
     let summary = trainer.run(batches)?;
-    Ok(PretrainSummary { run: summary, iters_per_epoch: plan.iters_per_epoch, max_iter: plan.max_iter, skipped_images: stream.stats().summary() })
+    let knn_skipped_images = task.knn.as_ref().and_then(|k| k.skipped().map(str::to_owned));
+    Ok(PretrainSummary { run: summary, iters_per_epoch: plan.iters_per_epoch, max_iter: plan.max_iter, skipped_images: stream.stats().summary(), knn_skipped_images })
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use classification::data::{eval_transform_of, ClassificationSet};
-use classification::datasets::{self, DatasetKind, Split};
+use classification::data::eval_transform_of;
 use classification::evaluate::evaluate;
+use vision::datasets::{self, ClassificationSet, DatasetKind, Split};
 
 /// Arguments of `vitdet eval cls`.
 #[derive(clap::Args, Debug)]

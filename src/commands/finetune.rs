@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use classification::data::{open_splits, DataSource};
-use classification::datasets::DatasetKind;
+use vision::datasets::DatasetKind;
 use classification::finetune::{finetune, FinetuneRun};
 use classification::Recipe;
 

@@ -6,12 +6,16 @@
 use std::path::PathBuf;
 
 use backbone::named::{resolve_backbone, BackboneSource, NAMED_BACKBONES};
+use engine::trainer::EvalOutcome;
 use pretrain::data::{open_images, DataSource};
 use pretrain::distill::task::{load_run_teacher, pretrain_distill};
 use pretrain::distill::DistillConfig;
+use pretrain::knn::monitor::TOP1_FIELD;
+use pretrain::knn::open_knn_data;
 use pretrain::mocov3::task::pretrain_mocov3;
 use pretrain::task::{pretrain_mae, PretrainRun, PretrainSummary};
 use pretrain::Recipe;
+use vision::datasets::DatasetKind;
 
 use super::weights::weight_search;
 
@@ -38,6 +42,8 @@ pub enum Method {
     vitdet pretrain --method distill --teacher mae_base --data /data/imagenet --out runs/dmae_tiny --device cuda\n  \
     vitdet pretrain --method mocov3 --out runs/mocov3_shapes   # built-in shapes, CPU recipe\n  \
     vitdet pretrain --method mocov3 --config pretrain_mocov3_tiny --data /data/imagenet --out runs/mocov3_tiny --device cuda\n  \
+    vitdet pretrain --method mae --out runs/mae_knn --knn-data runs/mae_knn/data   # k-NN top-1 on the shapes classes\n  \
+    vitdet pretrain --method mae --config pretrain_mae_tiny --data /data/imagenet --knn-data /data/flowers --knn-dataset flowers --out runs/mae_tiny\n  \
     vitdet finetune --backbone runs/mae_shapes/model.safetensors --out runs/cls  # use the result downstream\n  \
     vitdet pretrain visualize --weights runs/mae_shapes/model.safetensors --images runs/mae_shapes/data/val/star --out grid.png\n\n\
     Recipes (--config): pretrain_mae_tiny (the released recipe), pretrain_mae_shapes_tiny, \
@@ -47,6 +53,9 @@ pub enum Method {
     or ~/.cache/vitdet/weights, or any ViT checkpoint path (e.g. an MAE pre-trained first with --method mae).\n\
     --data: an ImageFolder tree (its train/ subfolder when there is one) or a flat folder of images;\n\
     labels are ignored and unreadable images are skipped and counted.\n\
+    --knn-data: a labelled dataset in any layout `vitdet finetune --dataset` reads (--knn-dataset, default the recipe's\n\
+    [knn] dataset, folder); every [knn] period_epochs epochs and at the end, the encoder's features of its train split\n\
+    vote for each evaluation image (weighted k-NN, k and temperature in [knn]): knn_top1 (knn_top5) in metrics.jsonl.\n\
     Writes OUT/config.toml, OUT/metrics.jsonl, OUT/checkpoint/last.safetensors and OUT/model.safetensors\n\
     (the encoder under timm names, plus the decoder for mae: vitdet features, finetune --backbone and\n\
     train --backbone read it as it is; mocov3's projector, predictor and momentum encoder are in the checkpoint).")]
@@ -87,6 +96,13 @@ pub struct PretrainArgs {
     /// Folder searched first for a named teacher (then $VITDET_WEIGHTS, then ~/.cache/vitdet/weights).
     #[arg(long, value_name = "DIR")]
     weights_dir: Option<PathBuf>,
+    /// k-NN monitor: a labelled dataset whose k-NN top-1 under the current encoder is logged as knn_top1.
+    #[arg(long, value_name = "DIR")]
+    knn_data: Option<PathBuf>,
+    /// Layout of --knn-data: imagenet, folder, cifar10, cifar100, flowers, pets, aircraft, cars, inat18.
+    /// Default: the recipe's knn.dataset (folder).
+    #[arg(long, value_name = "NAME", requires = "knn_data")]
+    knn_dataset: Option<String>,
 }
 
 /// Subcommands of `vitdet pretrain`.
@@ -191,20 +207,41 @@ fn load_recipe(args: &PretrainArgs, with_data: &str, synthetic: &str) -> anyhow:
     if let Some(n) = args.epochs {
         recipe.train.epochs = n;
     }
+    if let Some(name) = &args.knn_dataset {
+        recipe.knn.dataset = name.parse::<DatasetKind>()?;
+    }
     recipe.validate()?;
     Ok(recipe)
 }
 
 /// The run the flags describe: images opened (the synthetic set generated
-/// into OUT/data without --data), device parsed.
+/// into OUT/data without --data), the k-NN data opened, device parsed.
 fn open_run(args: &PretrainArgs, recipe: Recipe) -> anyhow::Result<PretrainRun> {
     let source = match &args.data {
         Some(dir) => DataSource::Folder(dir.clone()),
         None => DataSource::Synthetic(args.out.join("data")),
     };
     let images = open_images(&source, &recipe)?;
+    let knn = args.knn_data.as_deref().map(|dir| open_knn_data(dir, &recipe)).transpose()?;
+    if let (Some(dir), Some(data)) = (&args.knn_data, &knn) {
+        let (train, val) = (data.train.images(), data.val.images());
+        let period = match recipe.knn.period_epochs {
+            0 => "at the end".to_string(),
+            n => format!("every {n} epoch(s) and at the end"),
+        };
+        eprintln!(
+            "k-NN monitor: {} ({}, {} classes, {} train / {} val images), k = {}, T = {}, {period}",
+            dir.display(),
+            recipe.knn.dataset,
+            train.num_classes(),
+            train.items.len(),
+            val.items.len(),
+            recipe.knn.k,
+            recipe.knn.temperature
+        );
+    }
     let device = engine::device::parse_device(&args.device)?;
-    Ok(PretrainRun { recipe, images, out: args.out.clone(), resume: args.resume, max_iter: args.max_iter, device, progress: engine::progress::ProgressConfig::default() })
+    Ok(PretrainRun { recipe, images, out: args.out.clone(), resume: args.resume, max_iter: args.max_iter, device, progress: engine::progress::ProgressConfig::default(), knn })
 }
 
 /// "pre-training ViT-... on DIR (N images) at S px, ..." for stderr.
@@ -230,11 +267,20 @@ fn report(summary: &PretrainSummary) {
     if let Some(skipped) = &summary.skipped_images {
         eprintln!("warning: training data: {skipped}");
     }
+    if let Some(skipped) = &summary.knn_skipped_images {
+        eprintln!("warning: k-NN data: {skipped}");
+    }
     let epochs = summary.max_iter as f64 / summary.iters_per_epoch as f64;
     println!("{:<22} {:>10}", "", "value");
     println!("{:<22} {:>10}", "steps (this process)", summary.run.iterations);
     println!("{:<22} {:>10}", "steps (whole run)", summary.max_iter);
     println!("{:<22} {:>10.2}", "epochs (whole run)", epochs);
     println!("{:<22} {:>10.2}", "train images/s", summary.run.train_img_s);
+    if let Some(top1) = summary.run.last_eval.as_ref().and_then(|(_, e)| match e {
+        EvalOutcome::Scored(e) => e.get(TOP1_FIELD),
+        EvalOutcome::NothingToScore => None,
+    }) {
+        println!("{:<22} {:>10.4}", "k-NN top-1 (last)", top1);
+    }
     println!("weights: {}", summary.run.model_path.display());
 }

@@ -19,11 +19,11 @@ use std::time::Instant;
 
 use candle_core::Device;
 use serde::Serialize;
+use vision::datasets::{self, ClassificationSet, ClsBatch, ClsSample, DatasetKind, Split};
 use vision::loader::{train_stream, LoaderConfig};
 use vision::transforms::{Interpolation, TrainTransformConfig};
 
-use crate::data::{eval_transform_of, ClassificationSet, ClsBatch, ClsSample};
-use crate::datasets::{self, DatasetKind, Split};
+use crate::data::eval_transform_of;
 use crate::{Error, Result};
 
 /// The RandAugment policy the benchmark runs (timm's ImageNet fine-tuning default).

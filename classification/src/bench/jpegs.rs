@@ -92,7 +92,7 @@ mod tests {
     fn jpegs_have_imagenet_size_and_an_image_folder_layout() {
         let dir = tempfile::tempdir().unwrap();
         write_jpegs(dir.path(), 5, 1).unwrap();
-        let train = crate::datasets::open(crate::datasets::DatasetKind::Folder, dir.path(), crate::datasets::Split::Train);
+        let train = vision::datasets::open(vision::datasets::DatasetKind::Folder, dir.path(), vision::datasets::Split::Train);
         // Only a train/ split: the folder reader wants no val/ for Split::Train.
         let train = train.unwrap();
         assert_eq!(train.items.len(), 5);

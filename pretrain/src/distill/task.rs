@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use backbone::Vit;
 use candle_core::{DType, Device, Var};
 use candle_nn::{VarBuilder, VarMap};
 use engine::rng::TrainRng;
@@ -16,7 +17,7 @@ use engine::trainer::{LossTerms, TrainTask};
 use super::{init_adapters, load_teacher, DistillConfig, DistillModel, Teacher, TeacherReport};
 use crate::data::ImageBatch;
 use crate::recipe::Recipe;
-use crate::task::{build_mae, build_mae_optimizer, open_run, train_on_images, PretrainRun, PretrainSummary};
+use crate::task::{build_mae, build_mae_optimizer, open_run, train_on_images, EncoderTask, PretrainRun, PretrainSummary};
 use crate::{Error, Result};
 
 /// The distillation objective as the training loop's task.
@@ -48,6 +49,13 @@ impl TrainTask for DistillTask {
 
     fn save_model(&self, path: &Path) -> Result<()> {
         crate::weights::save(path, &engine::checkpoint::var_tensors(&self.student), self.model.student().spec())
+    }
+}
+
+impl EncoderTask for DistillTask {
+    /// The student's encoder (the model file's), not the teacher.
+    fn encoder(&self) -> &Vit {
+        self.model.student().encoder()
     }
 }
 

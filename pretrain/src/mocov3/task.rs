@@ -20,6 +20,7 @@
 
 use std::path::Path;
 
+use backbone::Vit;
 use candle_core::{DType, Var};
 use candle_nn::VarMap;
 use engine::optim::build_optimizer;
@@ -29,7 +30,7 @@ use rand::SeedableRng;
 
 use super::MocoV3;
 use crate::data::ImageBatch;
-use crate::task::{plan_and_open, train_on_images, PretrainRun, PretrainSummary};
+use crate::task::{plan_and_open, train_on_images, EncoderTask, PretrainRun, PretrainSummary};
 use crate::{Error, Result};
 
 /// Field of the momentum in `metrics.jsonl`.
@@ -88,6 +89,13 @@ impl TrainTask for MocoV3Task {
 
     fn restore_extra_state(&mut self, state: TaskState) -> Result<()> {
         Ok(self.model.restore_extra_state(state)?)
+    }
+}
+
+impl EncoderTask for MocoV3Task {
+    /// The online encoder's ViT (the model file's), not the momentum encoder.
+    fn encoder(&self) -> &Vit {
+        self.model.encoder().vit()
     }
 }
 

@@ -18,7 +18,7 @@
 
 use std::path::Path;
 
-use vision::list::{is_image_file, list_images, IMAGE_EXTENSIONS};
+use crate::list::{is_image_file, list_images, IMAGE_EXTENSIONS};
 
 use super::error::{read_error, DatasetError, Result};
 use super::{ImageSource, LabeledImages, Split};
@@ -54,11 +54,11 @@ pub(crate) fn open(root: &Path, split: Split) -> Result<LabeledImages> {
         }
         // vision's lister walks the folder in torchvision's make_dataset order.
         let files = list_images(&class_dir, true).map_err(|e| match e {
-            vision::Error::NoImages { .. } => DatasetError::Layout {
+            crate::Error::NoImages { .. } => DatasetError::Layout {
                 path: class_dir.clone(),
                 expected: format!("image files (.{}) in every class folder", IMAGE_EXTENSIONS.join(", .")),
             },
-            vision::Error::ReadDir { path, source } => DatasetError::Read { path, source },
+            crate::Error::ReadDir { path, source } => DatasetError::Read { path, source },
             other => DatasetError::Layout { path: class_dir.clone(), expected: other.to_string() },
         })?;
         items.extend(files.into_iter().map(|f| (ImageSource::File(f), label)));

@@ -18,7 +18,7 @@
 //! every integer up to 2^53 exactly (labels, ids and sizes fit with room to
 //! spare).
 //!
-//! Tests: `classification/tests/datasets.rs` reads files written by
+//! Tests: `vision/tests/datasets.rs` reads files written by
 //! `scipy.io.savemat` (compressed and not) and a big-endian file, comparing
 //! with what `scipy.io.loadmat` returns.
 

@@ -7,9 +7,13 @@
 //! [`open`] builds an index, `(image, label)` pairs plus class names, the
 //! same as torchvision's dataset class for that release (MAE-Lite's
 //! `mae_lite/data/datasets/*.py` where MAE-Lite defines the semantics:
-//! Flowers' train split, iNat's class ids). Images are not decoded here:
-//! file images are left to the shared `vision` loader, CIFAR images are
-//! kept in memory as the files store them ([`CifarImages`]).
+//! Flowers' train split, iNat's class ids). Images are not decoded when
+//! the index is built: [`ImageSource::load`] decodes a file or reads a CIFAR
+//! record (kept in memory as the files store them, [`CifarImages`]) when the
+//! loader asks for it. [`ClassificationSet`] pairs an index with its
+//! transforms as the loader's [`crate::loader::Dataset`]; classification
+//! fine-tuning and evaluation and pre-training's k-NN monitor read splits
+//! through it.
 //!
 //! Every listed image file is checked to exist when the index is built (a
 //! `stat` per file, run in parallel): an incomplete download is reported at
@@ -17,7 +21,7 @@
 //! run. Whether a file decodes is left to load time.
 //!
 //! Each reader's module documents its layout, its reference and any
-//! deliberate difference; `classification/tests/datasets.rs` compares every
+//! deliberate difference; `vision/tests/datasets.rs` compares every
 //! reader with torchvision's classes (or scipy plus MAE-Lite's logic) on
 //! fixtures written by `tests/fixtures/make_dataset_fixtures.py`.
 
@@ -32,6 +36,7 @@ mod inat;
 pub mod mat;
 mod pets;
 mod pickle;
+mod set;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -40,6 +45,7 @@ use std::sync::Arc;
 
 pub use cifar::CifarImages;
 pub use error::{DatasetError, Result};
+pub use set::{ClassificationSet, ClsBatch, ClsSample};
 
 /// The datasets the readers know, by their command-line names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,6 +122,21 @@ impl FromStr for DatasetKind {
     }
 }
 
+/// Recipes name a kind as the CLI does (`dataset = "flowers"`).
+impl serde::Serialize for DatasetKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Parsed by [`DatasetKind::from_str`]: an unknown name lists the valid ones.
+impl<'de> serde::Deserialize<'de> for DatasetKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Which split to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Split {
@@ -158,6 +179,20 @@ impl ImageSource {
         match self {
             ImageSource::File(path) => path.display().to_string(),
             ImageSource::Cifar { images, index } => images.describe(*index),
+        }
+    }
+
+    /// The image's pixels: the file decoded upright, or the CIFAR record.
+    ///
+    /// # Errors
+    /// [`crate::Error::Decode`] for a file that cannot be read or decoded;
+    /// [`crate::Error::BadSample`] for a CIFAR index past its split.
+    pub fn load(&self) -> crate::Result<crate::RgbImage> {
+        match self {
+            ImageSource::File(path) => crate::decode::decode_upright(path),
+            ImageSource::Cifar { images, index } => {
+                images.image(*index).map_err(|e| crate::Error::BadSample { path: PathBuf::from(self.path_or_label()), reason: e.to_string() })
+            }
         }
     }
 }

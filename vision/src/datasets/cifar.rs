@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vision::RgbImage;
+use crate::RgbImage;
 
 use super::error::{parse_error, DatasetError, Result};
 use super::files::{lines, read_bytes, read_text};

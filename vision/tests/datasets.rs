@@ -12,8 +12,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use classification::datasets::mat::{MatArray, MatData, MatFile};
-use classification::datasets::{open, DatasetError, DatasetKind, ImageSource, LabeledImages, Split};
+use vision::datasets::mat::{MatArray, MatData, MatFile};
+use vision::datasets::{open, DatasetError, DatasetKind, ImageSource, LabeledImages, Split};
 use serde_json::{json, Value};
 
 fn fixtures() -> PathBuf {
