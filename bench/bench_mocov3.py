@@ -16,11 +16,8 @@ Memory: the process's peak resident set size (VmHWM in /proc/self/status)
 read after the last step and never reset, as on the Rust side: the Python
 runtime and torch's libraries are included, as a user of the script sees them.
 """
-import argparse
-import json
 import os
 import sys
-import time
 from functools import partial
 
 import timm
@@ -28,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torch_vit import peak_rss_mb
+import step_bench
 
 # The ViT with MoCo-v3's table and initialisation, and _build_mlp, as the
 # reference fixtures of the MoCo-v3 tests build them.
@@ -80,14 +77,7 @@ class MoCoViT(nn.Module):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--iters", type=int, default=3, help="timed steps, after one warm-up step")
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--threads", type=int, default=2)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    a = step_bench.parse_args(__doc__)
     vit_tiny = partial(MocoVit, img_size=a.input_size, patch_size=16, embed_dim=192, depth=12,
                        num_heads=12, mlp_ratio=4, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
     model = MoCoViT(vit_tiny, DIM, MLP_DIM, TEMPERATURE)
@@ -102,18 +92,8 @@ def main():
         loss.backward()
         opt.step()
 
-    step()
-    start = time.perf_counter()
-    for _ in range(a.iters):
-        step()
-    seconds = time.perf_counter() - start
-    print(json.dumps({
-        "model": f"moco-v3 MoCo_ViT on timm VisionTransformer (dim 192, depth 12, heads 12) "
-                 f"projector/predictor {MLP_DIM}/{DIM} @{a.input_size}",
-        "device": "cpu", "threads": a.threads, "batch": a.batch, "input_size": a.input_size, "iters": a.iters,
-        "train_img_s": a.batch * a.iters / seconds, "peak_rss_mb": peak_rss_mb(),
-        "torch": torch.__version__, "timm": timm.__version__,
-    }))
+    step_bench.report(a, f"moco-v3 MoCo_ViT on timm VisionTransformer (dim 192, depth 12, heads 12) "
+                         f"projector/predictor {MLP_DIM}/{DIM} @{a.input_size}", step, timm=timm.__version__)
 
 
 if __name__ == "__main__":

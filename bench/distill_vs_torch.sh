@@ -3,30 +3,8 @@
 # vitdet next to PyTorch, interleaved on this machine:
 #   ROUNDS=3 bench/distill_vs_torch.sh [BATCH=64] [ITERS=3] [PYTHON=~/.venvs/fx/bin/python]
 # Each round runs vitdet, then PyTorch (bench/bench_distill.py); prints both JSON
-# lines per round, each round's ratios and their median (BENCHMARKS.md).
+# lines per round, each round's ratios and their median (bench/ratios.py).
 #   VITDET_BIN=path/to/vitdet  skips the build and times that binary instead.
 set -euo pipefail
-batch=${1:-64}
-iters=${2:-3}
-python=${3:-$HOME/.venvs/fx/bin/python}
-rounds=${ROUNDS:-3}
 source "$(dirname "$0")/common.sh"
-results=()
-for round in $(seq "$rounds"); do
-    ours=$(RAYON_NUM_THREADS=$threads "$bin" bench distill --batch "$batch" --iters "$iters")
-    theirs=$("$python" bench/bench_distill.py --batch "$batch" --iters "$iters" --threads "$threads")
-    echo "round $round"
-    echo "vitdet:  $ours"
-    echo "pytorch: $theirs"
-    results+=("$ours" "$theirs")
-done
-"$python" - "${results[@]}" <<'PY'
-import json, statistics, sys
-runs = [json.loads(s) for s in sys.argv[1:]]
-pairs = [runs[i:i + 2] for i in range(0, len(runs), 2)]
-speed = [a["train_img_s"] / b["train_img_s"] for a, b in pairs]
-mem = [a["train_peak_rss_mb"] / b["train_peak_rss_mb"] for a, b in pairs]
-for i, (s, m) in enumerate(zip(speed, mem), 1):
-    print(f"round {i}: training {s:.3f}x PyTorch's images/s, peak memory {m:.2f}x")
-print(f"median: training {statistics.median(speed):.3f}x PyTorch's images/s, peak memory {statistics.median(mem):.2f}x")
-PY
+step_bench_rounds "${3:-$HOME/.venvs/fx/bin/python}" distill bench/bench_distill.py --batch "${1:-64}" --iters "${2:-3}"

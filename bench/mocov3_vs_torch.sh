@@ -7,19 +7,5 @@
 # speed and memory ratios and their medians. Needs torch and timm.
 #   VITDET_BIN=path/to/vitdet  skips the build and times that binary instead.
 set -euo pipefail
-batch=${1:-64}
-iters=${2:-3}
-size=${3:-224}
-python=${4:-$HOME/.venvs/fx/bin/python}
-rounds=${ROUNDS:-3}
 source "$(dirname "$0")/common.sh"
-results=()
-for round in $(seq "$rounds"); do
-    ours=$(RAYON_NUM_THREADS=$threads "$bin" bench mocov3 --batch "$batch" --iters "$iters" --input-size "$size")
-    theirs=$("$python" bench/bench_mocov3.py --batch "$batch" --iters "$iters" --input-size "$size" --threads "$threads")
-    echo "round $round"
-    echo "vitdet:  $ours"
-    echo "pytorch: $theirs"
-    results+=("$ours" "$theirs")
-done
-"$python" bench/ratios.py "${results[@]}"
+step_bench_rounds "${4:-$HOME/.venvs/fx/bin/python}" mocov3 bench/bench_mocov3.py --batch "${1:-64}" --iters "${2:-3}" --input-size "${3:-224}"

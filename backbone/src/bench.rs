@@ -59,8 +59,7 @@ pub fn bench_vit(opts: &BenchVitOptions, device: &Device) -> crate::Result<Bench
     crate::init::init_weights(&varmap, &cfg, 0)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let side = cfg.img_size;
-    let pixels: Vec<f32> = (0..opts.batch * 3 * side * side).map(|_| rng.gen_range(-2.0..2.0)).collect();
-    let x = Tensor::from_vec(pixels, (opts.batch, 3, side, side), device)?;
+    let x = random_images(opts.batch, side, &mut rng, device)?;
     let labels: Vec<u32> = (0..opts.batch).map(|_| rng.gen_range(0..1000)).collect();
     let labels = Tensor::from_vec(labels, opts.batch, device)?;
 
@@ -108,14 +107,30 @@ pub fn bench_vit(opts: &BenchVitOptions, device: &Device) -> crate::Result<Bench
     })
 }
 
-/// Runs `step` once untimed, then `iters` times; returns the timed seconds.
-pub fn time_iters(iters: usize, mut step: impl FnMut() -> crate::Result<()>) -> crate::Result<f64> {
+/// Runs `step` once untimed, then `iters` (at least 1) times; returns the
+/// timed seconds. Generic over the error so that every crate's benchmarks
+/// share this one loop.
+///
+/// # Errors
+/// The first error `step` returns.
+pub fn time_iters<E>(iters: usize, mut step: impl FnMut() -> Result<(), E>) -> Result<f64, E> {
     step()?;
     let start = Instant::now();
     for _ in 0..iters.max(1) {
         step()?;
     }
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// A batch of `batch` random RGB images (B, 3, `side`, `side`), values
+/// uniform in [-2, 2) (about the range of normalised pixels), drawn from
+/// `rng` in row-major order: the benchmarks' stand-in for data.
+///
+/// # Errors
+/// The tensor cannot be created on `device`.
+pub fn random_images(batch: usize, side: usize, rng: &mut impl Rng, device: &Device) -> crate::Result<Tensor> {
+    let pixels: Vec<f32> = (0..batch * 3 * side * side).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    Ok(Tensor::from_vec(pixels, (batch, 3, side, side), device)?)
 }
 
 /// Waits for the device by reading one value back.

@@ -103,7 +103,7 @@ pub fn bench_vitdet(opts: &BenchVitDetOptions, device: &Device) -> Result<BenchV
     let frozen = crate::weights::inference_copy(&varmap, &opts.model, opts.num_classes, device)?;
     reset_peak_rss();
     let mut detections = 0;
-    let infer_s = time_iters(opts.iters, || {
+    let infer_s = time_iters::<backbone::Error>(opts.iters, || {
         let det = frozen.predict(&images, &image_hw).map_err(|e| backbone::Error::Config(e.to_string()))?;
         detections = det.iter().map(|d| d.scores.len()).sum();
         std::hint::black_box(det);

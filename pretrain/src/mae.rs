@@ -17,6 +17,8 @@
 //! implementation of `models_mae.py`, loss and every gradient, is checked by
 //! `tests/mae_reference.rs`.
 
+pub mod bench;
+
 use backbone::vit::{AttentionLayout, Block};
 use backbone::{Pool, PosEmbedKind, Vit, VitConfig};
 use candle_core::{Tensor, D};

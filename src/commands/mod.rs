@@ -3,9 +3,11 @@
 mod bench_coco;
 mod bench_convs;
 mod bench_data;
-mod bench_finetune;
 mod bench_distill;
+mod bench_finetune;
+mod bench_mae;
 mod bench_mocov3;
+mod bench_step;
 mod bench_vit;
 mod bench_vitdet;
 mod classify;
@@ -100,7 +102,7 @@ enum Command {
     Features(features::FeaturesArgs),
     /// Classify one image with a checkpoint that has a classifier head.
     Classify(classify::ClassifyArgs),
-    /// Measure speed: `vit` (backbone), `vitdet`, `convs` (detector convolutions), `coco` (evaluator), `data`, `finetune` (classification).
+    /// Measure speed: `vit` (backbone), `vitdet`, `convs` (detector convolutions), `coco` (evaluator), `data`, `finetune` (classification), `mae`, `mocov3`, `distill` (pre-training).
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Evaluate: `coco` (bbox / segm AP, identical to pycocotools), `cls` (classification accuracy).
@@ -127,6 +129,8 @@ enum BenchCommand {
     Finetune(bench_finetune::BenchFinetuneArgs),
     /// Distilled-MAE training-step images/s (MAE-Tiny student, MAE ViT-Base teacher) at 224 px.
     Distill(bench_distill::BenchDistillArgs),
+    /// MAE pre-training step images/s and peak memory (MAE-Tiny, mask 0.75, 224 px).
+    Mae(bench_mae::BenchMaeArgs),
     /// MoCo-v3 pre-training step images/s and peak memory (ViT-Tiny, 224 px).
     Mocov3(bench_mocov3::BenchMocoV3Args),
 }
@@ -163,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Data(args)) => bench_data::run(args),
         Command::Bench(BenchCommand::Finetune(args)) => bench_finetune::run(args),
         Command::Bench(BenchCommand::Distill(args)) => bench_distill::run(args),
+        Command::Bench(BenchCommand::Mae(args)) => bench_mae::run(args),
         Command::Bench(BenchCommand::Mocov3(args)) => bench_mocov3::run(args),
         Command::Eval(EvalCommand::Coco(args)) => eval_coco::run(args),
         Command::Eval(EvalCommand::Cls(args)) => eval_cls::run(args),

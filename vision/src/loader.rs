@@ -2,7 +2,8 @@
 //! parallel (rayon, a pool of its own), handed over through a bounded
 //! prefetch queue filled by a background thread, so the model only waits when
 //! the loader is truly slower; and [`stack_chw`] to turn a batch's pixels
-//! into one tensor.
+//! into one tensor. The training stream queues the samples of the next batch
+//! behind the current one's, so no thread idles at a batch boundary.
 //!
 //! Shapes: B samples per batch, N samples in the dataset.
 //!
@@ -24,7 +25,8 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::collections::BTreeMap;
+use std::sync::mpsc::{channel, sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -250,28 +252,47 @@ impl<S: Send + 'static> BatchStream<S> {
     /// Starts the worker thread, which runs `next` on a pool of
     /// `cfg.threads` threads until it returns `None` or the stream is dropped.
     fn spawn(cfg: &LoaderConfig, mut next: impl FnMut(&LoaderStats) -> Option<Batch<S>> + Send + 'static) -> Result<Self> {
-        cfg.validate()?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(cfg.threads)
-            .thread_name(|i| format!("vitdet-data-{i}"))
-            .build()
-            .map_err(|e| Error::Internal(format!("cannot start {} data threads: {e}", cfg.threads)))?;
+        let pool = data_pool(cfg)?;
+        Self::spawn_coordinator(cfg, move |stats, send| {
+            while let Some(batch) = pool.install(|| next(stats)) {
+                if !send(batch) {
+                    break; // the consumer is gone
+                }
+            }
+        })
+    }
+
+    /// Starts the thread that runs `coordinate`, which hands batches to
+    /// `send` (false once the consumer is gone) until it returns.
+    fn spawn_coordinator(
+        cfg: &LoaderConfig,
+        coordinate: impl FnOnce(&LoaderStats, &mut dyn FnMut(Batch<S>) -> bool) + Send + 'static,
+    ) -> Result<Self> {
         let (tx, rx) = sync_channel(cfg.prefetch.max(1));
         let stats = Arc::new(LoaderStats::default());
         let worker_stats = Arc::clone(&stats);
         let worker = std::thread::Builder::new()
             .name("vitdet-data".into())
-            .spawn(move || {
-                while let Some(batch) = pool.install(|| next(&worker_stats)) {
-                    if tx.send(batch).is_err() {
-                        break; // the consumer is gone
-                    }
-                }
-            })
+            .spawn(move || coordinate(&worker_stats, &mut |batch| tx.send(batch).is_ok()))
             .map_err(|e| Error::Internal(format!("cannot start the loader thread: {e}")))?;
         Ok(BatchStream { rx: Some(rx), worker: Some(worker), stats })
     }
 }
+
+/// The pool of `cfg.threads` threads that makes a stream's samples.
+fn data_pool(cfg: &LoaderConfig) -> Result<rayon::ThreadPool> {
+    cfg.validate()?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .thread_name(|i| format!("vitdet-data-{i}"))
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start {} data threads: {e}", cfg.threads)))
+}
+
+/// Batches whose samples are queued on the pool at once in the training
+/// stream: the one being assembled and the next, so a thread that finishes
+/// its last sample of a batch starts on the next batch instead of idling.
+const BATCHES_IN_FLIGHT: u64 = 2;
 
 impl<S> Iterator for BatchStream<S> {
     type Item = Batch<S>;
@@ -304,15 +325,40 @@ where
     if dataset.is_empty() {
         return Err(Error::Config { key: "data", msg: "the training set has no samples".into() });
     }
-    let mut iteration = start;
-    let mut order = EpochOrder::new(cfg.seed, dataset.len());
-    BatchStream::spawn(&cfg, move |stats| {
-        let batch = train_batch_with(&*dataset, &cfg, iteration, stats, &mut order);
-        iteration += 1;
-        Some(batch)
+    let pool = data_pool(&cfg)?;
+    BatchStream::spawn_coordinator(&cfg, move |stats, send| {
+        let b = cfg.batch_size as u64;
+        let mut order = EpochOrder::new(cfg.seed, dataset.len());
+        let (done_tx, done_rx) = channel::<(u64, Result<D::Sample>)>();
+        let mut finished: BTreeMap<u64, Result<D::Sample>> = BTreeMap::new();
+        let mut queued = start * b;
+        for iteration in start.. {
+            // Queue every sample up to the end of the batches in flight.
+            while queued < (iteration + BATCHES_IN_FLIGHT) * b {
+                let (position, index) = (queued, order.index_at(queued));
+                let (dataset, done) = (Arc::clone(&dataset), done_tx.clone());
+                pool.spawn_fifo(move || {
+                    let sample = dataset.train_sample(index, &mut sample_rng(cfg.seed, position));
+                    // A send fails only once the stream is dropped.
+                    let _ = done.send((position, sample));
+                });
+                queued += 1;
+            }
+            let positions = iteration * b..(iteration + 1) * b;
+            while finished.range(positions.clone()).count() < cfg.batch_size {
+                match done_rx.recv() {
+                    Ok((position, sample)) => finished.insert(position, sample),
+                    Err(_) => return,
+                };
+            }
+            let rest = finished.split_off(&positions.end);
+            let results = std::mem::replace(&mut finished, rest).into_values().collect();
+            if !send(Batch { index: iteration, samples: keep_ok(results, stats) }) {
+                return; // the consumer is gone
+            }
+        }
     })
 }
-
 /// The finite evaluation stream over all samples in order.
 ///
 /// # Errors

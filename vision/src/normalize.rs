@@ -20,14 +20,9 @@ pub fn to_chw_normalized(img: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f
     // The result depends on the byte only: one table of 256 values per channel.
     let table: [[f32; 256]; 3] =
         std::array::from_fn(|c| std::array::from_fn(|v| (f32::from(v as u8) / 255.0 - mean[c]) / std[c]));
-    let plane = img.height * img.width;
-    let mut out = vec![0.0f32; 3 * plane];
-    let (r, rest) = out.split_at_mut(plane);
-    let (g, b) = rest.split_at_mut(plane);
-    for (i, px) in img.data.chunks_exact(3).enumerate() {
-        r[i] = table[0][usize::from(px[0])];
-        g[i] = table[1][usize::from(px[1])];
-        b[i] = table[2][usize::from(px[2])];
+    let mut out = Vec::with_capacity(3 * img.height * img.width);
+    for (c, table) in table.iter().enumerate() {
+        out.extend(img.data.chunks_exact(3).map(|px| table[usize::from(px[c])]));
     }
     out
 }

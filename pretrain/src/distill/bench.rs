@@ -3,20 +3,20 @@
 //! the visible patches, attention loss, backward, AdamW), on random weights
 //! and images. Mirrors `bench/bench_distill.py`, the PyTorch side of the
 //! comparison in BENCHMARKS.md (MAE-Lite's MAE-Tiny student and an MAE
-//! ViT-Base teacher, last-layer attention distillation).
+//! ViT-Base teacher, last-layer attention distillation). Timing and memory
+//! as [`crate::bench`] says.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
-use backbone::bench::{peak_rss_mb, reset_peak_rss, sync};
+use backbone::bench::random_images;
 use backbone::{Vit, VitConfig};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use engine::rng::TrainRng;
-use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use rand::SeedableRng;
 
 use super::{init_adapters, DistillConfig, DistillModel, Teacher};
+use crate::bench::{time_train_steps, StepBenchOptions, StepBenchResult, LR};
 use crate::mae::{DecoderConfig, MaeSpec};
 use crate::masking::Masking;
 use crate::recipe::Recipe;
@@ -26,12 +26,8 @@ use crate::Result;
 /// Benchmark settings.
 #[derive(Debug, Clone)]
 pub struct BenchDistillOptions {
-    /// Images per step.
-    pub batch: usize,
-    /// Timed steps (after one untimed warm-up).
-    pub iters: usize,
-    /// Input side in pixels (224 as released).
-    pub input_size: usize,
+    /// Batch, timed steps and input side.
+    pub step: StepBenchOptions,
     /// The student encoder (ViT-Tiny, 12 heads).
     pub student: VitConfig,
     /// The teacher encoder (ViT-Base).
@@ -40,27 +36,8 @@ pub struct BenchDistillOptions {
 
 impl Default for BenchDistillOptions {
     fn default() -> Self {
-        Self { batch: 64, iters: 3, input_size: 224, student: VitConfig::tiny(), teacher: VitConfig::base() }
+        Self { step: StepBenchOptions::default(), student: VitConfig::tiny(), teacher: VitConfig::base() }
     }
-}
-
-/// One JSON line of results.
-#[derive(Debug, Clone, Serialize)]
-pub struct BenchDistillResult {
-    /// Student and teacher.
-    pub model: String,
-    /// Device used.
-    pub device: String,
-    /// Worker threads.
-    pub threads: usize,
-    /// Batch size.
-    pub batch: usize,
-    /// Timed steps.
-    pub iters: usize,
-    /// Training-step images per second.
-    pub train_img_s: f64,
-    /// Peak resident memory during training, MiB (CPU only; 0 if unknown).
-    pub train_peak_rss_mb: f64,
 }
 
 /// Times the training step (module doc) with the released distillation
@@ -68,11 +45,12 @@ pub struct BenchDistillResult {
 ///
 /// # Errors
 /// Tensor or optimizer errors.
-pub fn bench_distill(opts: &BenchDistillOptions, device: &Device) -> Result<BenchDistillResult> {
-    let spec = MaeSpec::new(&opts.student, opts.input_size, DecoderConfig::default(), 0.75, true);
+pub fn bench_distill(opts: &BenchDistillOptions, device: &Device) -> Result<StepBenchResult> {
+    let StepBenchOptions { batch, input_size, .. } = opts.step;
+    let spec = MaeSpec::new(&opts.student, input_size, DecoderConfig::default(), 0.75, true);
     let (student_vars, adapter_vars) = (VarMap::new(), VarMap::new());
     let student = build_mae(&spec, 0, &student_vars, device)?;
-    let teacher = random_teacher(&VitConfig { img_size: opts.input_size, ..opts.teacher.clone() }, device)?;
+    let teacher = random_teacher(&VitConfig { img_size: input_size, ..opts.teacher.clone() }, device)?;
     let cfg = DistillConfig { attn_layers: vec![opts.student.depth.min(opts.teacher.depth)], ..DistillConfig::default() };
     let model = DistillModel::new(&cfg, student, teacher, VarBuilder::from_varmap(&adapter_vars, DType::F32, device))?;
     init_adapters(&adapter_vars, 0)?;
@@ -80,34 +58,19 @@ pub fn bench_distill(opts: &BenchDistillOptions, device: &Device) -> Result<Benc
     named.extend(engine::vars::named_vars(&adapter_vars)?);
     let mut optimizer = build_mae_optimizer(&named, &model.student().encoder().param_rules(), &Recipe::default())?;
 
+    let images = random_images(batch, input_size, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0), device)?;
     let mut rng = TrainRng::seed_from_u64(0);
-    let mut pixel_rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let side = opts.input_size;
-    let pixels: Vec<f32> = (0..opts.batch * 3 * side * side).map(|_| pixel_rng.gen_range(-2.0..2.0)).collect();
-    let images = Tensor::from_vec(pixels, (opts.batch, 3, side, side), device)?;
-    let mut step = || -> Result<()> {
-        let masking = Masking::random(opts.batch, spec.num_patches(), spec.mask_ratio, &mut rng)?;
-        let loss = model.losses(&images, &masking, &mut rng)?.total()?;
-        optimizer.step(&loss.backward()?, 1e-4)?;
-        Ok(sync(&loss)?)
-    };
-    reset_peak_rss();
-    step()?;
-    let start = Instant::now();
-    for _ in 0..opts.iters.max(1) {
-        step()?;
-    }
-    let seconds = start.elapsed().as_secs_f64();
     let s = &opts.student;
     let t = model.teacher().config();
-    Ok(BenchDistillResult {
-        model: format!("mae student (dim {}, depth {}, heads {}) + teacher (dim {}, depth {}, heads {}) @{side}", s.embed_dim, s.depth, s.num_heads, t.embed_dim, t.depth, t.num_heads),
-        device: format!("{device:?}"),
-        threads: candle_core::utils::get_num_threads(),
-        batch: opts.batch,
-        iters: opts.iters,
-        train_img_s: (opts.batch * opts.iters) as f64 / seconds,
-        train_peak_rss_mb: peak_rss_mb(),
+    let name = format!(
+        "mae student (dim {}, depth {}, heads {}) + teacher (dim {}, depth {}, heads {}) @{input_size}",
+        s.embed_dim, s.depth, s.num_heads, t.embed_dim, t.depth, t.num_heads
+    );
+    time_train_steps(&opts.step, name, device, || {
+        let masking = Masking::random(batch, spec.num_patches(), spec.mask_ratio, &mut rng)?;
+        let loss = model.losses(&images, &masking, &mut rng)?.total()?;
+        optimizer.step(&loss.backward()?, LR)?;
+        Ok(loss)
     })
 }
 

@@ -16,7 +16,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::random::{randint, round_half_even, uniform};
-use crate::resize::{resize, Filter};
+use crate::resize::{resize_region, Filter};
 use crate::RgbImage;
 
 /// Attempts before falling back to the central crop (torchvision: 10).
@@ -109,10 +109,11 @@ pub fn random_resized_crop_box(img_width: usize, img_height: usize, scale: (f64,
 }
 
 /// `F.resized_crop(img, top, left, height, width, [out_h, out_w], filter)`
-/// on a PIL image: `img.crop(box)` then Pillow's `resize((out_w, out_h), filter)`.
+/// on a PIL image: `img.crop(box)` then Pillow's `resize((out_w, out_h), filter)`,
+/// reading the box in place (no copy of the crop).
 pub fn resized_crop(img: &RgbImage, bbox: CropBox, out_h: usize, out_w: usize, filter: Filter) -> RgbImage {
-    let cropped = super::geometry::crop(img, bbox.top, bbox.left, bbox.height, bbox.width);
-    resize(&cropped, out_h, out_w, filter)
+    let region = (bbox.top..bbox.top + bbox.height, bbox.left..bbox.left + bbox.width);
+    resize_region(img, region, out_h, out_w, filter)
 }
 
 /// timm's `RandomResizedCropAndInterpolation` (and, with a fixed

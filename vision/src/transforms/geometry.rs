@@ -32,13 +32,21 @@ pub type Affine = [f64; 6];
 
 /// `F.hflip` / `Image.transpose(FLIP_LEFT_RIGHT)`.
 pub fn hflip(img: &RgbImage) -> RgbImage {
-    let mut data = Vec::with_capacity(img.data.len());
-    for row in img.data.chunks_exact(img.width * 3) {
-        for px in row.chunks_exact(3).rev() {
-            data.extend_from_slice(px);
+    let mut out = img.clone();
+    hflip_in_place(&mut out);
+    out
+}
+
+/// [`hflip`] without a copy: pixels swap places within each row.
+pub fn hflip_in_place(img: &mut RgbImage) {
+    let width = img.width;
+    for row in img.data.chunks_exact_mut((width * 3).max(1)) {
+        let (left, right) = row.split_at_mut(width / 2 * 3);
+        let right = &mut right[width % 2 * 3..];
+        for (a, b) in left.chunks_exact_mut(3).zip(right.rchunks_exact_mut(3)) {
+            a.swap_with_slice(b);
         }
     }
-    RgbImage { height: img.height, width: img.width, data }
 }
 
 /// `Image.crop((left, top, left + width, top + height))` for a box inside
@@ -262,9 +270,118 @@ pub fn affine(img: &RgbImage, a: &Affine, resample: Resample, fill: [u8; 3]) -> 
             }
         }
         Resample::Bilinear => affine_filtered(img, &mut out, a, sample_bilinear),
-        Resample::Bicubic => affine_filtered(img, &mut out, a, sample_bicubic),
+        Resample::Bicubic => affine_bicubic(img, &mut out, a),
     }
     out
+}
+
+/// [`affine_filtered`] with [`sample_bicubic`], or its AVX2 twin where the
+/// CPU has it (same f64 operations, see [`x86::affine_bicubic`]).
+fn affine_bicubic(src: &RgbImage, out: &mut RgbImage, a: &Affine) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        unsafe { x86::affine_bicubic(src, out, a) };
+        return;
+    }
+    affine_filtered(src, out, a, sample_bicubic);
+}
+
+/// The bicubic affine sampler with the three channels of a pixel in the
+/// lanes of one f64x4 vector (the fourth lane is discarded). Lane-wise
+/// IEEE `+`, `-`, `×` and negation are the scalar operations, applied in
+/// the same order as [`cubic`] (no fused multiply-add), and the
+/// coordinates, floors, clamps and row repetition are [`sample_bicubic`]'s
+/// scalar code; cubics at an offset of exactly 0 are skipped, which is exact
+/// (see the comment there). So every byte is the scalar sampler's (pinned by
+/// `tests::simd_bicubic_affine_is_the_scalar_one` and the Pillow fixtures).
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{clip, floor_i, Affine};
+    use crate::RgbImage;
+
+    /// The RGB bytes at `at` (and one byte more) as f64 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn load_px(bytes: &[u8], at: usize) -> __m256d {
+        let mut word = [0u8; 4];
+        word.copy_from_slice(&bytes[at..at + 4]);
+        _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(i32::from_le_bytes(word))))
+    }
+
+    /// [`super::cubic`] lane by lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn cubic(v1: __m256d, v2: __m256d, v3: __m256d, v4: __m256d, d: __m256d) -> __m256d {
+        let neg = |v| _mm256_xor_pd(v, _mm256_set1_pd(-0.0));
+        let p1 = v2;
+        let p2 = _mm256_add_pd(neg(v1), v3);
+        let p3 = _mm256_sub_pd(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(2.0), _mm256_sub_pd(v1, v2)), v3), v4);
+        let p4 = _mm256_add_pd(_mm256_sub_pd(_mm256_add_pd(neg(v1), v2), v3), v4);
+        let inner = _mm256_add_pd(p3, _mm256_mul_pd(d, p4));
+        _mm256_add_pd(p1, _mm256_mul_pd(d, _mm256_add_pd(p2, _mm256_mul_pd(d, inner))))
+    }
+
+    /// `super::affine_filtered(src, out, a, sample_bicubic)`, vectorised
+    /// over channels.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn affine_bicubic(src: &RgbImage, out: &mut RgbImage, a: &Affine) {
+        // One spare byte so every pixel loads as 4 bytes.
+        let mut data = Vec::with_capacity(src.data.len() + 1);
+        data.extend_from_slice(&src.data);
+        data.push(0);
+        let (w, h) = (src.width as f64, src.height as f64);
+        let stride = src.width * 3;
+        for y in 0..out.height {
+            let yc = y as f64 + 0.5;
+            for x in 0..out.width {
+                let xc = x as f64 + 0.5;
+                let xin = a[0] * xc + a[1] * yc + a[2];
+                let yin = a[3] * xc + a[4] * yc + a[5];
+                if xin < 0.0 || xin >= w || yin < 0.0 || yin >= h {
+                    continue;
+                }
+                let (xin, yin) = (xin - 0.5, yin - 0.5);
+                let (xi, yi) = (floor_i(xin), floor_i(yin));
+                let (dx, dy) = (xin - xi as f64, yin - yi as f64);
+                let (xi, yi) = (xi - 1, yi - 1);
+                let cols = [clip(xi, src.width) * 3, clip(xi + 1, src.width) * 3, clip(xi + 2, src.width) * 3, clip(xi + 3, src.width) * 3];
+                // A cubic at d = 0 is its second value plus 0 · (finite) = ±0:
+                // the same number (a zero's sign aside, which no byte sees).
+                // Shears and translations along x have dy = 0 everywhere,
+                // along y dx = 0, so they need one row or one column of taps.
+                let row_cubic = |row: usize| {
+                    let line = &data[row * stride..];
+                    if dx == 0.0 {
+                        load_px(line, cols[1])
+                    } else {
+                        cubic(load_px(line, cols[0]), load_px(line, cols[1]), load_px(line, cols[2]), load_px(line, cols[3]), _mm256_set1_pd(dx))
+                    }
+                };
+                let inside = |row: i64| row >= 0 && row < src.height as i64;
+                let value = if dy == 0.0 {
+                    // yi + 1 = floor(yin) is inside the image.
+                    row_cubic((yi + 1) as usize)
+                } else {
+                    let r0 = row_cubic(clip(yi, src.height));
+                    let r1 = if inside(yi + 1) { row_cubic((yi + 1) as usize) } else { r0 };
+                    let r2 = if inside(yi + 2) { row_cubic((yi + 2) as usize) } else { r1 };
+                    let r3 = if inside(yi + 3) { row_cubic((yi + 3) as usize) } else { r2 };
+                    cubic(r0, r1, r2, r3, _mm256_set1_pd(dy))
+                };
+                // Truncate, then clamp to 0..255 (`as u8` clamps then
+                // truncates: the same byte for every finite value).
+                let v = _mm256_cvttpd_epi32(value);
+                let v = _mm_min_epi32(_mm_max_epi32(v, _mm_setzero_si128()), _mm_set1_epi32(255));
+                let v = _mm_packus_epi16(_mm_packus_epi32(v, v), v);
+                let px = _mm_cvtsi128_si32(v).to_le_bytes();
+                let to = (y * out.width + x) * 3;
+                out.data[to..to + 3].copy_from_slice(&px[..3]);
+            }
+        }
+    }
 }
 
 /// Python's `round(x, 15)`: the nearest double to `x` rounded to 15 decimal
@@ -374,6 +491,30 @@ mod tests {
         let ccw = rotate(&img, 90.0, Resample::Nearest, [0; 3]);
         assert_eq!(rotate(&ccw, -90.0, Resample::Nearest, [0; 3]), img);
         assert_eq!(hflip(&hflip(&img)), img);
+    }
+
+    #[test]
+    fn simd_bicubic_affine_is_the_scalar_one() {
+        let mut s = 7u64;
+        let img = RgbImage {
+            height: 23,
+            width: 19,
+            data: (0..23 * 19 * 3)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    (s >> 24) as u8
+                })
+                .collect(),
+        };
+        for a in [[0.93, 0.31, -2.4, -0.29, 0.97, 3.3], [1.0, 0.3, 0.0, 0.0, 1.0, 0.0], [1.0, 0.0, -7.2, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, -0.27, 1.0, 5.5], [1.0, 0.0, 3.0, 0.0, 1.0, -2.0]] {
+            let mut scalar = RgbImage { height: 23, width: 19, data: vec![7; 23 * 19 * 3] };
+            let mut simd = scalar.clone();
+            affine_filtered(&img, &mut scalar, &a, sample_bicubic);
+            affine_bicubic(&img, &mut simd, &a);
+            assert_eq!(simd, scalar, "{a:?}");
+        }
     }
 
     #[test]

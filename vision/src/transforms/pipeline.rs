@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::crop::{Interpolation, RandomResizedCrop};
 use super::erasing::{EraseMode, RandomErasing};
-use super::geometry::{hflip, Resample};
+use super::geometry::{hflip_in_place, Resample};
 use super::photometric::{random_gaussian_blur, random_grayscale, random_solarize, ColorJitter};
 use super::rand_augment::{RandAugment, RandAugmentConfig, TRANSLATE_PCT};
 use super::random::coin;
@@ -179,12 +179,11 @@ fn check_not_empty(img: &RgbImage) -> Result<(), TransformError> {
 }
 
 /// torchvision's `RandomHorizontalFlip(p)`: flips with probability `p`.
-pub fn random_hflip(img: RgbImage, p: f64, rng: &mut impl Rng) -> RgbImage {
+pub fn random_hflip(mut img: RgbImage, p: f64, rng: &mut impl Rng) -> RgbImage {
     if coin(rng, p) {
-        hflip(&img)
-    } else {
-        img
+        hflip_in_place(&mut img);
     }
+    img
 }
 
 impl TrainTransform {
@@ -197,7 +196,7 @@ impl TrainTransform {
         let mut out = self.crop.apply(img, rng);
         out = random_hflip(out, self.hflip, rng);
         if let Some(ra) = &self.rand_augment {
-            out = ra.apply(&out, rng);
+            out = ra.apply_owned(out, rng);
         } else if let Some(cj) = &self.color_jitter {
             out = cj.apply(&out, rng);
         }

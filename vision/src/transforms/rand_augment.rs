@@ -226,9 +226,18 @@ impl RandAugment {
     /// One op application (`AugmentOp.__call__`): the probability check,
     /// magnitude noise and clip, sign, filter, then the op.
     pub fn apply_op(&self, op: AugmentOp, img: &RgbImage, rng: &mut impl Rng) -> RgbImage {
+        match self.draw_op(op, rng) {
+            Some((arg, ctx)) => op.apply(img, arg, &ctx),
+            None => img.clone(),
+        }
+    }
+
+    /// The draws of [`RandAugment::apply_op`] in its order: `None` when the
+    /// probability check skips the op, else its argument and context.
+    fn draw_op(&self, op: AugmentOp, rng: &mut impl Rng) -> Option<(f64, OpContext)> {
         let cfg = &self.config;
         if cfg.prob < 1.0 && !coin(rng, cfg.prob) {
-            return img.clone();
+            return None;
         }
         let magnitude = self.draw_magnitude(rng);
         let negate = op.random_sign() && rng.gen_bool(0.5);
@@ -238,14 +247,22 @@ impl RandAugment {
             (None, true) if rng.gen_bool(0.5) => Resample::Bilinear,
             (None, _) => Resample::Bicubic,
         };
-        op.apply(img, arg, &OpContext { fill: self.fill, resample, translate_pct: self.translate_pct })
+        Some((arg, OpContext { fill: self.fill, resample, translate_pct: self.translate_pct }))
     }
 
     /// Chooses the ops and applies them in turn.
     pub fn apply(&self, img: &RgbImage, rng: &mut impl Rng) -> RgbImage {
-        let mut out = img.clone();
+        self.apply_owned(img.clone(), rng)
+    }
+
+    /// [`RandAugment::apply`] on an image the caller gives up, so skipped
+    /// ops cost no copy.
+    pub fn apply_owned(&self, img: RgbImage, rng: &mut impl Rng) -> RgbImage {
+        let mut out = img;
         for op in self.choose_ops(rng) {
-            out = self.apply_op(op, &out, rng);
+            if let Some((arg, ctx)) = self.draw_op(op, rng) {
+                out = op.apply(&out, arg, &ctx);
+            }
         }
         out
     }

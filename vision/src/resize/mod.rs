@@ -29,13 +29,17 @@
 
 use serde::{Deserialize, Serialize};
 
+mod passes;
+
+use passes::{horizontal_pass, vertical_pass, TapTable, View};
+
 /// The image type of every signature here; re-exported so
 /// `vision::resize::{resize, Filter, RgbImage}` is one import.
 pub use crate::rgb::RgbImage;
 
 /// Fraction bits of Pillow's fixed-point weights for 8-bit images
 /// (`PRECISION_BITS = 32 - 8 - 2`).
-const PRECISION_BITS: u32 = 22;
+pub(crate) const PRECISION_BITS: u32 = 22;
 
 /// Pillow's resampling filter (`Image.Resampling`), the two this crate needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,20 +76,15 @@ impl Filter {
     }
 }
 
-/// Fixed-point taps of one output index: the first input index and weights.
-struct Taps {
-    first: usize,
-    weights: Vec<i32>,
-}
-
 /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for output indices
-/// `range` of a resize from `in_size` to `out_size` with `filter`.
-fn taps(in_size: usize, out_size: usize, range: std::ops::Range<usize>, filter: Filter) -> Vec<Taps> {
+/// `range` of a resize from `in_size` to `out_size` with `filter`, as a
+/// [`TapTable`] (each index's weights zero-padded to a common count).
+fn taps(in_size: usize, out_size: usize, range: std::ops::Range<usize>, filter: Filter) -> TapTable {
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = filter.support() * filter_scale;
     let inv = 1.0 / filter_scale;
-    range
+    let per_index: Vec<(usize, Vec<i32>)> = range
         .map(|i| {
             let centre = (i as f64 + 0.5) * scale;
             // C's (int) cast truncates toward zero; both values are > -1 here
@@ -106,90 +105,10 @@ fn taps(in_size: usize, out_size: usize, range: std::ops::Range<usize>, filter: 
                     }
                 })
                 .collect();
-            Taps { first: lo, weights }
+            (lo, weights)
         })
-        .collect()
-}
-
-/// Pillow's `clip8` of a fixed-point sum.
-#[inline]
-fn clip8(sum: i32) -> u8 {
-    if sum <= 0 {
-        0
-    } else if sum >= (1 << PRECISION_BITS << 8) {
-        255
-    } else {
-        (sum >> PRECISION_BITS) as u8
-    }
-}
-
-/// Pillow's rounding constant that every fixed-point sum starts from.
-const HALF: i32 = 1 << (PRECISION_BITS - 1);
-
-/// One weighted sum of 3 channels over `weights`, reading consecutive RGB
-/// pixels from `pixels` (as long as `weights`, 3 bytes each).
-#[inline]
-fn weighted_row(pixels: &[u8], weights: &[i32]) -> [u8; 3] {
-    let mut acc = [HALF; 3];
-    for (px, &w) in pixels.chunks_exact(3).zip(weights) {
-        acc[0] += i32::from(px[0]) * w;
-        acc[1] += i32::from(px[1]) * w;
-        acc[2] += i32::from(px[2]) * w;
-    }
-    acc.map(clip8)
-}
-
-/// Copies rows `rows` and columns `cols` of `img`.
-fn crop(img: &RgbImage, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) -> RgbImage {
-    let mut data = Vec::with_capacity(rows.len() * cols.len() * 3);
-    for y in rows.clone() {
-        data.extend_from_slice(&img.data[(y * img.width + cols.start) * 3..(y * img.width + cols.end) * 3]);
-    }
-    RgbImage { height: rows.len(), width: cols.len(), data }
-}
-
-/// Pillow's horizontal pass over every row of `img`; tap indices are
-/// relative to `img`'s first column plus `shift`.
-fn horizontal_pass(img: &RgbImage, taps: &[Taps], shift: usize) -> RgbImage {
-    let out_w = taps.len();
-    let mut data = vec![0u8; img.height * out_w * 3];
-    for (row, out) in img.data.chunks_exact((img.width * 3).max(1)).zip(data.chunks_exact_mut((out_w * 3).max(1))) {
-        for (t, px) in taps.iter().zip(out.chunks_exact_mut(3)) {
-            let from = (t.first - shift) * 3;
-            px.copy_from_slice(&weighted_row(&row[from..from + t.weights.len() * 3], &t.weights));
-        }
-    }
-    RgbImage { height: img.height, width: out_w, data }
-}
-
-/// Pillow's vertical pass over every column of `img`; tap indices are
-/// relative to `img`'s first row plus `shift`. Each output row accumulates
-/// its input rows whole (the same integer sums in the same order as
-/// Pillow's per-pixel loop, so the same bytes), which vectorises.
-fn vertical_pass(img: &RgbImage, taps: &[Taps], shift: usize) -> RgbImage {
-    let stride = img.width * 3;
-    let mut data = vec![0u8; taps.len() * stride];
-    let mut acc = vec![HALF; stride];
-    for (t, out) in taps.iter().zip(data.chunks_exact_mut(stride.max(1))) {
-        acc.fill(HALF);
-        for (k, &w) in t.weights.iter().enumerate() {
-            let row = (t.first + k - shift) * stride;
-            for (a, &v) in acc.iter_mut().zip(&img.data[row..row + stride]) {
-                *a += i32::from(v) * w;
-            }
-        }
-        for (o, &a) in out.iter_mut().zip(&acc) {
-            *o = clip8(a);
-        }
-    }
-    RgbImage { height: taps.len(), width: img.width, data }
-}
-
-/// The input range `[first, last)` read by a set of taps.
-fn span(taps: &[Taps]) -> std::ops::Range<usize> {
-    let lo = taps.iter().map(|t| t.first).min().unwrap_or(0);
-    let hi = taps.iter().map(|t| t.first + t.weights.len()).max().unwrap_or(lo);
-    lo..hi
+        .collect();
+    TapTable::padded(in_size, &per_index)
 }
 
 /// Whether Pillow runs the vertical pass first: since Pillow 13
@@ -216,6 +135,34 @@ pub fn resize_window(
     cols: std::ops::Range<usize>,
     filter: Filter,
 ) -> RgbImage {
+    resize_view(View::whole(src), out_h, out_w, rows, cols, filter)
+}
+
+/// Pillow's `img.crop(box).resize((out_w, out_h), filter)` without copying
+/// the crop: the box `rows × cols` of `src` (clamped to the image) is read in
+/// place, with the very same arithmetic as [`resize`] on the cropped image.
+pub fn resize_region(
+    src: &RgbImage,
+    region: (std::ops::Range<usize>, std::ops::Range<usize>),
+    out_h: usize,
+    out_w: usize,
+    filter: Filter,
+) -> RgbImage {
+    let (rows, cols) = region;
+    let rows = rows.start.min(src.height)..rows.end.min(src.height);
+    let cols = cols.start.min(src.width)..cols.end.min(src.width);
+    resize_view(View::whole(src).window(rows, cols), out_h, out_w, 0..out_h, 0..out_w, filter)
+}
+
+/// [`resize_window`] over a borrowed view.
+fn resize_view(
+    src: View<'_>,
+    out_h: usize,
+    out_w: usize,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    filter: Filter,
+) -> RgbImage {
     let rows = rows.start.min(out_h)..rows.end.min(out_h);
     let cols = cols.start.min(out_w)..cols.end.min(out_w);
     if rows.is_empty() || cols.is_empty() || src.height == 0 || src.width == 0 {
@@ -224,22 +171,20 @@ pub fn resize_window(
     let need_horizontal = out_w != src.width;
     let need_vertical = out_h != src.height;
     match (need_horizontal, need_vertical) {
-        (false, false) => crop(src, rows, cols),
-        (true, false) => horizontal_pass(&crop(src, rows, 0..src.width), &taps(src.width, out_w, cols, filter), 0),
-        (false, true) => vertical_pass(&crop(src, 0..src.height, cols), &taps(src.height, out_h, rows, filter), 0),
+        (false, false) => src.window(rows, cols).to_image(),
+        (true, false) => horizontal_pass(src.window(rows, 0..src.width), &taps(src.width, out_w, cols, filter)),
+        (false, true) => vertical_pass(src.window(0..src.height, cols), &taps(src.height, out_h, rows, filter)),
         (true, true) => {
             let h_taps = taps(src.width, out_w, cols, filter);
             let v_taps = taps(src.height, out_h, rows, filter);
             if vertical_first(src.height, src.width, out_h, out_w) {
-                let used = span(&h_taps);
-                let shift = used.start;
-                let mid = vertical_pass(&crop(src, 0..src.height, used), &v_taps, 0);
-                horizontal_pass(&mid, &h_taps, shift)
+                let used = h_taps.span();
+                let mid = vertical_pass(src.window(0..src.height, used.clone()), &v_taps);
+                horizontal_pass(View::whole(&mid), &h_taps.shifted(used.start))
             } else {
-                let used = span(&v_taps);
-                let shift = used.start;
-                let mid = horizontal_pass(&crop(src, used, 0..src.width), &h_taps, 0);
-                vertical_pass(&mid, &v_taps, shift)
+                let used = v_taps.span();
+                let mid = horizontal_pass(src.window(used.clone(), 0..src.width), &h_taps);
+                vertical_pass(View::whole(&mid), &v_taps.shifted(used.start))
             }
         }
     }
