@@ -7,6 +7,9 @@
 # with finetune_shapes_tiny's recipe, and prints its held-out top-1; the
 # table at the end collects them. A run that exists already is skipped, so
 # an interrupted script continues where it stopped.
+#   SEEDS="1 2"  also fine-tunes from scratch and from the MAE encoder with
+#                these train.seed values (initialisation and augmentation;
+#                the images stay the same), as OUT/{scratch,mae_finetune}_sN.
 #   VITDET_BIN=path/to/vitdet  skips the build and uses that binary.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -35,11 +38,19 @@ run scratch_probe "${ft[@]}" --backbone scratch --linear-probe
 for k in $keep; do
     run "mae_keep$k" "${ft[@]}" --backbone "$encoder" --keep-blocks "$k"
 done
+for seed in ${SEEDS:-}; do
+    recipe=$out/finetune_shapes_tiny_seed$seed.toml
+    sed "s/^seed = 0/seed = $seed/" configs/finetune_shapes_tiny.toml > "$recipe"
+    seeded=(finetune --config "$recipe" --data "$data")
+    run "scratch_s$seed" "${seeded[@]}" --backbone scratch
+    run "mae_finetune_s$seed" "${seeded[@]}" --backbone "$encoder"
+done
 
 echo
 echo "| run | top-1 (%) final | best |"
 echo "|---|---|---|"
 for dir in "$out"/*/; do
+    [ -f "$dir/metrics.jsonl" ] || continue
     name=$(basename "$dir")
     [ "$name" = mae ] && continue
     grep -h '"top1"' "$dir/metrics.jsonl" | python3 -c '
