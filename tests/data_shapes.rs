@@ -40,6 +40,25 @@ fn classification_flag_writes_class_folders() {
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert!(dir.join("train/star/000003.png").is_file());
     assert!(!dir.join("annotations").exists());
+    let colours = |dir: &Path| -> usize {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..6 {
+            let kind = ["circle", "triangle", "rectangle", "star", "ellipse", "hexagon"][i];
+            let image = image::open(dir.join(format!("train/{kind}/{i:06}.png"))).unwrap().to_rgb8();
+            seen.extend(image.pixels().map(|p| p.0));
+        }
+        seen.len()
+    };
+    // Plain (the default): black and white only; textured: many colours.
+    assert_eq!(colours(&dir), 2);
+    let textured = scratch("cli_shapes_cls_textured");
+    let out = vitdet(&["data", "shapes", "--classification", "--style", "textured", "--out", textured.to_str().unwrap(), "--train", "6", "--val", "0", "--size", "32"]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(colours(&textured) > 50);
+    // --style describes classification images only.
+    let out = vitdet(&["data", "shapes", "--style", "plain", "--out", textured.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--classification"));
 }
 
 #[test]

@@ -31,23 +31,22 @@ fn shapes_recipe(overrides: &[(&str, &str)]) -> String {
     out
 }
 
-/// The CPU shapes recipe shrunk to 24 images of 3 classes, one 24-image batch
-/// a step, no augmentation: a run that must memorise its training images.
+/// The CPU shapes recipe shrunk to a from-scratch run of about 15 s: 960
+/// plain training images of 3 classes at 32 px (2 x 2 tokens), 150 steps of
+/// 32, no layer decay, held-out validation images scored at the end.
 fn fit_recipe() -> String {
     shapes_recipe(&[
-        ("train", "24"),
-        ("val", "24"),
+        ("input_size", "32"),
+        ("train", "960"),
+        ("val", "120"),
+        ("size", "36"),
         ("categories", "[\"circle\", \"star\", \"rectangle\"]"),
-        ("epochs", "70"),
-        ("batch_size", "24"),
-        ("blr", "4e-3"),
+        ("epochs", "5"),
         ("layer_decay", "1.0"),
         ("head_init_std", "0.02"),
-        ("eval_period_epochs", "70"),
-        ("checkpoint_period_epochs", "70"),
-        ("scale", "[1.0, 1.0]"),
-        ("ratio", "[1.0, 1.0]"),
-        ("hflip", "0.0"),
+        ("eval_period_epochs", "5"),
+        ("checkpoint_period_epochs", "5"),
+        ("scale", "[0.6, 1.0]"),
     ])
 }
 
@@ -117,7 +116,7 @@ fn changed(a: &BTreeMap<String, Vec<f32>>, b: &BTreeMap<String, Vec<f32>>, names
 }
 
 #[test]
-fn finetune_fits_its_images_then_eval_and_classify_read_the_model() {
+fn finetune_from_scratch_learns_then_eval_and_classify_read_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = dir.path().join("fit.toml");
     std::fs::write(&recipe, fit_recipe()).unwrap();
@@ -129,27 +128,22 @@ fn finetune_fits_its_images_then_eval_and_classify_read_the_model() {
     let losses: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64())
         .collect();
-    assert_eq!(losses.len(), 70);
-    // ln 3 = 1.10 at the start; well under half of it once the images are memorised.
-    let last: f64 = losses[65..].iter().sum::<f64>() / 5.0;
-    assert!(losses[0] > 0.9 && last < 0.55, "losses {:?} .. {:?}", &losses[..3], &losses[65..]);
+    assert_eq!(losses.len(), 150);
+    // ln 3 = 1.10 at the start; the mean of the last 15 steps well below it.
+    let last: f64 = losses[135..].iter().sum::<f64>() / 15.0;
+    assert!(losses[0] > 0.9 && last < 0.85, "losses {:?} .. {:?}", &losses[..3], &losses[135..]);
 
-    // Score the training images themselves (a folder whose val/ is the training split).
-    let fitted = dir.path().join("fitted");
-    std::fs::create_dir_all(&fitted).unwrap();
-    std::os::unix::fs::symlink(run.join("data/train"), fitted.join("train")).unwrap();
-    std::os::unix::fs::symlink(run.join("data/train"), fitted.join("val")).unwrap();
+    // Score the held-out validation images (never trained on).
     let report = dir.path().join("report.json");
     let plot = dir.path().join("cm.png");
     let model = run.join("model.safetensors");
-    let o = vitdet(&["eval", "cls", "--weights", path(&model), "--data", path(&fitted), "--json", path(&report), "--plot", path(&plot)]);
+    let o = vitdet(&["eval", "cls", "--weights", path(&model), "--data", path(&run.join("data")), "--json", path(&report), "--plot", path(&plot)]);
     assert_ok(&o);
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let top1 = json["report"]["top1"].as_f64().unwrap();
-    // The eval view (resize 73, centre crop 64) differs from the training one (72 -> 64).
-    assert!(top1 >= 55.0, "top-1 on its own training images {top1} (chance 33.3)");
+    assert!(top1 >= 60.0, "top-1 on 120 held-out images {top1} (chance 33.3)");
     assert_eq!(json["classes"], serde_json::json!(["circle", "rectangle", "star"]));
     assert!(image::open(&plot).is_ok());
 

@@ -1,7 +1,7 @@
 //! End-to-end tests of `vitdet pretrain --knn-data`: a few MAE steps on tiny
 //! synthetic images with a two-class folder dataset as the k-NN set (one of
 //! its images corrupt) log `knn_top1` after every epoch and only then, as a
-//! fraction of the readable evaluation images, with the corrupt image
+//! percentage of the readable evaluation images, with the corrupt image
 //! counted; a bad `--knn-data`, `--knn-dataset` or `[knn]` key is one error
 //! line with exit code 2.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -46,7 +46,7 @@ fn knn_folder(root: &Path) {
 }
 
 #[test]
-fn knn_top1_is_logged_after_every_epoch_as_a_fraction_of_the_readable_images() {
+fn knn_top1_is_logged_after_every_epoch_as_a_percentage_of_the_readable_images() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tiny.toml");
     std::fs::write(&config, recipe()).unwrap();
@@ -58,7 +58,7 @@ fn knn_top1_is_logged_after_every_epoch_as_a_fraction_of_the_readable_images() {
     let err = text(&o.stderr);
     assert!(err.contains("k-NN monitor") && err.contains("2 classes, 8 train / 7 val images"), "{err}");
     assert!(err.contains("warning: k-NN data: val split: skipped: 1") && err.contains("broken.png"), "{err}");
-    assert!(text(&o.stdout).contains("k-NN top-1 (last)"), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("k-NN top-1 (%, last)"), "{}", text(&o.stdout));
 
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 4, "2 epochs of 2 steps");
@@ -69,9 +69,10 @@ fn knn_top1_is_logged_after_every_epoch_as_a_fraction_of_the_readable_images() {
         assert!(line.get("knn_top5").is_none(), "two classes: no top-5: {line}");
         if evaluated {
             let top1 = line["knn_top1"].as_f64().unwrap();
-            assert!((0.0..=1.0).contains(&top1), "{line}");
-            // 6 readable val images: the accuracy counts whole images.
-            assert!((top1 * 6.0 - (top1 * 6.0).round()).abs() < 1e-9, "{top1} is not a count of 6 images");
+            assert!((0.0..=100.0).contains(&top1), "{line}");
+            // 6 readable val images: the accuracy (percent) counts whole images.
+            let images = top1 * 6.0 / 100.0;
+            assert!((images - images.round()).abs() < 1e-9, "{top1}% is not a count of 6 images");
             assert_eq!(line["knn_skipped"].as_f64(), Some(1.0), "{line}");
         }
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use coco::mask::segmentation_to_rle;
 use coco::shapes::background::{spread, BACKGROUND_MAX_SPREAD, SHAPE_MIN_SPREAD};
-use coco::shapes::{area_thresholds, generate, SceneParams, ShapeKind, ShapesConfig, ShapesTask};
+use coco::shapes::{area_thresholds, generate, ClassificationStyle, SceneParams, ShapeKind, ShapesConfig, ShapesTask};
 use coco::types::{InstancesFile, Segmentation};
 
 /// A fresh, empty directory under the target dir for one test.
@@ -130,7 +130,8 @@ fn classification_layout_is_balanced_image_folder() {
 
 #[test]
 fn classification_dominant_shape_is_large_and_of_its_class() {
-    let cfg = ShapesConfig { train: 12, val: 0, size: 96, seed: 2, task: ShapesTask::Classification, ..ShapesConfig::default() };
+    let textured = ClassificationStyle::Textured;
+    let cfg = ShapesConfig { train: 12, val: 0, size: 96, seed: 2, task: ShapesTask::Classification, style: textured, ..ShapesConfig::default() };
     for i in 0..12 {
         let (kind, scene) = coco::shapes::render_classification(&cfg, coco::shapes::Split::Train, i).unwrap();
         assert_eq!(kind, ShapeKind::ALL[i % 6]);
@@ -139,6 +140,21 @@ fn classification_dominant_shape_is_large_and_of_its_class() {
         let fraction = dominant.mask.area() as f64 / (96.0 * 96.0);
         assert!((0.08..0.45).contains(&fraction), "image {i}: dominant covers {fraction}");
         assert!(scene.objects[1..].iter().all(|o| o.kind != kind && o.mask.area() < dominant.mask.area()));
+    }
+}
+
+#[test]
+fn plain_classification_images_are_one_white_silhouette_on_black() {
+    let cfg = ShapesConfig { train: 12, val: 0, size: 64, seed: 3, task: ShapesTask::Classification, ..ShapesConfig::default() };
+    assert_eq!(cfg.style, ClassificationStyle::Plain);
+    for i in 0..12 {
+        let (kind, scene) = coco::shapes::render_classification(&cfg, coco::shapes::Split::Train, i).unwrap();
+        assert_eq!(scene.objects.len(), 1, "image {i}");
+        assert_eq!(scene.objects[0].kind, kind);
+        let white = scene.image.pixels().filter(|p| p.0 == [255, 255, 255]).count();
+        let black = scene.image.pixels().filter(|p| p.0 == [0, 0, 0]).count();
+        assert_eq!(white as u64, scene.objects[0].mask.area(), "image {i}: white pixels are the shape's mask");
+        assert_eq!(white + black, 64 * 64, "image {i}: nothing but the silhouette and the background");
     }
 }
 
@@ -225,7 +241,7 @@ fn scene_params_out_of_range_name_the_field() {
 fn classification_uses_only_the_chosen_kinds() {
     let dir = scratch("shapes_cls_kinds");
     let scene = SceneParams { categories: vec![ShapeKind::Star, ShapeKind::Circle], ..SceneParams::default() };
-    let cfg = ShapesConfig { train: 6, val: 0, size: 64, seed: 1, task: ShapesTask::Classification, scene };
+    let cfg = ShapesConfig { train: 6, val: 0, size: 64, seed: 1, task: ShapesTask::Classification, scene, style: ClassificationStyle::Textured };
     generate(&cfg, &dir).unwrap();
     let mut classes: Vec<String> =
         std::fs::read_dir(dir.join("train")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();

@@ -148,7 +148,15 @@ impl Default for DataConfig {
 impl DataConfig {
     /// The generator settings for this section and a seed.
     pub fn shapes_config(&self, seed: u64) -> ShapesConfig {
-        ShapesConfig { train: self.shapes_train, val: self.shapes_val, size: self.shapes_size, seed, task: ShapesTask::Detection, scene: self.scene.clone() }
+        ShapesConfig {
+            train: self.shapes_train,
+            val: self.shapes_val,
+            size: self.shapes_size,
+            seed,
+            task: ShapesTask::Detection,
+            scene: self.scene.clone(),
+            ..ShapesConfig::default()
+        }
     }
 
     /// Checks the sizes and the scene against each other.

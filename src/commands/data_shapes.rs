@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use coco::shapes::{self, SceneParams, ShapeKind, ShapesConfig, ShapesTask, MAX_SIZE, MIN_SIZE};
+use coco::shapes::{self, ClassificationStyle, SceneParams, ShapeKind, ShapesConfig, ShapesTask, MAX_SIZE, MIN_SIZE};
 
 /// Arguments of `vitdet data shapes`.
 #[derive(clap::Args, Debug)]
@@ -14,6 +14,7 @@ use coco::shapes::{self, SceneParams, ShapeKind, ShapesConfig, ShapesTask, MAX_S
     vitdet data shapes --out data/shapes\n  \
     vitdet data shapes --out data/shapes_big --train 2000 --val 500 --size 384 --seed 1\n  \
     vitdet data shapes --classification --out data/shapes_cls\n  \
+    vitdet data shapes --classification --style textured --size 96 --out data/shapes_cls_hard\n  \
     vitdet data shapes --out data/calib --size 128 --train 300 --val 60 \\\n      \
     --categories circle,triangle,rectangle,star,ellipse \\\n      \
     --objects 1,6 --sides 8,64 --crowd 0 --min-visible 0.45\n\n\
@@ -38,6 +39,11 @@ pub struct DataShapesArgs {
     /// Write the classification variant (one dominant shape per image, ImageFolder layout).
     #[arg(long)]
     classification: bool,
+    /// Look of classification images: plain (a white silhouette on black,
+    /// learnable from scratch) or textured (random colours, textured
+    /// backgrounds, small distractor shapes).
+    #[arg(long, value_enum, default_value_t = StyleArg::Plain, requires = "classification")]
+    style: StyleArg,
     /// Kinds to draw, comma-separated [default: all: circle,triangle,rectangle,star,ellipse,hexagon].
     #[arg(long, value_delimiter = ',', value_parser = parse_kind, value_name = "KIND,...")]
     categories: Vec<ShapeKind>,
@@ -54,6 +60,22 @@ pub struct DataShapesArgs {
     /// Fraction of an object's pixels that must stay visible under later ones [default: 0.4].
     #[arg(long, value_name = "F")]
     min_visible: Option<f64>,
+}
+
+/// `--style` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum StyleArg {
+    Plain,
+    Textured,
+}
+
+impl From<StyleArg> for ClassificationStyle {
+    fn from(style: StyleArg) -> Self {
+        match style {
+            StyleArg::Plain => ClassificationStyle::Plain,
+            StyleArg::Textured => ClassificationStyle::Textured,
+        }
+    }
 }
 
 /// The flag that sets a [`ShapesConfig`] / [`SceneParams`] field.
@@ -109,7 +131,15 @@ pub fn run(args: DataShapesArgs) -> anyhow::Result<()> {
         return Err(crate::exit::user(format!("--out {} is a file, not a directory", args.out.display())));
     }
     let task = if args.classification { ShapesTask::Classification } else { ShapesTask::Detection };
-    let cfg = ShapesConfig { train: args.train, val: args.val, size: args.size, seed: args.seed, task, scene: scene_params(&args)? };
+    let cfg = ShapesConfig {
+        train: args.train,
+        val: args.val,
+        size: args.size,
+        seed: args.seed,
+        task,
+        scene: scene_params(&args)?,
+        style: args.style.into(),
+    };
     cfg.validate().map_err(|e| match e {
         coco::Error::ShapesConfig { field, reason } => crate::exit::user(format!("--{} {reason}", flag_of(field))),
         other => crate::exit::user(other.to_string()),

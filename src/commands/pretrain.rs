@@ -280,7 +280,7 @@ fn report(summary: &PretrainSummary) {
         EvalOutcome::Scored(e) => e.get(TOP1_FIELD),
         EvalOutcome::NothingToScore => None,
     }) {
-        println!("{:<22} {:>10.4}", "k-NN top-1 (last)", top1);
+        println!("{:<22} {:>10.2}", "k-NN top-1 (%, last)", top1);
     }
     println!("weights: {}", summary.run.model_path.display());
 }

@@ -42,7 +42,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 pub use kinds::ShapeKind;
-pub use scene::{area_thresholds, Scene, SceneObject, SceneParams};
+pub use scene::{area_thresholds, ClassificationStyle, Scene, SceneObject, SceneParams};
 
 use crate::types::{AnnId, Annotation, Category, CategoryId, ImageId, ImageInfo, InstancesFile};
 use crate::Error;
@@ -89,7 +89,8 @@ impl Split {
 }
 
 /// What to generate. `Default` is the CLI's defaults: 400 train and 100 val
-/// detection images of 256 px, seed 0, the default scene mix.
+/// detection images of 256 px, seed 0, the default scene mix (and the plain
+/// classification style).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShapesConfig {
     /// Number of training images.
@@ -105,11 +106,21 @@ pub struct ShapesConfig {
     /// What an image contains: kinds, instances, sizes, crowds, occlusion
     /// (classification uses only its `categories`).
     pub scene: SceneParams,
+    /// How a classification image looks (detection ignores it).
+    pub style: ClassificationStyle,
 }
 
 impl Default for ShapesConfig {
     fn default() -> Self {
-        Self { train: 400, val: 100, size: 256, seed: 0, task: ShapesTask::Detection, scene: SceneParams::default() }
+        Self {
+            train: 400,
+            val: 100,
+            size: 256,
+            seed: 0,
+            task: ShapesTask::Detection,
+            scene: SceneParams::default(),
+            style: ClassificationStyle::default(),
+        }
     }
 }
 
@@ -176,7 +187,7 @@ pub fn render_classification(cfg: &ShapesConfig, split: Split, index: usize) -> 
     cfg.validate()?;
     let categories = &cfg.scene.categories;
     let kind = categories[index % categories.len()];
-    Ok((kind, scene::classification_scene(&mut cfg.image_rng(split, index), cfg.size, kind, categories)?))
+    Ok((kind, scene::classification_scene(&mut cfg.image_rng(split, index), cfg.size, kind, categories, cfg.style)?))
 }
 
 /// A recipe's `[data.synthetic]` table: the built-in synthetic
@@ -194,11 +205,14 @@ pub struct SyntheticClassification {
     pub size: u32,
     /// The shape kinds, one class folder each.
     pub categories: Vec<ShapeKind>,
+    /// `plain` (white silhouettes on black, learnable from scratch) or
+    /// `textured` (random colours, textures and distractors).
+    pub style: ClassificationStyle,
 }
 
 impl Default for SyntheticClassification {
     fn default() -> Self {
-        Self { train: 600, val: 180, size: 72, categories: ShapeKind::ALL.to_vec() }
+        Self { train: 600, val: 180, size: 72, categories: ShapeKind::ALL.to_vec(), style: ClassificationStyle::Plain }
     }
 }
 
@@ -206,7 +220,15 @@ impl SyntheticClassification {
     /// The generator settings for this table and a seed.
     pub fn shapes_config(&self, seed: u64) -> ShapesConfig {
         let scene = SceneParams { categories: self.categories.clone(), ..Default::default() };
-        ShapesConfig { train: self.train, val: self.val, size: self.size, seed, task: ShapesTask::Classification, scene }
+        ShapesConfig {
+            train: self.train,
+            val: self.val,
+            size: self.size,
+            seed,
+            task: ShapesTask::Classification,
+            scene,
+            style: self.style,
+        }
     }
 }
 

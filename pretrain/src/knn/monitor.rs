@@ -31,7 +31,8 @@ use super::KnnConfig;
 use crate::recipe::Recipe;
 use crate::{Error, Result};
 
-/// Top-1 accuracy of the vote in `metrics.jsonl`, a fraction in [0, 1].
+/// Top-1 accuracy of the vote in `metrics.jsonl`, in percent (as
+/// `finetune`'s `top1`).
 pub const TOP1_FIELD: &str = "knn_top1";
 /// Top-5 accuracy in `metrics.jsonl` (datasets of five classes or more).
 pub const TOP5_FIELD: &str = "knn_top5";
@@ -121,9 +122,9 @@ impl KnnMonitor {
             return Ok(None);
         };
         let acc = knn_accuracy(train_features, &train.labels, val_features, &val.labels, &self.params, SIMILARITY_CHUNK_ELEMS)?;
-        let mut metrics = vec![(TOP1_FIELD.to_string(), acc.top1)];
+        let mut metrics = vec![(TOP1_FIELD.to_string(), 100.0 * acc.top1)];
         if let Some(top5) = acc.top5 {
-            metrics.push((TOP5_FIELD.to_string(), top5));
+            metrics.push((TOP5_FIELD.to_string(), 100.0 * top5));
         }
         let skipped = train.skipped + val.skipped;
         if skipped > 0 {
@@ -240,7 +241,7 @@ mod tests {
         let t = |rows: Vec<Vec<f32>>| Tensor::new(rows, &Device::Cpu).unwrap();
         let params = KnnParams { k: 3, temperature: 0.07, num_classes: 2 };
         let want = knn_accuracy(&t(train), &train_labels, &t(val), &val_labels, &params, SIMILARITY_CHUNK_ELEMS).unwrap();
-        assert_eq!(eval.metrics, vec![(TOP1_FIELD.to_string(), want.top1), (SKIPPED_FIELD.to_string(), 1.0)]);
+        assert_eq!(eval.metrics, vec![(TOP1_FIELD.to_string(), 100.0 * want.top1), (SKIPPED_FIELD.to_string(), 1.0)]);
         assert!(monitor.skipped().unwrap().starts_with("val split: skipped: 1"), "{:?}", monitor.skipped());
     }
 
