@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use vision::datasets::{ClassificationSet, ClsBatch};
+use engine::progress::ItemProgress;
 use vision::loader::{eval_stream, LoaderConfig};
 
 use crate::metrics::{Accumulator, Report};
@@ -32,6 +33,7 @@ pub fn evaluate(model: &Classifier, set: &Arc<ClassificationSet>, batch_size: us
     let cfg = LoaderConfig { batch_size, threads: rayon::current_num_threads(), prefetch: 2, seed: 0 };
     let mut stream = eval_stream(Arc::clone(set), cfg)?;
     let mut acc = Accumulator::new(classes);
+    let mut progress = ItemProgress::new("evaluating", vision::loader::Dataset::len(&**set));
     for batch in stream.by_ref() {
         if batch.samples.is_empty() {
             continue;
@@ -40,6 +42,8 @@ pub fn evaluate(model: &Classifier, set: &Arc<ClassificationSet>, batch_size: us
         let logits = model.predict(&batch.images)?;
         let labels: Vec<usize> = batch.labels.iter().map(|&l| l as usize).collect();
         acc.add(&logits.flatten_all()?.to_vec1::<f32>()?, &labels);
+        progress.advance(labels.len());
     }
+    progress.finish();
     Ok(Evaluated { report: acc.report(), skipped: stream.stats().summary() })
 }

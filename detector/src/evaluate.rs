@@ -11,6 +11,7 @@ use coco::dataset::Dataset;
 use coco::eval::{accumulate, evaluate as coco_evaluate, per_category_ap, summarize, CategoryAp, IouType, Params, Summary};
 use coco::results::{write_results, Results};
 use coco::types::{CategoryId, DetectionResult, ImageId, Segmentation};
+use engine::progress::ItemProgress;
 
 use crate::data::{eval_stream, DetectionDataset, DetectionSample, LoaderConfig, LsjConfig, Purpose, SplitFiles};
 use crate::masks::paste_masks_in_image;
@@ -131,6 +132,7 @@ pub fn predict_split(model: &ViTDet, split: &EvalSplit, input_size: usize, batch
     let cfg = LoaderConfig { batch_size, threads: rayon::current_num_threads(), prefetch: 2, seed: 0, lsj: LsjConfig::vitdet(input_size) };
     let category_ids: Vec<i64> = (0..split.data.num_classes()).map(|k| split.data.category_id(k).unwrap_or_default()).collect();
     let mut stream = eval_stream(split.data.clone(), cfg)?;
+    let mut progress = ItemProgress::new("predicting", split.data.len());
     for batch in stream.by_ref() {
         if batch.samples.is_empty() {
             continue;
@@ -141,7 +143,9 @@ pub fn predict_split(model: &ViTDet, split: &EvalSplit, input_size: usize, batch
             results.extend(to_coco_results(s, d, &category_ids)?);
         }
         images += batch.samples.len();
+        progress.advance(batch.samples.len());
     }
+    progress.finish();
     let img_s = images as f64 / began.elapsed().as_secs_f64().max(1e-9);
     Ok(Predictions { results, img_s, skipped_images: stream.stats().summary() })
 }

@@ -167,6 +167,83 @@ impl Progress {
     }
 }
 
+/// Progress over a known number of items (images evaluated, embedded or
+/// predicted): a bar on a terminal; otherwise a line at most every
+/// `every_secs` seconds (the first one after `every_secs`), so short passes
+/// print nothing in logs and long ones say how far they are.
+pub struct ItemProgress {
+    sink: Sink,
+    label: String,
+    total: usize,
+    done: usize,
+    every_secs: f64,
+    started: Instant,
+    last_line: Instant,
+}
+
+impl std::fmt::Debug for ItemProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ItemProgress").field("label", &self.label).field("done", &self.done).field("total", &self.total).finish()
+    }
+}
+
+impl ItemProgress {
+    /// Progress of `label` (`"evaluating val"`) over `total` images on
+    /// stderr, with the training progress's line period.
+    pub fn new(label: &str, total: usize) -> Self {
+        let every_secs = ProgressConfig::default().every_secs;
+        let sink = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            // A constant template; keep the default style if indicatif rejects it.
+            if let Ok(style) = ProgressStyle::with_template("{msg} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}, eta {eta}]") {
+                bar.set_style(style);
+            }
+            bar.set_message(label.to_string());
+            Sink::Bar(bar)
+        } else {
+            Sink::Lines(Box::new(std::io::stderr()))
+        };
+        Self::with_sink(sink, label, total, every_secs)
+    }
+
+    /// Plain lines to `out`, at most every `every_secs` seconds (logs, tests).
+    pub fn to_writer(label: &str, total: usize, every_secs: f64, out: Box<dyn Write + Send>) -> Self {
+        Self::with_sink(Sink::Lines(out), label, total, every_secs)
+    }
+
+    fn with_sink(sink: Sink, label: &str, total: usize, every_secs: f64) -> Self {
+        let now = Instant::now();
+        Self { sink, label: label.to_string(), total, done: 0, every_secs, started: now, last_line: now }
+    }
+
+    /// Reports `n` more items done. Write errors are ignored: progress must
+    /// never stop the work.
+    pub fn advance(&mut self, n: usize) {
+        self.done += n;
+        match &mut self.sink {
+            Sink::Quiet => {}
+            Sink::Bar(bar) => bar.set_position(self.done as u64),
+            Sink::Lines(out) => {
+                let now = Instant::now();
+                if now.duration_since(self.last_line).as_secs_f64() >= self.every_secs {
+                    let eta = eta(now.duration_since(self.started), self.done, self.total.saturating_sub(self.done));
+                    let eta = eta.map_or_else(|| "?".to_string(), format_duration);
+                    let _ = writeln!(out, "{} {}/{} images  eta {eta}", self.label, self.done, self.total);
+                    let _ = out.flush();
+                    self.last_line = now;
+                }
+            }
+        }
+    }
+
+    /// Removes the bar (the caller prints the result).
+    pub fn finish(self) {
+        if let Sink::Bar(bar) = &self.sink {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// Estimated time left: the mean time per iteration so far times the
 /// iterations left; `None` before the first iteration.
 pub fn eta(elapsed: Duration, done: usize, left: usize) -> Option<Duration> {
@@ -221,6 +298,26 @@ mod tests {
         lr: 1.2e-3,
         img_s: 412.46,
     };
+
+    #[test]
+    fn item_progress_prints_only_when_a_line_is_due() {
+        let sink = Shared::default();
+        let mut quiet = ItemProgress::to_writer("evaluating val", 100, 3600.0, Box::new(sink.clone()));
+        quiet.advance(40);
+        quiet.advance(60);
+        quiet.finish();
+        assert!(sink.0.lock().unwrap().is_empty(), "a short pass prints nothing");
+
+        let sink = Shared::default();
+        let mut every = ItemProgress::to_writer("evaluating val", 100, 0.0, Box::new(sink.clone()));
+        every.advance(40);
+        every.advance(60);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].starts_with("evaluating val 40/100 images  eta "), "{text}");
+        assert_eq!(lines[1], "evaluating val 100/100 images  eta 0s");
+    }
 
     #[test]
     fn line_format_and_durations() {

@@ -24,6 +24,7 @@ use candle_core::{DType, Device, Tensor, D};
 use engine::trainer::Evaluation;
 use rand::SeedableRng;
 use vision::datasets::{self, ClassificationSet, ClsBatch, Split};
+use engine::progress::ItemProgress;
 use vision::loader::{eval_stream, LoaderConfig};
 
 use super::classifier::{knn_accuracy, KnnParams, SIMILARITY_CHUNK_ELEMS};
@@ -146,6 +147,7 @@ impl KnnMonitor {
         // Evaluation mode draws no random number; the generator only fills the signature.
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let (mut chunks, mut labels) = (Vec::new(), Vec::new());
+        let mut progress = ItemProgress::new("k-NN: embedding", vision::loader::Dataset::len(&**set));
         for batch in stream.by_ref() {
             if batch.samples.is_empty() {
                 continue;
@@ -155,7 +157,9 @@ impl KnnMonitor {
             let pooled = encoder.forward(&batch.images, &opts, &mut rng)?.pooled.detach();
             chunks.push(l2_normalize(&pooled.to_dtype(DType::F32)?)?);
             labels.extend(batch.labels.iter().map(|&l| l as usize));
+            progress.advance(batch.labels.len());
         }
+        progress.finish();
         let features = if chunks.is_empty() { None } else { Some(Tensor::cat(&chunks, 0)?) };
         Ok(Embedded { features, labels, skipped: stream.stats().skipped(), summary: stream.stats().summary() })
     }
