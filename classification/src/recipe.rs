@@ -277,7 +277,7 @@ impl Recipe {
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
         let recipe: Recipe = toml::from_str(text).map_err(|e| Error::Config {
             key: "recipe".into(),
-            msg: format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), e.message()),
+            msg: format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), engine::toml_errors::message(&e)),
         })?;
         recipe.validate()?;
         Ok(recipe)

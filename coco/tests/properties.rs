@@ -224,14 +224,6 @@ fn detection() -> impl Strategy<Value = Value> {
     )
 }
 
-/// Writes `bytes` to a temporary file and returns its directory and path.
-fn temp_file(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("input.json");
-    std::fs::write(&path, bytes).unwrap();
-    (dir, path)
-}
-
 /// `bytes` followed by whitespace up to the fast path's size.
 fn padded(bytes: &[u8]) -> Vec<u8> {
     let mut out = bytes.to_vec();
@@ -241,8 +233,7 @@ fn padded(bytes: &[u8]) -> Vec<u8> {
 
 /// Loads a ground-truth file from bytes.
 fn load_gt(bytes: &[u8]) -> Result<Dataset, coco::Error> {
-    let (_dir, path) = temp_file(bytes);
-    Dataset::load(&path, None).map(|(d, _)| d)
+    Dataset::from_slice(bytes, Path::new("gt.json"), None).map(|(d, _)| d)
 }
 
 /// Evaluates in both modes; errors are fine, panics are not.

@@ -321,7 +321,7 @@ impl Recipe {
     /// # Errors
     /// As [`Recipe::load`].
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let toml_error = |e: toml::de::Error| Error::config("recipe", format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), e.message()));
+        let toml_error = |e: toml::de::Error| Error::config("recipe", format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), engine::toml_errors::message(&e)));
         // First pass on the text itself, so a mistake is reported with its line.
         let mut recipe: Recipe = toml::from_str(text).map_err(toml_error)?;
         if recipe.mocov3.is_some() {
@@ -458,7 +458,7 @@ impl Recipe {
 /// overrides the keys it names, a sub-table (`[train.optimizer]`) replaces
 /// the released one whole.
 fn with_released_defaults(method: Method, text: &str) -> std::result::Result<Recipe, String> {
-    let user: toml::Table = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    let user: toml::Table = toml::from_str(text).map_err(|e| engine::toml_errors::message(&e))?;
     let mut merged = toml::Table::try_from(Recipe::released(method)).map_err(|e| e.to_string())?;
     for (key, value) in user {
         match (merged.get_mut(&key), value) {
@@ -468,7 +468,7 @@ fn with_released_defaults(method: Method, text: &str) -> std::result::Result<Rec
             }
         }
     }
-    merged.try_into().map_err(|e: toml::de::Error| e.message().to_string())
+    merged.try_into().map_err(|e: toml::de::Error| engine::toml_errors::message(&e))
 }
 
 #[cfg(test)]
