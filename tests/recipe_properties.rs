@@ -138,7 +138,8 @@ proptest! {
         recipe in any::<prop::sample::Index>(),
         keys in prop::collection::vec((any::<prop::sample::Index>(), value()), 1..4),
         images in prop_oneof![Just(1usize), 2usize..5000, Just(usize::MAX / 2)],
-        max_iter in prop::option::of(prop_oneof![Just(0usize), 1usize..10_000, Just(usize::MAX)]),
+        // --max-iter as the CLI passes it (it refuses more than MAX_STEPS).
+        max_iter in prop::option::of(prop_oneof![Just(0usize), 1usize..10_000, Just(engine::limits::MAX_STEPS)]),
     ) {
         let recipes = shipped();
         let (kind, _, text) = recipe.get(&recipes);

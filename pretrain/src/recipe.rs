@@ -445,11 +445,15 @@ impl Recipe {
             return Err(Error::config("data", "the pre-training set has no images"));
         }
         let iters_per_epoch = (images / t.batch_size).max(1);
-        let max_iter = max_iter.unwrap_or(t.epochs * iters_per_epoch).max(1);
+        let max_iter = match max_iter {
+            Some(n) => n,
+            None => engine::limits::epochs_in_steps(t.epochs, iters_per_epoch).map_err(|msg| Error::config("train.epochs", msg))?,
+        }
+        .max(1);
         let warmup = (t.warmup_epochs / t.epochs as f64 * max_iter as f64).round() as usize;
         let lr = t.blr * t.batch_size as f64 / 256.0;
         let schedule = Schedule::WarmupCosine { base_lr: lr, total_iters: max_iter, warmup_iters: warmup.min(max_iter), warmup_lr_start: t.warmup_lr, min_lr: t.min_lr.min(lr) };
-        Ok(Plan { iters_per_epoch, max_iter, lr, schedule, checkpoint_period: t.checkpoint_period_epochs * iters_per_epoch })
+        Ok(Plan { iters_per_epoch, max_iter, lr, schedule, checkpoint_period: t.checkpoint_period_epochs.saturating_mul(iters_per_epoch) })
     }
 }
 
