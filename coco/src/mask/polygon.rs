@@ -25,6 +25,13 @@ use super::Rle;
 /// Upsampling factor of the boundary trace (`scale=5` in maskApi.c).
 const UPSAMPLE: f64 = 5.0;
 
+/// Largest upsampled coordinate magnitude (vertices about 10^8 px outside
+/// the image). maskApi.c's `int` differences overflow past 2^30 (undefined
+/// behaviour in C, a panic in a Rust build with overflow checks, found by the
+/// `polygon` fuzz target); clamping keeps every edge's arithmetic in range
+/// and leaves every polygon within 10^8 px of the origin unchanged.
+const MAX_UPSAMPLED: i32 = 1 << 29;
+
 impl Rle {
     /// Rasterises one polygon `[x0, y0, x1, y1, ...]` (pixel coordinates, closed
     /// implicitly) into an `h × w` mask exactly as pycocotools `rleFrPoly`.
@@ -84,7 +91,7 @@ pub(crate) fn polygon_counts_into(poly: &[f64], h: u32, w: u32, counts: &mut Vec
 /// [`Toggler::point`]); the DDA itself keeps C's double arithmetic.
 fn rasterise(poly: &[f64], h: u32, w: u32, scratch: &mut Scratch, counts: &mut Vec<u32>) {
     let k = poly.len() / 2;
-    let round = |v: f64| (UPSAMPLE * v + 0.5) as i32;
+    let round = |v: f64| ((UPSAMPLE * v + 0.5) as i32).clamp(-MAX_UPSAMPLED, MAX_UPSAMPLED);
     let vertex = |j: usize| (round(poly[2 * j]), round(poly[2 * j + 1]));
     scratch.toggles.clear();
     scratch.cols.clear();
@@ -441,6 +448,15 @@ mod tests {
         let far = [1e300, -1e300, -1e300, 1e300, 3.0, 1e300, -1e300, -3e300];
         Rle::from_polygon(&far, 9, 9).check_counts_sum().unwrap();
         Rle::from_polygon(&[1e9, 0.0, -1e9, 1.0, 2.0, 5e8], 9, 9).check_counts_sum().unwrap();
+    }
+
+    #[test]
+    fn extreme_vertices_do_not_overflow_the_edge_arithmetic() {
+        // The `polygon` fuzz target's crash (an i32 overflow in `ye - ys`
+        // under overflow checks, e.g. `cargo test` without --release).
+        for poly in [[0.0, 1e300, 0.0, -1e300], [-1e300, 0.0, 1e300, 0.0], [4e8, -4e8, -4e8, 4e8]] {
+            Rle::from_polygon(&[poly[0], poly[1], poly[2], poly[3], 1.0, 1.0], 4, 4).check_counts_sum().unwrap();
+        }
     }
 
     #[test]
