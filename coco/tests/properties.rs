@@ -123,9 +123,11 @@ proptest! {
     }
 
     #[test]
-    fn polygons_of_any_coordinates_rasterise_to_a_whole_mask(poly in prop::collection::vec(coord(), 0..16), h in side(), w in 0u32..64) {
+    fn polygons_of_any_coordinates_rasterise_to_a_whole_mask(poly in prop::collection::vec(coord(), 0..16), h in side(), w in 1u32..64) {
         let rle = Rle::from_polygon(&poly, h, w);
-        // (A zero width wraps `w - 1` as pycocotools' unsigned arithmetic does;
+        // (w >= 1: a zero width wraps `w - 1` as pycocotools does, and far-out
+        // vertices then cost work in proportion to their distance: issue 17 follow-up.
+        // A zero width wraps `w - 1` as pycocotools' unsigned arithmetic does;
         // such counts do not cover the mask and callers reject them.)
         if h > 0 && w > 0 && u64::from(h) * u64::from(w) <= u64::from(u32::MAX) {
             // The runs cover the mask exactly, so it decodes.
