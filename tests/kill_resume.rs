@@ -106,3 +106,35 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
     assert!(leftovers().is_empty(), "resume removes the temporary");
     assert_same_run(&torn, &reference);
 }
+
+/// Issue 17: training data where most images are corrupt, so some batches
+/// have no readable image at all; a run torn in its second checkpoint write
+/// resumes from the first checkpoint, which comes after such batches, and
+/// must end where the uninterrupted run ends (the loader position, empty
+/// batches included, is part of the checkpoint).
+#[test]
+fn a_resume_after_batches_of_corrupt_images_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shapes");
+    assert_ok(&vitdet(&["data", "shapes", "--out", path(&data), "--train", "8", "--val", "2", "--size", "128", "--seed", "2"]));
+    let mut images: Vec<PathBuf> = std::fs::read_dir(data.join("train")).unwrap().map(|e| e.unwrap().path()).collect();
+    images.sort();
+    // One readable image of eight: with 4 images a batch, most batches are empty.
+    for image in &images[1..] {
+        std::fs::write(image, b"not an image").unwrap();
+    }
+    let recipe = recipe(dir.path());
+    let reference = dir.path().join("reference");
+    let o = vitdet(&train_args(&recipe, &data, &reference));
+    assert_ok(&o);
+    assert!(text(&o.stderr).contains("warning: training data: skipped: "), "{}", text(&o.stderr));
+
+    let torn = dir.path().join("torn");
+    let o = train_command(&train_args(&recipe, &data, &torn)).env("VITDET_FAULT_ABORT_WRITE", "last.safetensors:2").output().unwrap();
+    assert!(!o.status.success(), "the injected fault must stop the run: {}", text(&o.stderr));
+    let mut resume = train_args(&recipe, &data, &torn);
+    resume.push("--resume");
+    assert_ok(&vitdet(&resume));
+    assert_same_run(&torn, &reference);
+}
+

@@ -145,9 +145,34 @@ impl VitConfig {
         if !(0.0..1.0).contains(&self.drop_path_rate) {
             return fail(format!("drop_path_rate {} must be in [0, 1)", self.drop_path_rate));
         }
+        let params = self.param_count();
+        if params.is_nan() || params > MAX_PARAMS as f64 {
+            return fail(format!(
+                "{params:.3e} parameters (embed_dim {}, depth {}, mlp_ratio {}, img_size {}, patch_size {}) is more than the {MAX_PARAMS:.0e} a ViT here may have",
+                self.embed_dim, self.depth, self.mlp_ratio, self.img_size, self.patch_size
+            ));
+        }
         Ok(())
     }
+
+    /// The number of parameters the model has (as f64, so absurd configs
+    /// cannot overflow): patch embedding, class token, position table,
+    /// `depth` blocks (two LayerNorms, qkv, projection, MLP) and the head.
+    pub fn param_count(&self) -> f64 {
+        let (d, hidden) = (self.embed_dim as f64, self.embed_dim as f64 * self.mlp_ratio);
+        let tokens = if self.patch_size == 0 { 1.0 } else { (self.grid_size() as f64).powi(2) + 1.0 };
+        let patch = d * (self.in_chans as f64) * (self.patch_size as f64).powi(2) + d;
+        let block = 4.0 * d + 3.0 * d * d + 3.0 * d + d * d + d + 2.0 * hidden * d + hidden + d;
+        let head = (d + 1.0) * self.num_classes as f64;
+        patch + d + tokens * d + self.depth as f64 * block + 2.0 * d + head
+    }
 }
+
+/// Most parameters a [`VitConfig`] may describe: 2^30, above ViT-g/14's
+/// 1.0 billion. A config read from a file (a checkpoint's metadata, a recipe)
+/// could otherwise ask for any size and end in an allocator abort instead of
+/// a message; found by `backbone/tests/import_properties.rs`.
+pub const MAX_PARAMS: usize = 1 << 30;
 
 /// The ViTDet layout of a plain ViT's blocks (detectron2 `vit.py` `ViT`
 /// arguments as MAE-Lite's `mask_rcnn_vitdet_t_100ep.py` sets them): which
@@ -207,6 +232,15 @@ impl WindowedConfig {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn param_count_is_timms() {
+        // timm's vit_tiny_patch16_224 (1000 classes) has 5,717,416 parameters.
+        assert_eq!(VitConfig { num_classes: 1000, ..VitConfig::tiny() }.param_count(), 5_717_416.0);
+        let huge = VitConfig { embed_dim: 3 << 20, ..VitConfig::tiny() };
+        let err = huge.validate().unwrap_err().to_string();
+        assert!(err.contains("parameters") && err.contains("embed_dim 3145728"), "{err}");
+    }
 
     #[test]
     fn tiny_is_the_papers_12_head_variant() {

@@ -118,6 +118,9 @@ fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
         match candle_core::pickle::read_all_with_key(path, key) {
             Ok(t) if !t.is_empty() => return Ok(t),
             Ok(_) => {}
+            // candle attaches a backtrace when RUST_BACKTRACE is set; the
+            // message stays one line without it.
+            Err(candle_core::Error::WithBacktrace { inner, .. }) => last_err = Some(*inner),
             Err(e) => last_err = Some(e),
         }
     }
@@ -303,7 +306,10 @@ pub fn load_vit_as(path: &Path, arch: &VitConfig, arch_name: &str, device: &Devi
     let raw = read_checkpoint(path)?;
     let (tensors, ignored) = backbone_tensors(raw.tensors);
     let config = match raw.config {
-        Some(c) => c,
+        Some(c) => {
+            c.validate().map_err(|e| Error::Checkpoint { path: path.into(), msg: format!("metadata `{CONFIG_KEY}`: {e}") })?;
+            c
+        }
         None => infer_config(&tensors, arch, arch_name, path)?,
     };
     let varmap = VarMap::new();

@@ -80,6 +80,8 @@ pub struct FinetuneSummary {
     pub iters_per_epoch: usize,
     /// Training images that could not be read.
     pub skipped_images: Option<String>,
+    /// Validation images that could not be read (in the last evaluation).
+    pub skipped_val_images: Option<String>,
 }
 
 /// The classifier as the training loop's task.
@@ -95,6 +97,8 @@ struct FinetuneTask {
     eval_batch_size: usize,
     device: Device,
     last: Option<(Report, Option<Report>)>,
+    /// The last evaluation's unreadable validation images (one pass's count).
+    val_skipped: Option<String>,
 }
 
 impl FinetuneTask {
@@ -152,7 +156,9 @@ impl TrainTask for FinetuneTask {
         if val.images().items.is_empty() {
             return Ok(None);
         }
-        let raw = evaluate(&self.model, val, self.eval_batch_size, &self.device)?.report;
+        let evaluated = evaluate(&self.model, val, self.eval_batch_size, &self.device)?;
+        let raw = evaluated.report;
+        self.val_skipped = evaluated.skipped;
         let mut metrics = vec![("top1".to_string(), raw.top1), ("top5".to_string(), raw.top5)];
         let ema = match self.ema_model()? {
             Some(model) => {
@@ -237,6 +243,7 @@ pub fn finetune(run: &FinetuneRun) -> Result<FinetuneSummary> {
         eval_batch_size: recipe.data.eval_batch_size,
         device: run.device.clone(),
         last: None,
+        val_skipped: None,
     };
 
     let micro = t.batch_size / t.grad_accum;
@@ -267,5 +274,5 @@ pub fn finetune(run: &FinetuneRun) -> Result<FinetuneSummary> {
         }
         None => None,
     };
-    Ok(FinetuneSummary { init: built.init, run: summary, last: task.last.take(), ema_model_path, iters_per_epoch: plan.iters_per_epoch, skipped_images: stream.stats().summary() })
+    Ok(FinetuneSummary { init: built.init, run: summary, last: task.last.take(), ema_model_path, iters_per_epoch: plan.iters_per_epoch, skipped_images: stream.stats().summary(), skipped_val_images: task.val_skipped.take() })
 }

@@ -277,7 +277,7 @@ impl Recipe {
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
         let recipe: Recipe = toml::from_str(text).map_err(|e| Error::Config {
             key: "recipe".into(),
-            msg: format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), e.message()),
+            msg: format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), engine::toml_errors::message(&e)),
         })?;
         recipe.validate()?;
         Ok(recipe)
@@ -361,8 +361,12 @@ impl Recipe {
             return Err(Error::Config { key: "data".into(), msg: "the training split has no images".into() });
         }
         let iters_per_epoch = (train_len / t.batch_size).max(1);
-        let full = t.epochs * iters_per_epoch;
-        let max_iter = max_iter.unwrap_or(full).max(1);
+        let max_iter = match max_iter {
+            Some(n) => n,
+            None => engine::limits::epochs_in_steps(t.epochs, iters_per_epoch)
+                .map_err(|msg| Error::Config { key: "train.epochs".into(), msg })?,
+        }
+        .max(1);
         let warmup = (t.warmup_epochs / t.epochs as f64 * max_iter as f64).round() as usize;
         let lr = t.blr * t.batch_size as f64 / 256.0;
         let schedule = Schedule::WarmupCosine { base_lr: lr, total_iters: max_iter, warmup_iters: warmup.min(max_iter), warmup_lr_start: 0.0, min_lr: t.min_lr.min(lr) };
@@ -371,8 +375,9 @@ impl Recipe {
             max_iter,
             lr,
             schedule,
-            eval_period: t.eval_period_epochs * iters_per_epoch,
-            checkpoint_period: t.checkpoint_period_epochs * iters_per_epoch,
+            // Past the run's end a period only means "at the end".
+            eval_period: t.eval_period_epochs.saturating_mul(iters_per_epoch),
+            checkpoint_period: t.checkpoint_period_epochs.saturating_mul(iters_per_epoch),
         })
     }
 }

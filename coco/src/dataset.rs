@@ -257,7 +257,17 @@ impl Dataset {
     /// problems of the module table, each naming the file and the first entry.
     pub fn load(annotations: &Path, image_dir: Option<&Path>) -> Result<(Dataset, LoadReport), Error> {
         let bytes = crate::input::read(annotations)?;
-        let file: InstancesFile = match crate::instances_json::parse(&bytes) {
+        Dataset::from_slice(&bytes, annotations, image_dir)
+    }
+
+    /// Parses, validates and indexes instances JSON; `annotations` names it
+    /// in messages (the file the bytes came from). The parser the fuzz
+    /// targets and property tests drive without a file.
+    ///
+    /// # Errors
+    /// As [`Dataset::load`], less the read error.
+    pub fn from_slice(bytes: &[u8], annotations: &Path, image_dir: Option<&Path>) -> Result<(Dataset, LoadReport), Error> {
+        let file: InstancesFile = match crate::instances_json::parse(bytes) {
             Some(file) => file,
             // One serde pass over the whole file: its value, or its error with line and column.
             None if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') => {
@@ -270,9 +280,8 @@ impl Dataset {
                         .into(),
                 })
             }
-            None => serde_json::from_slice(&bytes).map_err(|e| Error::json(annotations, &e))?,
+            None => serde_json::from_slice(bytes).map_err(|e| Error::json(annotations, &e))?,
         };
-        drop(bytes);
         Dataset::from_instances(file, annotations, image_dir)
     }
 

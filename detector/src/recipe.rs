@@ -199,7 +199,7 @@ impl Recipe {
     /// # Errors
     /// [`Error::Recipe`] naming `origin` and the offending key.
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let recipe: Recipe = toml::from_str(text).map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: e.message().to_string() + &engine::toml_errors::position(&e, text) })?;
+        let recipe: Recipe = toml::from_str(text).map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: engine::toml_errors::message(&e) + &engine::toml_errors::position(&e, text) })?;
         recipe.validate().map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: e.to_string() })?;
         Ok(recipe)
     }

@@ -33,6 +33,20 @@ pub fn batch_problem(batch_key: &str, batch_size: usize, accum_key: &str, grad_a
     })
 }
 
+/// The steps of `epochs` epochs of `iters_per_epoch` steps, or why that is
+/// not a run (more than [`MAX_STEPS`], which also keeps the product from
+/// overflowing). Found by `tests/recipe_properties.rs`: a shipped recipe on
+/// a huge image set planned a run past `MAX_STEPS`.
+///
+/// # Errors
+/// The message for the `train.epochs` key.
+pub fn epochs_in_steps(epochs: usize, iters_per_epoch: usize) -> Result<usize, String> {
+    epochs
+        .checked_mul(iters_per_epoch)
+        .filter(|&n| n <= MAX_STEPS)
+        .ok_or_else(|| format!("{epochs} epochs of {iters_per_epoch} steps is more than {MAX_STEPS} steps"))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -48,5 +62,12 @@ mod tests {
         assert_eq!(key, "b");
         assert!(msg.contains("a (e.g. 100 or more)"), "{msg}");
         assert_eq!(batch_problem("b", 4096, "a", 4), None);
+    }
+
+    #[test]
+    fn epochs_beyond_the_step_limit_are_refused() {
+        assert_eq!(epochs_in_steps(300, 5004), Ok(1_501_200));
+        assert!(epochs_in_steps(usize::MAX, 2).unwrap_err().contains("epochs"));
+        assert!(epochs_in_steps(2, MAX_STEPS).is_err());
     }
 }

@@ -1,5 +1,5 @@
-//! Where in a recipe file a TOML error is, for one-line messages that name
-//! the line and column (every task's recipe loader uses it).
+//! A TOML error as one line: where in a recipe file it is (line and
+//! column) and its message (every task's recipe loader uses both).
 
 /// ` (line L, column C)` of `e` in `text` (both 1-based), or an empty
 /// string when the error has no position.
@@ -9,6 +9,18 @@ pub fn position(e: &toml::de::Error, text: &str) -> String {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     format!(" (line {line}, column {column})")
+}
+
+/// The message of `e` on one line: the toml crate puts what it expected on
+/// lines of their own (`invalid string` / ``expected `"`, `'` ``), which
+/// the CLI's one-line error would cut off. Found by `tests/recipe_properties.rs`.
+/// Some errors have no message at all; they read "not valid TOML".
+pub fn message(e: &toml::de::Error) -> String {
+    let lines: Vec<&str> = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if lines.is_empty() {
+        return "not valid TOML".into();
+    }
+    lines.join("; ")
 }
 
 #[cfg(test)]
@@ -27,5 +39,16 @@ mod tests {
         let text = "a = 1\n  b = 2\n";
         let e = toml::from_str::<T>(text).unwrap_err();
         assert_eq!(position(&e, text), " (line 2, column 3)");
+    }
+
+    #[test]
+    fn messages_fit_on_one_line() {
+        let errors: Vec<toml::de::Error> =
+            ["a = \"x", "a = 'x", "a = \"\\q\"", "= 1", "a =", "a = [1,", "a.", "\"\u{1}"].iter().map(|t| toml::from_str::<toml::Table>(t).unwrap_err()).collect();
+        assert!(errors.iter().any(|e| e.message().contains('\n')), "some message of the toml crate spans lines");
+        for e in &errors {
+            let one = message(e);
+            assert!(!one.contains('\n') && !one.is_empty(), "{one}");
+        }
     }
 }

@@ -453,3 +453,43 @@ fn empty_batches_are_skipped_until_too_many_come_in_a_row() {
     let e = run("dead", dead).unwrap_err();
     assert!(matches!(e, Error::TrainingStopped { iter: 1, .. }) && e.to_string().contains("3 training batches in a row were empty"), "{e}");
 }
+
+/// Issue 17: a batch whose samples all failed (the loader's batch of an
+/// all-corrupt stretch of images) right before a checkpoint. The resumed
+/// source must start after every batch drawn, the empty ones too, or the
+/// resumed run trains on other batches than the uninterrupted one.
+#[test]
+fn a_resume_after_an_empty_batch_is_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Micro-batches 4 and 8 are empty (k = 1): iterations 3, 4, 5 use
+    // batches 3, 5, 6, so the checkpoint at done 6 (period 3) has drawn 7
+    // batches, one more than `6 * k`; iteration 6 uses 7, iteration 7 skips
+    // the empty 8.
+    const HOLES: [u64; 2] = [4, 8];
+    let source = |start: u64| batches(start, BATCH).enumerate().map(move |(i, b)| if HOLES.contains(&(start + i as u64)) { Ok(vec![]) } else { b });
+    let cfg = || LoopConfig { eval_period: EvalPeriod::Never, ..config(9, 1) };
+    let straight = tmp.path().join("straight");
+    let mut task = Linear::new(Options::default());
+    let adamw = optimizer(&task, Opt::AdamW);
+    Trainer::new(&mut task, adamw, cfg(), RunDir::open(&straight, false).unwrap(), false).unwrap().run(source(0)).unwrap();
+
+    let resumed = tmp.path().join("resumed");
+    // The source ends after batch 7: the run stops in iteration 7, after
+    // the checkpoint at done 6.
+    let mut task = Linear::new(Options::default());
+    let adamw = optimizer(&task, Opt::AdamW);
+    let e = Trainer::new(&mut task, adamw, cfg(), RunDir::open(&resumed, false).unwrap(), false).unwrap().run(source(0).take(8)).unwrap_err();
+    assert!(matches!(e, Error::TrainingStopped { iter: 7, .. }), "{e}");
+    let mut task = Linear::new(Options::default());
+    let adamw = optimizer(&task, Opt::AdamW);
+    let trainer = Trainer::new(&mut task, adamw, cfg(), RunDir::open(&resumed, true).unwrap(), true).unwrap();
+    assert_eq!((trainer.start_iter(), trainer.start_micro_batch()), (6, 7), "one batch past 6 * k: the empty batch 4");
+    let start = trainer.start_micro_batch();
+    trainer.run(source(start)).unwrap();
+    for file in ["model.safetensors", "checkpoint/last.safetensors"] {
+        assert!(stored(&resumed.join(file)) == stored(&straight.join(file)), "{file} differs after resuming");
+    }
+    let (a, b) = (metrics(&straight), metrics(&resumed));
+    assert!(a == b, "metrics differ:\n{a:?}\n{b:?}");
+}
+

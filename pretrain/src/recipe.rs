@@ -329,7 +329,7 @@ impl Recipe {
     /// # Errors
     /// As [`Recipe::load`].
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let toml_error = |e: toml::de::Error| Error::config("recipe", format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), e.message()));
+        let toml_error = |e: toml::de::Error| Error::config("recipe", format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), engine::toml_errors::message(&e)));
         // First pass on the text itself, so a mistake is reported with its line.
         let mut recipe: Recipe = toml::from_str(text).map_err(toml_error)?;
         if recipe.mocov3.is_some() {
@@ -454,12 +454,16 @@ impl Recipe {
             return Err(Error::config("data", "the pre-training set has no images"));
         }
         let iters_per_epoch = (images / t.batch_size).max(1);
-        let max_iter = max_iter.unwrap_or(t.epochs * iters_per_epoch).max(1);
+        let max_iter = match max_iter {
+            Some(n) => n,
+            None => engine::limits::epochs_in_steps(t.epochs, iters_per_epoch).map_err(|msg| Error::config("train.epochs", msg))?,
+        }
+        .max(1);
         let warmup = (t.warmup_epochs / t.epochs as f64 * max_iter as f64).round() as usize;
         let lr = t.blr * t.batch_size as f64 / 256.0;
         let schedule = Schedule::WarmupCosine { base_lr: lr, total_iters: max_iter, warmup_iters: warmup.min(max_iter), warmup_lr_start: t.warmup_lr, min_lr: t.min_lr.min(lr) };
-        let knn_period = self.knn.period_epochs * iters_per_epoch;
-        Ok(Plan { iters_per_epoch, max_iter, lr, schedule, checkpoint_period: t.checkpoint_period_epochs * iters_per_epoch, knn_period })
+        let knn_period = self.knn.period_epochs.saturating_mul(iters_per_epoch);
+        Ok(Plan { iters_per_epoch, max_iter, lr, schedule, checkpoint_period: t.checkpoint_period_epochs.saturating_mul(iters_per_epoch), knn_period })
     }
 }
 
@@ -468,7 +472,7 @@ impl Recipe {
 /// overrides the keys it names, a sub-table (`[train.optimizer]`) replaces
 /// the released one whole.
 fn with_released_defaults(method: Method, text: &str) -> std::result::Result<Recipe, String> {
-    let user: toml::Table = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    let user: toml::Table = toml::from_str(text).map_err(|e| engine::toml_errors::message(&e))?;
     let mut merged = toml::Table::try_from(Recipe::released(method)).map_err(|e| e.to_string())?;
     for (key, value) in user {
         match (merged.get_mut(&key), value) {
@@ -478,7 +482,7 @@ fn with_released_defaults(method: Method, text: &str) -> std::result::Result<Rec
             }
         }
     }
-    merged.try_into().map_err(|e: toml::de::Error| e.message().to_string())
+    merged.try_into().map_err(|e: toml::de::Error| engine::toml_errors::message(&e))
 }
 
 #[cfg(test)]

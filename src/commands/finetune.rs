@@ -120,6 +120,9 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     if let Some(skipped) = &summary.skipped_images {
         eprintln!("warning: training data: {skipped}");
     }
+    if let Some(skipped) = &summary.skipped_val_images {
+        eprintln!("warning: validation data: {skipped}");
+    }
     let epochs = summary.run.iterations as f64 / summary.iters_per_epoch as f64;
     println!("{:<22} {:>10}", "", "value");
     println!("{:<22} {:>10}", "steps (this process)", summary.run.iterations);

@@ -25,6 +25,13 @@ use super::Rle;
 /// Upsampling factor of the boundary trace (`scale=5` in maskApi.c).
 const UPSAMPLE: f64 = 5.0;
 
+/// Largest upsampled coordinate magnitude (vertices about 10^8 px outside
+/// the image). maskApi.c's `int` differences overflow past 2^30 (undefined
+/// behaviour in C, a panic in a Rust build with overflow checks, found by the
+/// `polygon` fuzz target); clamping keeps every edge's arithmetic in range
+/// and leaves every polygon within 10^8 px of the origin unchanged.
+const MAX_UPSAMPLED: i32 = 1 << 29;
+
 impl Rle {
     /// Rasterises one polygon `[x0, y0, x1, y1, ...]` (pixel coordinates, closed
     /// implicitly) into an `h × w` mask exactly as pycocotools `rleFrPoly`.
@@ -84,7 +91,7 @@ pub(crate) fn polygon_counts_into(poly: &[f64], h: u32, w: u32, counts: &mut Vec
 /// [`Toggler::point`]); the DDA itself keeps C's double arithmetic.
 fn rasterise(poly: &[f64], h: u32, w: u32, scratch: &mut Scratch, counts: &mut Vec<u32>) {
     let k = poly.len() / 2;
-    let round = |v: f64| (UPSAMPLE * v + 0.5) as i32;
+    let round = |v: f64| ((UPSAMPLE * v + 0.5) as i32).clamp(-MAX_UPSAMPLED, MAX_UPSAMPLED);
     let vertex = |j: usize| (round(poly[2 * j]), round(poly[2 * j + 1]));
     scratch.toggles.clear();
     scratch.cols.clear();
@@ -174,6 +181,11 @@ struct Toggler<'a> {
 }
 
 impl Toggler<'_> {
+    /// The largest `a` of [`Toggler::pair`] that can toggle: `5 (w - 1)`.
+    fn a_max(&self) -> i64 {
+        i64::try_from(self.x_max.saturating_mul(5)).unwrap_or(i64::MAX)
+    }
+
     /// A toggle candidate from a pair of consecutive points whose u differ,
     /// given `u_min` (the `a + 2` below) and `v_min = min(v, v_prev)`.
     ///
@@ -239,9 +251,14 @@ fn trace_edge((x0, y0): (i32, i32), (x1, y1): (i32, i32), out: &mut Toggler<'_>)
         // afterwards, so their order does not matter: visit just those pairs.
         let (first, last) = if flip { (dx, 0) } else { (0, dx) };
         out.point(xs + first, v_at(first));
-        let mut t = (2 - i64::from(xs)).rem_euclid(5) as i32;
-        while t < dx {
-            out.pair(xs + t, v_at(t).min(v_at(t + 1)));
+        // Only pairs with `0 <= a <= 5 (w - 1)` can toggle: start and stop
+        // there, so the work is bounded by the image width and not by how
+        // far outside it the vertices lie.
+        let (a_lo, a_hi) = (2 - i64::from(xs), out.a_max().saturating_add(3 - i64::from(xs)));
+        let mut t = (2 - i64::from(xs)).rem_euclid(5).max(a_lo);
+        while t < i64::from(dx).min(a_hi) {
+            let t32 = t as i32;
+            out.pair(xs + t32, v_at(t32).min(v_at(t32 + 1)));
             t += 5;
         }
         out.prev = Some((xs + last, v_at(last)));
@@ -263,6 +280,11 @@ fn trace_edge((x0, y0): (i32, i32), (x1, y1): (i32, i32), out: &mut Toggler<'_>)
         let increasing = xe >= xs;
         let (u_start, u_end) = (i64::from(u_at(0)), i64::from(u_at(dy)));
         let (lo, hi) = if increasing { (u_start, u_end) } else { (u_end, u_start) };
+        // A pair toggles only when its `a = k - 2` is in `[0, 5 (w - 1)]`;
+        // the k outside are skipped, which bounds the work by the image width.
+        // (A step whose u jumps is visited at its first k in range, and the
+        // only k its pair can be kept for is in range.)
+        let (lo, hi) = (lo.max(2), hi.min(out.a_max().saturating_add(3)));
         let passed = |k: i64, t: i32| if increasing { i64::from(u_at(t)) > k } else { i64::from(u_at(t)) <= k };
         let mut k = lo + (2 - lo).rem_euclid(5);
         let mut last_step = 0;
@@ -407,6 +429,33 @@ mod tests {
                 })
                 .collect();
             assert_eq!(Rle::from_polygon(&poly, h, w), reference(&poly, h, w), "case {case}: {poly:?} on {h}x{w}");
+        }
+    }
+
+    #[test]
+    fn far_out_vertices_cost_only_the_image_width() {
+        // Edges spanning 10^5 pixels either way: the same mask as the
+        // reference, which walks every point of them.
+        for poly in [
+            vec![-1e5, 1.5, 1e5, 2.5, 3.5, 1e5],
+            vec![1.5, -1e5, 2.5, 1e5, 1e5, 3.5, -7e4, -9e4],
+            vec![-1e5, -1e5, 1e5, -1e5, 1e5, 1e5, -1e5, 1e5],
+        ] {
+            assert_eq!(Rle::from_polygon(&poly, 7, 5), reference(&poly, 7, 5), "{poly:?}");
+        }
+        // Found by coco/tests/properties.rs: vertices near f64::MAX took minutes
+        // (about 2^32 / 5 steps an edge); now they take no longer than any other.
+        let far = [1e300, -1e300, -1e300, 1e300, 3.0, 1e300, -1e300, -3e300];
+        Rle::from_polygon(&far, 9, 9).check_counts_sum().unwrap();
+        Rle::from_polygon(&[1e9, 0.0, -1e9, 1.0, 2.0, 5e8], 9, 9).check_counts_sum().unwrap();
+    }
+
+    #[test]
+    fn extreme_vertices_do_not_overflow_the_edge_arithmetic() {
+        // The `polygon` fuzz target's crash (an i32 overflow in `ye - ys`
+        // under overflow checks, e.g. `cargo test` without --release).
+        for poly in [[0.0, 1e300, 0.0, -1e300], [-1e300, 0.0, 1e300, 0.0], [4e8, -4e8, -4e8, 4e8]] {
+            Rle::from_polygon(&[poly[0], poly[1], poly[2], poly[3], 1.0, 1.0], 4, 4).check_counts_sum().unwrap();
         }
     }
 

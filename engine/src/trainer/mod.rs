@@ -215,6 +215,8 @@ pub struct Trainer<'t, T: TrainTask> {
     /// The variables the optimizer updates, in the task's order.
     trained: Vec<Var>,
     start: usize,
+    /// Batches drawn from the task's source so far (empty ones included).
+    micro_batches: u64,
     rng: TrainRng,
     best: Option<BestEval>,
     metrics: MetricsWriter,
@@ -261,7 +263,7 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             .into());
         }
         let trained = trained_vars(&named, optimizer.as_ref())?;
-        let (start, rng, best, pending) = if resume {
+        let (start, micro_batches, rng, best, pending) = if resume {
             let device = named
                 .first()
                 .map_or(Device::Cpu, |(_, v)| v.device().clone());
@@ -284,9 +286,10 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
                 tensors: extra,
                 json: state.task,
             })?;
-            (ckpt.state.iter, ckpt.state.rng, state.best, state.pending)
+            let drawn = state.micro_batches.unwrap_or((ckpt.state.iter * cfg.grad_accum) as u64);
+            (ckpt.state.iter, drawn, ckpt.state.rng, state.best, state.pending)
         } else {
-            (0, TrainRng::seed_from_u64(cfg.seed), None, None)
+            (0, 0, TrainRng::seed_from_u64(cfg.seed), None, None)
         };
         let metrics = run.metrics_writer(resume.then_some(start))?;
         // A kill between the checkpoint and its metrics line loses the line:
@@ -300,6 +303,7 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             named,
             trained,
             start,
+            micro_batches,
             rng,
             best,
             metrics,
@@ -313,10 +317,13 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
     }
 
     /// The micro-batch the task's batches must start at for an exact
-    /// resume: `start_iter * grad_accum` (batches consumed by the
-    /// iterations already done, empty ones not counted).
+    /// resume: every batch the iterations already done drew, empty ones
+    /// included (0 on a fresh run; `start_iter * grad_accum` when no batch
+    /// was empty). Kept in the checkpoint, so a run whose images of a whole
+    /// batch all failed resumes where it stood (`tests/trainer.rs`
+    /// `a_resume_after_an_empty_batch_is_exact`).
     pub fn start_micro_batch(&self) -> u64 {
-        (self.start * self.cfg.grad_accum) as u64
+        self.micro_batches
     }
 
     /// Runs iterations `start_iter..max_iter` on `batches` (see the module
@@ -410,6 +417,7 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             source: batches,
             grad_accum: self.cfg.grad_accum,
             max_empty: self.cfg.max_empty_batches,
+            drawn: &mut self.micro_batches,
         };
         let mut acc = accumulate(self.task, micro, &mut self.rng, iter, &self.trained)?;
         let grad_norm = match self.cfg.clip_grad_norm {
@@ -485,6 +493,7 @@ impl<'t, T: TrainTask> Trainer<'t, T> {
             // Timing is not state: without it a checkpoint stays a pure
             // function of the run (the resume tests compare them bitwise).
             pending: pending.map(|(record, eval_due)| PendingRecord { record: Record { img_s: 0.0, ..record.clone() }, eval_due }),
+            micro_batches: Some(self.micro_batches),
         };
         let state = TrainState {
             iter: done,

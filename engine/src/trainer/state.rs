@@ -87,6 +87,11 @@ pub struct LoopState {
     /// The metrics line of the checkpoint's own iteration, which is logged
     /// after the checkpoint: a resume logs it if a kill came in between.
     pub pending: Option<PendingRecord>,
+    /// Batches drawn from the task's source so far, empty ones (every
+    /// image failed to decode) included: where a resume restarts the
+    /// source. `None` in checkpoints written before; those resume at
+    /// `iter * grad_accum`, exact only when no batch was empty.
+    pub micro_batches: Option<u64>,
 }
 
 /// A checkpointed iteration's metrics line and whether its evaluation was due.
@@ -212,6 +217,7 @@ mod tests {
             task: serde_json::json!({"ema_steps": 4}),
             max_iter: Some(12),
             pending: Some(PendingRecord { record: crate::run_dir::Record::new(3, 0.5, 1e-3, 10.0).term("loss_a", 0.25), eval_due: true }),
+            micro_batches: Some(5),
         };
         let json = state.to_json().unwrap();
         assert_eq!(LoopState::from_json(&json).unwrap(), state);

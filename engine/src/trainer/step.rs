@@ -35,6 +35,9 @@ pub(crate) struct MicroBatches<'a, I> {
     pub grad_accum: usize,
     /// Consecutive empty batches after which training stops.
     pub max_empty: usize,
+    /// Batches drawn from `source` so far, empty ones included; counted up
+    /// here so a checkpoint knows where the source stands.
+    pub drawn: &'a mut u64,
 }
 
 /// Runs the forward and backward passes of iteration `iter` over
@@ -59,7 +62,7 @@ where
     let mut grads: Option<GradStore> = None;
     let mut terms: Vec<(String, f64)> = Vec::new();
     for micro in 0..k {
-        let batch = next_nonempty(task, batches.source, batches.max_empty, iter)?;
+        let batch = next_nonempty(task, batches.source, batches.max_empty, iter, batches.drawn)?;
         let losses = task.losses(&batch, rng)?;
         let values = losses.values()?;
         if micro == 0 {
@@ -106,12 +109,14 @@ where
     Ok(Accumulated { grads, terms })
 }
 
-/// The next batch the task does not call empty.
+/// The next batch the task does not call empty; `drawn` counts every batch
+/// taken from `source`.
 fn next_nonempty<T, I>(
     task: &T,
     source: &mut I,
     max_empty: usize,
     iter: usize,
+    drawn: &mut u64,
 ) -> Result<T::Batch, T::Error>
 where
     T: TrainTask,
@@ -119,7 +124,11 @@ where
 {
     let mut empty = 0;
     loop {
-        match source.next() {
+        let next = source.next();
+        if next.is_some() {
+            *drawn += 1;
+        }
+        match next {
             None => return Err(stopped(iter, "the training batches ran out".into()).into()),
             Some(Err(e)) => return Err(e),
             Some(Ok(batch)) if task.is_empty(&batch) => {
