@@ -222,6 +222,32 @@ fn resumed_run_equals_an_uninterrupted_one_and_a_finished_run_stays() {
     assert_user_error(&vitdet(&["finetune", "--config", path(&recipe), "--backbone", "scratch", "--out", path(&parts)]), "--resume");
 }
 
+/// `--max-iter` is part of the recorded recipe: `--resume` alone keeps the
+/// run's length, and a new `--max-iter` is applied, recorded in
+/// `config.toml` and reported once.
+#[test]
+fn resume_keeps_the_recorded_length_and_records_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "tiny.toml", &tiny_recipe(&[]));
+    let run = dir.path().join("run");
+    let config = || std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert_ok(&vitdet(&["finetune", "--config", path(&recipe), "--backbone", "scratch", "--out", path(&run), "--max-iter", "2"]));
+    assert!(config().contains("max_iter = 2"), "{}", config());
+
+    let o = vitdet(&["finetune", "--out", path(&run), "--resume"]);
+    assert_ok(&o);
+    assert_eq!(steps_run(&o), 0, "the recorded run was 2 steps long and is finished");
+    assert_eq!(metrics(&run).len(), 2);
+
+    let o = vitdet(&["finetune", "--out", path(&run), "--resume", "--max-iter", "3"]);
+    assert_ok(&o);
+    assert_eq!(steps_run(&o), 1);
+    assert_eq!(metrics(&run).len(), 3);
+    assert!(config().contains("max_iter = 3"), "{}", config());
+    let err = text(&o.stderr);
+    assert_eq!(err.matches("instead of the 2").count(), 1, "{err}");
+}
+
 /// With `ema_decay > 0` every evaluation reports the raw and the EMA
 /// weights' accuracy, the summary prints both, and the run keeps the EMA
 /// weights as a classifier file whose accuracy is the one reported.

@@ -57,8 +57,6 @@ pub struct FinetuneRun {
     pub out: PathBuf,
     /// Continue the run saved in `out`.
     pub resume: bool,
-    /// Stop after this many optimizer steps instead of the recipe's epochs.
-    pub max_iter: Option<usize>,
     /// Device to train on.
     pub device: Device,
     /// How progress is shown.
@@ -209,7 +207,7 @@ pub fn finetune(run: &FinetuneRun) -> Result<FinetuneSummary> {
     recipe.validate()?;
     let t = &recipe.train;
     let classes = run.train.images().classes.clone();
-    let plan = recipe.plan(run.train.images().items.len(), run.max_iter)?;
+    let plan = recipe.plan(run.train.images().items.len(), recipe.train.max_iter)?;
     let dir = RunDir::open(&run.out, run.resume)?;
     dir.record_config(recipe, run.resume)?;
 

@@ -89,6 +89,11 @@ pub struct TrainConfig {
     pub keep_blocks: Option<usize>,
     /// Passes over the training set.
     pub epochs: usize,
+    /// Optimizer steps of the run when it is cut short or stretched
+    /// (`--max-iter`; the schedule then spans them instead of `epochs`);
+    /// absent: `epochs` decide. Kept in `OUT/config.toml` like every key, so
+    /// `--resume` continues with the length the run was given.
+    pub max_iter: Option<usize>,
     /// Images per optimizer step.
     pub batch_size: usize,
     /// Micro-batches each step is split into (gradients summed); must divide `batch_size`.
@@ -166,6 +171,7 @@ impl Default for TrainConfig {
             linear_probe: false,
             keep_blocks: None,
             epochs: 300,
+            max_iter: None,
             batch_size: 1024,
             grad_accum: 1,
             optimizer: OptimizerConfig::Adamw(AdamWConfig::default()),

@@ -120,7 +120,8 @@ impl RunDir {
     /// run. On resume, checks it against the recorded one, so a resumed run
     /// follows the run and not a changed command line: only the run's length
     /// ([`RUN_LENGTH_KEYS`], what `--max-iter` and `--epochs` set) may
-    /// change, on purpose; it is then recorded and reported on stderr.
+    /// change, on purpose; it is then recorded here, and the training loop
+    /// reports the new length when it resumes.
     ///
     /// # Errors
     /// [`Error::RunDir`] naming the first other setting that differs from
@@ -147,9 +148,6 @@ impl RunDir {
         }
         if changed.is_empty() {
             return Ok(());
-        }
-        for (key, was, is) in &changed {
-            eprintln!("resuming with {key} = {is} instead of the recorded {was}: the run's length changes, recorded in {}", path.display());
         }
         self.write_config(cfg)
     }

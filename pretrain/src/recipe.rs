@@ -131,6 +131,11 @@ pub use coco::shapes::SyntheticClassification as SyntheticConfig;
 pub struct TrainConfig {
     /// Passes over the images.
     pub epochs: usize,
+    /// Optimizer steps of the run when it is cut short or stretched
+    /// (`--max-iter`; the schedule then spans them instead of `epochs`);
+    /// absent: `epochs` decide. Kept in `OUT/config.toml` like every key, so
+    /// `--resume` continues with the length the run was given.
+    pub max_iter: Option<usize>,
     /// Images per optimizer step.
     pub batch_size: usize,
     /// Micro-batches each step is split into (gradients summed); must divide `batch_size`.
@@ -192,6 +197,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             epochs: 400,
+            max_iter: None,
             batch_size: 4096,
             grad_accum: 8,
             optimizer: OptimizerConfig::Adamw(AdamWConfig { betas: [0.9, 0.95], eps: 1e-8 }),

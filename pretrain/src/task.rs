@@ -45,8 +45,6 @@ pub struct PretrainRun {
     pub out: PathBuf,
     /// Continue the run saved in `out`.
     pub resume: bool,
-    /// Stop after this many optimizer steps instead of the recipe's epochs.
-    pub max_iter: Option<usize>,
     /// Device to train on.
     pub device: Device,
     /// How progress is shown.
@@ -228,7 +226,7 @@ pub(crate) fn plan_and_open(run: &PretrainRun, input_size: usize) -> Result<(Pla
     if run.images.views_per_sample() != views {
         return Err(Error::config("data", format!("the images are prepared with {} view(s) each, {} trains on {views}", run.images.views_per_sample(), recipe.method().name())));
     }
-    let plan = recipe.plan(run.images.files().len(), run.max_iter)?;
+    let plan = recipe.plan(run.images.files().len(), recipe.train.max_iter)?;
     let dir = RunDir::open(&run.out, run.resume)?;
     dir.record_config(recipe, run.resume)?;
     Ok((plan, dir))

@@ -52,7 +52,8 @@ pub struct FinetuneArgs {
     /// Train for N epochs instead of the recipe's.
     #[arg(long, value_name = "N", conflicts_with = "max_iter")]
     epochs: Option<usize>,
-    /// Stop after N optimizer steps (the schedule is rescaled to N).
+    /// Stop after N optimizer steps (the schedule is rescaled to N); recorded as
+    /// train.max_iter, so --resume alone keeps it.
     #[arg(long, value_name = "N", value_parser = super::parse_steps)]
     max_iter: Option<usize>,
     /// Output directory of the run.
@@ -83,9 +84,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     if let Some(n) = args.input_size {
         recipe.data.input_size = n;
     }
-    if let Some(n) = args.epochs {
-        recipe.train.epochs = n;
-    }
+    super::set_run_length(&mut recipe.train.epochs, &mut recipe.train.max_iter, args.epochs, args.max_iter);
     recipe.validate()?;
     let source = match &args.data {
         Some(root) => DataSource::Published { kind: args.dataset.parse::<DatasetKind>()?, root: root.clone() },
@@ -111,7 +110,6 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         val: Some(val),
         out: args.out.clone(),
         resume: args.resume,
-        max_iter: args.max_iter,
         device,
         progress: engine::progress::ProgressConfig::default(),
     };

@@ -65,6 +65,20 @@ pub(crate) fn recipe_source(config: Option<&str>, out: &std::path::Path, resume:
     }
 }
 
+/// Applies `--epochs` / `--max-iter` (at most one is given) to a recipe
+/// that counts epochs and may hold a step count: `--epochs` runs by epochs
+/// (dropping a recorded step count), `--max-iter` sets the steps. Both end
+/// up in `OUT/config.toml`, so a resumed run keeps its length.
+pub(crate) fn set_run_length(epochs: &mut usize, max_iter: &mut Option<usize>, epochs_flag: Option<usize>, max_iter_flag: Option<usize>) {
+    if let Some(n) = epochs_flag {
+        *epochs = n;
+        *max_iter = None;
+    }
+    if max_iter_flag.is_some() {
+        *max_iter = max_iter_flag;
+    }
+}
+
 /// Parses a `--max-iter` value: a number of optimizer steps from 1 to
 /// [`engine::limits::MAX_STEPS`].
 pub(crate) fn parse_steps(text: &str) -> Result<usize, String> {

@@ -78,7 +78,8 @@ pub struct PretrainArgs {
     /// Train for N epochs instead of the recipe's.
     #[arg(long, value_name = "N", conflicts_with = "max_iter")]
     epochs: Option<usize>,
-    /// Stop after N optimizer steps (the schedule is rescaled to N).
+    /// Stop after N optimizer steps (the schedule is rescaled to N); recorded as
+    /// train.max_iter, so --resume alone keeps it.
     #[arg(long, value_name = "N", value_parser = super::parse_steps)]
     max_iter: Option<usize>,
     /// Output directory of the run.
@@ -204,9 +205,7 @@ fn load_recipe(args: &PretrainArgs, with_data: &str, synthetic: &str) -> anyhow:
     if let Some(n) = args.input_size {
         recipe.data.input_size = n;
     }
-    if let Some(n) = args.epochs {
-        recipe.train.epochs = n;
-    }
+    super::set_run_length(&mut recipe.train.epochs, &mut recipe.train.max_iter, args.epochs, args.max_iter);
     if let Some(name) = &args.knn_dataset {
         recipe.knn.dataset = name.parse::<DatasetKind>()?;
     }
@@ -241,7 +240,7 @@ fn open_run(args: &PretrainArgs, recipe: Recipe) -> anyhow::Result<PretrainRun> 
         );
     }
     let device = engine::device::parse_device(&args.device)?;
-    Ok(PretrainRun { recipe, images, out: args.out.clone(), resume: args.resume, max_iter: args.max_iter, device, progress: engine::progress::ProgressConfig::default(), knn })
+    Ok(PretrainRun { recipe, images, out: args.out.clone(), resume: args.resume, device, progress: engine::progress::ProgressConfig::default(), knn })
 }
 
 /// "pre-training ViT-... on DIR (N images) at S px, ..." for stderr.
