@@ -10,8 +10,8 @@ if [ -z "$bin" ]; then
     bin=target/release/vitdet
 fi
 
-# step_bench_rounds PYTHON METHOD SCRIPT FLAGS...: the pre-training step
-# benchmarks' interleaved rounds. Runs `vitdet bench METHOD FLAGS` and the
+# step_bench_rounds PYTHON METHOD SCRIPT FLAGS...: the training-step
+# benchmarks' interleaved rounds (finetune, mae, mocov3, distill). Runs `vitdet bench METHOD FLAGS` and the
 # PyTorch side `PYTHON SCRIPT FLAGS --threads $threads` in turn, ROUNDS times
 # (default 3), printing the load average and both JSON lines of each round,
 # then each round's speed and memory ratios and their medians (bench/ratios.py).
