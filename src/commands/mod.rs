@@ -165,6 +165,8 @@ enum DataCommand {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // A typo in VITDET_KERNELS is a one-line error before any op runs.
+    engine::ops::set_kernels(engine::ops::kernels_from_env()?);
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Predict(args) => predict::run(args),

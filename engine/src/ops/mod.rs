@@ -10,6 +10,8 @@
 //! (`cpu/`, candle `CustomOp`s with hand-written backwards) takes over inside
 //! the function without any change to model code; each is tested against the
 //! composed reference (kept in each file as `composed`), forward and backward.
+//! [`Kernels`] is the one switch between the two ([`set_kernels`],
+//! `VITDET_KERNELS=composed`).
 //!
 //! Shapes: B batch, H heads, N tokens, D channels, C channels of a map,
 //! K classes.
@@ -21,6 +23,7 @@ mod cross_entropy;
 pub mod detection;
 mod drop_path;
 mod gelu;
+mod kernels;
 mod layer_norm;
 mod linear;
 mod softmax;
@@ -30,6 +33,7 @@ pub use batch_norm::{batch_norm, batch_stats, is_buffer_name, BatchNorm1d, Batch
 pub use cross_entropy::{cross_entropy, log_softmax_last_dim, soft_target_cross_entropy};
 pub use drop_path::drop_path;
 pub use gelu::gelu;
+pub use kernels::{fused_allowed, kernels, kernels_from_env, set_kernels, Kernels, ENV_VAR as KERNELS_ENV_VAR};
 pub use layer_norm::{layer_norm, layer_norm_channels_first, LayerNorm};
 pub use linear::{linear, Linear};
 pub use softmax::softmax_last_dim;

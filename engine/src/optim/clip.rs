@@ -55,7 +55,7 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
 /// Sum of squares of a contiguous f32/f64 CPU tensor, read in place (no
 /// temporaries); `None` for anything else.
 fn cpu_sum_sq(g: &Tensor) -> Option<f64> {
-    if !g.device().is_cpu() {
+    if !crate::ops::fused_allowed() || !g.device().is_cpu() {
         return None;
     }
     let (storage, layout) = g.storage_and_layout();

@@ -207,9 +207,11 @@ impl<K: Kernel3> InplaceOp3 for Fused3<K> {
     }
 }
 
-/// True when `t` can be updated by the fused CPU kernels.
+/// True when `t` can be updated by the fused CPU kernels (and the kernel
+/// switch allows them).
 pub(crate) fn fusable(t: &candle_core::Tensor) -> bool {
-    t.device().is_cpu()
+    crate::ops::fused_allowed()
+        && t.device().is_cpu()
         && t.is_contiguous()
         && matches!(t.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
 }

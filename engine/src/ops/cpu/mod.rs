@@ -29,9 +29,13 @@ use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
 pub(crate) use real::Real;
 
-/// Whether the fused CPU kernels can run on these tensors: all on the CPU
-/// and all of one float dtype the kernels support.
+/// Whether the fused CPU kernels can run on these tensors: the kernel switch
+/// allows them, and all are on the CPU and of one float dtype the kernels
+/// support.
 pub(crate) fn fused_eligible(tensors: &[&Tensor]) -> bool {
+    if !super::kernels::fused_allowed() {
+        return false;
+    }
     let Some(first) = tensors.first() else { return false };
     let dtype = first.dtype();
     matches!(dtype, DType::F32 | DType::F64) && tensors.iter().all(|t| t.device().is_cpu() && t.dtype() == dtype)
