@@ -349,17 +349,24 @@ fn keep_blocks_keeps_the_first_k_and_reinitialises_the_rest() {
 /// Relative difference allowed between a step's loss under `precision =
 /// "bf16"` and under f32, same seed and data: the bf16 forward's error on
 /// the logits, √73 bf16 products · u (u = 2^-8) ≈ 3.3% RMS at most for a
-/// ViT-Tiny (backbone/tests/bf16_precision.rs derives it); over these few
-/// small-lr steps the weights drift apart far less than that.
+/// ViT-Tiny (backbone/tests/bf16_precision.rs derives it), which moves a
+/// cross-entropy of O(1) logits by as much; the bf16 gradients (cosine
+/// within 1 - 2e-3 of f32's) change the few AdamW steps far less. Measured
+/// with the recipe below (lr 1.6e-3, losses moving between 0.97 and 1.83):
+/// at most 0.11%.
 const BF16_LOSS_REL_TOL: f64 = 8.5 / 256.0;
 
 #[test]
 fn bf16_recipe_trains_with_losses_close_to_f32_and_keeps_f32_weights() {
     let dir = tempfile::tempdir().unwrap();
     let run = |precision: &str| {
-        let recipe = write_recipe(dir.path(), &format!("{precision}.toml"), &tiny_recipe(&[("precision", &format!("\"{precision}\""))]));
+        // A head of timm's scale and a learning rate that moves the loss, so
+        // that the logits and the updates matter.
+        let overrides = [("precision", format!("\"{precision}\"")), ("head_init_std", "0.02".into()), ("blr", "1e-1".into())];
+        let overrides: Vec<(&str, &str)> = overrides.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let recipe = write_recipe(dir.path(), &format!("{precision}.toml"), &tiny_recipe(&overrides));
         let out = dir.path().join(precision);
-        let o = vitdet(&["finetune", "--config", path(&recipe), "--backbone", "scratch", "--out", path(&out)]);
+        let o = vitdet(&["finetune", "--config", path(&recipe), "--backbone", "scratch", "--max-iter", "4", "--out", path(&out)]);
         assert_ok(&o);
         (out, text(&o.stderr))
     };
@@ -370,7 +377,7 @@ fn bf16_recipe_trains_with_losses_close_to_f32_and_keeps_f32_weights() {
 
     let loss = |run: &Path| metrics(run).iter().map(|m| m["loss"].as_f64().unwrap()).collect::<Vec<f64>>();
     let (a, b) = (loss(&full), loss(&mixed));
-    assert_eq!((a.len(), b.len()), (6, 6));
+    assert_eq!((a.len(), b.len()), (4, 4));
     for (step, (x, y)) in a.iter().zip(&b).enumerate() {
         assert!((x - y).abs() <= BF16_LOSS_REL_TOL * x, "step {step}: loss {y} in bf16 vs {x} in f32");
     }
