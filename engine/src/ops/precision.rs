@@ -145,12 +145,8 @@ pub(crate) fn product<const N: usize>(operands: [&Tensor; N], product: impl FnOn
     if !lowers(&operands) {
         return product(operands);
     }
-    let mut low = Vec::with_capacity(N);
-    for t in operands {
-        low.push(t.to_dtype(DType::BF16)?);
-    }
-    let refs: [&Tensor; N] = std::array::from_fn(|i| &low[i]);
-    product(refs)?.to_dtype(DType::F32)
+    let low = map_operands(operands, |t| t.to_dtype(DType::BF16))?;
+    product(low.each_ref())?.to_dtype(DType::F32)
 }
 
 /// [`product`] for ops that candle 0.11.1's CPU backend cannot run in bf16
@@ -164,12 +160,14 @@ pub(crate) fn product_emulated_on_cpu<const N: usize>(operands: [&Tensor; N], pr
         return self::product(operands, product);
     }
     let round = |t: &Tensor| t.to_dtype(DType::BF16)?.to_dtype(DType::F32);
-    let mut rounded = Vec::with_capacity(N);
-    for t in operands {
-        rounded.push(round(t)?);
-    }
-    let refs: [&Tensor; N] = std::array::from_fn(|i| &rounded[i]);
-    round(&product(refs)?)
+    let rounded = map_operands(operands, round)?;
+    round(&product(rounded.each_ref())?)
+}
+
+/// `f` of each operand, in order.
+fn map_operands<const N: usize>(operands: [&Tensor; N], f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<[Tensor; N]> {
+    let mapped = operands.iter().map(|t| f(t)).collect::<Result<Vec<_>>>()?;
+    mapped.try_into().map_err(|_| candle_core::Error::Msg("precision: an operand went missing".into()))
 }
 
 /// `a @ b` under the precision in force (see [`product`]).
