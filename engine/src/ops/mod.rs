@@ -26,6 +26,7 @@ mod gelu;
 mod kernels;
 mod layer_norm;
 mod linear;
+pub mod reference;
 mod softmax;
 
 pub use attention::{attention, self_attention, AttentionOutput};
