@@ -34,6 +34,7 @@ mod kernels;
 mod layer_norm;
 mod linear;
 mod precision;
+pub mod reference;
 mod softmax;
 
 pub use attention::{attention, self_attention, AttentionOutput};

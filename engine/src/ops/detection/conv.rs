@@ -98,17 +98,17 @@ pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
 /// The reference implementations from candle's primitives (the fused
 /// kernels' tests compare against them; `vitdet bench convs --composed`
 /// times them).
-pub(crate) mod composed {
+pub mod composed {
     use candle_core::{Result, Tensor};
 
     /// [`super::conv2d`] from candle's `conv2d` and a broadcast add.
-    pub(crate) fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, padding: usize) -> Result<Tensor> {
+    pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, padding: usize) -> Result<Tensor> {
         let y = x.conv2d(weight, padding, 1, 1, 1)?;
         add_channel_bias(y, bias)
     }
 
     /// [`super::conv_transpose2d`] from candle's `conv_transpose2d` and a broadcast add.
-    pub(crate) fn conv_transpose2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize) -> Result<Tensor> {
+    pub fn conv_transpose2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize) -> Result<Tensor> {
         let y = x.conv_transpose2d(weight, 0, 0, stride, 1)?;
         add_channel_bias(y, bias)
     }
@@ -117,7 +117,7 @@ pub(crate) mod composed {
     /// Not candle's `max_pool2d`: its backward scales the gradient by the
     /// share of the window that holds the maximum (1 / k² for a single
     /// maximum) instead of dividing by the number of maxima.
-    pub(crate) fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
+    pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         if k == 0 || h < k || w < k {
             candle_core::bail!("max_pool2d: a {h}x{w} map is smaller than the {k}x{k} window");
