@@ -238,7 +238,8 @@ pub fn plot_attention(report: &AttentionReport, metric: AttentionMetric, path: &
     };
     let layers = report.models.iter().map(|m| m.distance.len()).max().unwrap_or(1).max(1);
     let top = report.models.iter().flat_map(|m| values(m).into_iter().flatten()).filter(|v| v.is_finite()).fold(0.0f64, f64::max);
-    let top = if top > 0.0 { top * 1.1 } else { 1.0 };
+    // Head room above the highest dot for the legend.
+    let top = if top > 0.0 { top * 1.3 } else { 1.0 };
     let (title, y_desc) = match metric {
         AttentionMetric::Distance => ("Mean attention distance per head".to_string(), format!("attention distance ({})", unit_name(report))),
         AttentionMetric::Entropy => ("Mean attention entropy per head".to_string(), "attention entropy (nats)".to_string()),

@@ -10,8 +10,8 @@ use analysis::fourier::{diagonal_sums, FourierSums, GridFft, AMPLITUDE_EPS};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
-/// Everything is f64 on both sides (the attention logits are f32 here, as
-/// in the model): the reference is matched to rounding error.
+/// Everything after the (f32-representable) inputs is f64 on both sides:
+/// the reference is matched to rounding error.
 const TOLERANCE: f64 = 1e-9;
 
 fn reference() -> Value {
@@ -164,18 +164,16 @@ fn attention_matches_the_numpy_reference() {
     let at = &r["attention"];
     let grid: Vec<usize> = at["grid"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     let logits = tensor(&at["logits"], DType::F32);
-    // The reference softmaxes the f32-rounded logits? No: f64 logits; compare
-    // with logits rounded to f32 on both sides by feeding the reference f64
-    // values rounded: the tolerance covers the rounding of the inputs.
+    // The fixture's logits are f32 values, so both sides see the same inputs.
     let b = logits.dim(0).unwrap() as f64;
     for (key, eps) in [("entropy", 0.0), ("entropy_eps1e-6", 1e-6)] {
         let (e, _) = head_sums(&logits, (grid[0], grid[1]), eps).unwrap();
         let mean: Vec<f64> = e.iter().map(|v| v / b).collect();
-        assert_all_close(key, &mean, &floats(&at[key]), 1e-6);
+        assert_all_close(key, &mean, &floats(&at[key]), TOLERANCE);
     }
     let (_, d) = head_sums(&logits, (grid[0], grid[1]), 0.0).unwrap();
     let mean: Vec<f64> = d.iter().map(|v| v / b).collect();
-    assert_all_close("distance", &mean, &floats(&at["distance_grid"]), 1e-6);
+    assert_all_close("distance", &mean, &floats(&at["distance_grid"]), TOLERANCE);
 }
 
 #[test]
@@ -234,13 +232,10 @@ fn fourier_matches_the_numpy_reference_on_even_and_odd_grids() {
         let f = &r["fourier"][key];
         let grid: Vec<usize> = f["grid"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         let tokens = tensor(&f["tokens"], DType::F32);
-        // The reference FFTs the f64 values; ours start from f32 tokens.
-        let tokens64 = tensor(&f["tokens"], DType::F64);
-        let p = fourier_of(&tokens64, grid[0], grid[1]);
-        assert_all_close(key, &p.diagonal, &floats(&f["diagonal"]), 1e-6);
-        assert!((p.delta - f["delta"].as_f64().unwrap()).abs() < 1e-6);
-        let p32 = fourier_of(&tokens, grid[0], grid[1]);
-        assert_all_close(key, &p32.diagonal, &floats(&f["diagonal"]), 1e-5);
+        // The fixture's tokens are f32 values, as the model's are.
+        let p = fourier_of(&tokens, grid[0], grid[1]);
+        assert_all_close(key, &p.diagonal, &floats(&f["diagonal"]), TOLERANCE);
+        assert!((p.delta - f["delta"].as_f64().unwrap()).abs() < TOLERANCE);
     }
 }
 

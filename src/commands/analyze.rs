@@ -28,7 +28,7 @@ pub enum AnalyzeCommand {
 /// Flags every analysis takes.
 #[derive(clap::Args, Debug)]
 struct CommonArgs {
-    /// An image file or a folder of images (sorted by name). Default: the built-in synthetic shapes scenes.
+    /// An image file or a folder of images, searched recursively (an ImageFolder such as ImageNet val works; torchvision order). Default: the built-in synthetic shapes scenes.
     #[arg(long, value_name = "DIR_OR_FILE")]
     images: Option<PathBuf>,
     /// Use at most this many images (the first ones).
@@ -172,7 +172,7 @@ fn prepare(common: &CommonArgs) -> anyhow::Result<ImageSource> {
         return Err(crate::exit::user("--max-images must be at least 1"));
     }
     let source = match &common.images {
-        Some(dir) => ImageSource::Files(vision::list::list_images(dir, false)?),
+        Some(dir) => ImageSource::Files(vision::list::list_images(dir, true)?),
         None => ImageSource::Synthetic { count: common.max_images },
     };
     Ok(source.truncated(common.max_images))
