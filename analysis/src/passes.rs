@@ -202,7 +202,7 @@ pub struct AttentionSettings {
 /// The patch grid of `transform.size`-px images for `model`.
 fn grid_of(model: &Vit, transform: &EvalTransform) -> Result<(usize, usize)> {
     let p = model.config().patch_size;
-    if transform.size % p != 0 {
+    if !transform.size.is_multiple_of(p) {
         return Err(Error::setting("image size", format!("{} px is not a multiple of the patch size {p}", transform.size)));
     }
     Ok((transform.size / p, transform.size / p))

@@ -2,7 +2,7 @@
 //! `fixtures/make_analysis_fixtures.py` (minibatch CKA at three batch sizes,
 //! attention entropy and distance, Fourier diagonals), plus the properties
 //! the estimators must have whatever the data.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use analysis::attention::{grid_distances, head_sums, row_stats};
 use analysis::cka::{hsic_unbiased, minibatch_cka, Gram, MinibatchCka};
@@ -124,7 +124,7 @@ fn cka_is_invariant_to_orthogonal_transforms_and_isotropic_scaling() {
     let q = Tensor::from_vec(q.concat(), (p, p), &Device::Cpu).unwrap();
     let rotated_scaled = (x.matmul(&q).unwrap() * 3.7).unwrap();
     let (m, _) = minibatch_cka(&a, &[rotated_scaled], 6).unwrap();
-    let (same, _) = minibatch_cka(&a, &[x.clone()], 6).unwrap();
+    let (same, _) = minibatch_cka(&a, std::slice::from_ref(x), 6).unwrap();
     for i in 0..a.len() {
         assert!((m[i][0] - same[i][0]).abs() < 1e-10, "{i}: {} vs {}", m[i][0], same[i][0]);
     }
@@ -256,13 +256,10 @@ fn a_constant_map_has_only_frequency_zero() {
 #[test]
 fn a_checkerboard_has_only_the_highest_frequency() {
     let (h, w, c) = (6, 6, 2);
-    let mut v = Vec::new();
-    for _ in 0..1 {
-        v.extend(std::iter::repeat(7.0f32).take(c)); // cls: ignored
-        for y in 0..h {
-            for x in 0..w {
-                v.extend(std::iter::repeat(if (x + y) % 2 == 0 { 1.0f32 } else { -1.0 }).take(c));
-            }
+    let mut v: Vec<f32> = std::iter::repeat_n(7.0, c).collect(); // cls: ignored
+    for y in 0..h {
+        for x in 0..w {
+            v.extend(std::iter::repeat_n(if (x + y) % 2 == 0 { 1.0f32 } else { -1.0 }, c));
         }
     }
     let tokens = Tensor::from_vec(v, (1, 1 + h * w, c), &Device::Cpu).unwrap();
