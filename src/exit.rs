@@ -31,6 +31,7 @@ fn is_user_error(err: &anyhow::Error) -> bool {
             || cause.downcast_ref::<classification::Error>().is_some_and(classification::Error::is_user_error)
             || cause.downcast_ref::<vision::datasets::DatasetError>().is_some()
             || cause.downcast_ref::<pretrain::Error>().is_some_and(pretrain::Error::is_user_error)
+            || cause.downcast_ref::<analysis::Error>().is_some_and(analysis::Error::is_user_error)
             || cause.downcast_ref::<clap::Error>().is_some()
     })
 }

@@ -17,5 +17,5 @@ pub mod window;
 
 pub use config::{Pool, PosEmbedKind, VitConfig, WindowedConfig};
 pub use error::{Error, Result};
-pub use vit::{ForwardOptions, Vit, VitOutput};
+pub use vit::{ForwardOptions, Tap, TapVisitor, Vit, VitOutput};
 pub use vitdet::{load_vitdet_backbone, BackboneWeights, VitDetBackbone};

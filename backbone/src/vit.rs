@@ -274,6 +274,64 @@ impl Block {
     pub fn norm1(&self) -> &LayerNorm {
         &self.norm1
     }
+
+    /// [`Block::forward`] in evaluation mode that shows block `index`'s
+    /// [`Tap::Norm1`], [`Tap::AttnLogits`], [`Tap::AfterAttn`] and
+    /// [`Tap::AfterMlp`] to `taps` as they are computed.
+    fn forward_tapped(&self, index: usize, x: &Tensor, taps: &mut dyn TapVisitor) -> Result<Tensor> {
+        let y = self.norm1.forward(x)?;
+        if taps.wants(Tap::Norm1(index)) {
+            taps.visit(Tap::Norm1(index), &y)?;
+        }
+        let (a, logits) = self.attn.forward(&y, taps.wants(Tap::AttnLogits(index)))?;
+        if let Some(logits) = logits {
+            taps.visit(Tap::AttnLogits(index), &logits)?;
+        }
+        let x = (x + a)?;
+        if taps.wants(Tap::AfterAttn(index)) {
+            taps.visit(Tap::AfterAttn(index), &x)?;
+        }
+        let out = (&x + self.mlp.forward(&self.norm2.forward(&x)?)?)?;
+        if taps.wants(Tap::AfterMlp(index)) {
+            taps.visit(Tap::AfterMlp(index), &out)?;
+        }
+        Ok(out)
+    }
+}
+
+/// A point of the forward pass [`Vit::forward_with_taps`] can show to a
+/// [`TapVisitor`] (the analysis tools' hook). Token tensors are (B, N, D)
+/// with cls first; `i` is the 0-based block index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tap {
+    /// Patch tokens plus position embedding, cls prepended: block 0's input.
+    Embedding,
+    /// The output of `blocks.i.norm1` (the LayerNormed input of block i).
+    Norm1(usize),
+    /// Block i's scaled pre-softmax attention logits (B, H, N, N).
+    AttnLogits(usize),
+    /// The residual stream after block i's attention branch, `x + attn(norm1(x))`.
+    AfterAttn(usize),
+    /// Block i's output (after its MLP branch).
+    AfterMlp(usize),
+    /// The last block's output through the final norm, token by token:
+    /// `norm` for cls-pooled models, `fc_norm` applied to every token for
+    /// mean-pooled ones (which otherwise apply it only to the pooled mean).
+    FinalNorm,
+}
+
+/// Receives the tensors of the [`Tap`]s it wants during
+/// [`Vit::forward_with_taps`], one batch at a time, so a caller reduces each
+/// one as it comes instead of keeping every layer.
+pub trait TapVisitor {
+    /// Whether to compute and show `tap` (asking for [`Tap::AttnLogits`]
+    /// switches that block to the unfused attention that keeps logits).
+    fn wants(&self, tap: Tap) -> bool;
+    /// Called once per wanted tap, in forward order.
+    ///
+    /// # Errors
+    /// Whatever the visitor fails with; the forward pass stops there.
+    fn visit(&mut self, tap: Tap, tensor: &Tensor) -> Result<()>;
 }
 
 /// A plain ViT.
@@ -386,6 +444,32 @@ impl Vit {
             None => None,
         };
         Ok(VitOutput { blocks, tokens, pooled, logits, attn_logits })
+    }
+
+    /// The forward pass in evaluation mode over normalised pixels (B, C, H,
+    /// W), showing `taps` every [`Tap`] it wants; nothing is kept once shown.
+    /// The classifier head is not run.
+    ///
+    /// # Errors
+    /// Tensor errors, or the first error `taps` returns.
+    pub fn forward_with_taps(&self, x: &Tensor, taps: &mut dyn TapVisitor) -> Result<()> {
+        let (patches, _) = self.embed_patches(x)?;
+        let mut x = self.prepend_cls(&patches)?;
+        if taps.wants(Tap::Embedding) {
+            taps.visit(Tap::Embedding, &x)?;
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward_tapped(i, &x, taps)?;
+        }
+        if taps.wants(Tap::FinalNorm) {
+            let normed = match (&self.norm, &self.fc_norm) {
+                (Some(norm), _) => norm.forward(&x)?,
+                (None, Some(fc_norm)) => fc_norm.forward(&x)?,
+                (None, None) => return Err(candle_core::Error::Msg("ViT has neither norm nor fc_norm".into())),
+            };
+            taps.visit(Tap::FinalNorm, &normed)?;
+        }
+        Ok(())
     }
 
     /// Final norm and pooling of the last block's output: (tokens, pooled).

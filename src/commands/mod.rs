@@ -1,5 +1,7 @@
 //! Subcommands: one module each, each with a clap `Args` struct and a `run`.
 
+mod analyze;
+mod bench_cka;
 mod bench_coco;
 mod bench_convs;
 mod bench_data;
@@ -126,6 +128,9 @@ enum Command {
     Features(features::FeaturesArgs),
     /// Classify one image with a checkpoint that has a classifier head.
     Classify(classify::ClassifyArgs),
+    /// The paper's analyses: `cka` (layer similarity), `attention` (distance, entropy), `fourier` (Δ log amplitude), with plots.
+    #[command(subcommand)]
+    Analyze(analyze::AnalyzeCommand),
     /// Measure speed: `vit` (backbone), `vitdet`, `convs` (detector convolutions), `coco` (evaluator), `data`, `finetune` (classification), `mae`, `mocov3`, `distill` (pre-training).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -145,6 +150,8 @@ enum BenchCommand {
     Vitdet(bench_vitdet::BenchVitDetArgs),
     /// ViTDet convolutions (by default the pyramid's: 256 channels, 64x64..8x8), max pool and RoIAlign, forward and backward, in ms.
     Convs(bench_convs::BenchConvsArgs),
+    /// The CKA estimator alone on features from a file (beside bench/cka_numpy.py).
+    Cka(bench_cka::BenchCkaArgs),
     /// COCO evaluation time on a COCO-val-sized synthetic case.
     Coco(bench_coco::BenchCocoArgs),
     /// Classification training data: decoded-and-augmented images/s at 224 px from ImageNet-sized JPEGs.
@@ -189,6 +196,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Vit(args)) => bench_vit::run(args),
         Command::Bench(BenchCommand::Vitdet(args)) => bench_vitdet::run(args),
         Command::Bench(BenchCommand::Convs(args)) => bench_convs::run(args),
+        Command::Analyze(command) => analyze::run(command),
+        Command::Bench(BenchCommand::Cka(args)) => bench_cka::run(args),
         Command::Bench(BenchCommand::Coco(args)) => bench_coco::run(args),
         Command::Bench(BenchCommand::Data(args)) => bench_data::run(args),
         Command::Bench(BenchCommand::Finetune(args)) => bench_finetune::run(args),
