@@ -3,6 +3,7 @@
 
 mod conv;
 mod roi_align;
+mod roi_align_composed;
 mod subsample;
 
 pub(crate) use conv::composed as composed_conv;
