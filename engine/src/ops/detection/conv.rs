@@ -69,20 +69,28 @@ pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
     composed::max_pool2d(x, k)
 }
 
-/// The reference implementations from candle's primitives (the fused
-/// kernels' tests compare against them; `vitdet bench convs --composed`
-/// times them).
-pub(crate) mod composed {
+/// The reference implementations from candle's primitives: what any device
+/// runs (the fused kernels' tests compare against them; `vitdet bench convs
+/// --composed` times them). Public as `engine::ops::reference::{conv2d,
+/// conv_transpose2d, max_pool2d}`.
+pub mod composed {
     use candle_core::{Result, Tensor};
 
     /// [`super::conv2d`] from candle's `conv2d` and a broadcast add.
-    pub(crate) fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, padding: usize) -> Result<Tensor> {
+    ///
+    /// # Errors
+    /// Shapes that do not fit together.
+    pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, padding: usize) -> Result<Tensor> {
         let y = x.conv2d(weight, padding, 1, 1, 1)?;
         add_channel_bias(y, bias)
     }
 
-    /// [`super::conv_transpose2d`] from candle's `conv_transpose2d` and a broadcast add.
-    pub(crate) fn conv_transpose2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize) -> Result<Tensor> {
+    /// [`super::conv_transpose2d`] from candle's `conv_transpose2d` and a
+    /// broadcast add (any kernel size; the op requires kernel = stride).
+    ///
+    /// # Errors
+    /// Shapes that do not fit together.
+    pub fn conv_transpose2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize) -> Result<Tensor> {
         let y = x.conv_transpose2d(weight, 0, 0, stride, 1)?;
         add_channel_bias(y, bias)
     }
@@ -90,8 +98,12 @@ pub(crate) mod composed {
     /// [`super::max_pool2d`] as a max over each window's rows and columns.
     /// Not candle's `max_pool2d`: its backward scales the gradient by the
     /// share of the window that holds the maximum (1 / k² for a single
-    /// maximum) instead of dividing by the number of maxima.
-    pub(crate) fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
+    /// maximum) instead of dividing by the number of maxima. The gradient of
+    /// a window goes to each of its maxima.
+    ///
+    /// # Errors
+    /// `x` not rank 4 or smaller than one window.
+    pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         if k == 0 || h < k || w < k {
             candle_core::bail!("max_pool2d: a {h}x{w} map is smaller than the {k}x{k} window");

@@ -52,6 +52,25 @@ use super::roi_align::RoiAlign;
 /// channels at 7×7, 2×2 samples: 400 MB unchunked) takes a handful of chunks.
 pub(crate) const MAX_CHUNK_BYTES: usize = 64 << 20;
 
+/// [`super::roi_align`] from candle primitives (`index_select`, `index_add`,
+/// host-side box geometry; chunked over RoIs under 64 MiB per temporary):
+/// what any device without a RoIAlign kernel runs, on any float dtype.
+/// Public as `engine::ops::reference::roi_align`.
+///
+/// # Errors
+/// As [`super::roi_align`].
+pub fn reference(
+    input: &Tensor,
+    rois: &Tensor,
+    output_size: (usize, usize),
+    spatial_scale: f64,
+    sampling_ratio: usize,
+    aligned: bool,
+) -> Result<Tensor> {
+    let op = RoiAlign::new(input, rois, output_size, spatial_scale, sampling_ratio, aligned)?;
+    roi_align(input, rois, op, MAX_CHUNK_BYTES)
+}
+
 /// RoIAlign as [`super::roi_align`] computes it, from candle primitives on
 /// `input`'s device, with temporaries bounded by `max_chunk_bytes` (see the
 /// module doc). `op` holds the validated arguments.
