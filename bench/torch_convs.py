@@ -1,6 +1,6 @@
 """PyTorch side of `vitdet bench convs`: the ViTDet pyramid's convolution work
 in fp32 eager mode on the CPU, cell by cell, with the same workload, timing
-rule and JSON keys as `engine/src/bench_convs.rs`.
+rule and JSON keys as `bench/src/convs.rs`.
 
     python bench/torch_convs.py --batch 2 --iters 5 --threads 2
     python bench/torch_convs.py --batch 24 --channels 128 --sizes 28,14   # a mask head's ROIs
@@ -10,7 +10,7 @@ Workload: batch B of C-channel maps (default 256) at sides S (default 64x64,
 Conv2d 1x1 without bias, and ConvTranspose2d k2 s2 with bias from the
 half-size map; plus MaxPool2d 2x2 on the 64x64 map, kept out of the totals,
 and torchvision's roi_align on that map read as P2 (128 boxes an image, 7x7,
-sampling_ratio 0, aligned; the boxes of `roi_boxes` in bench_convs.rs), also
+sampling_ratio 0, aligned; the boxes of `roi_boxes` in bench/src/convs.rs), also
 kept out.
 Forward is under torch.no_grad(); forward + backward is y.sum(), then
 backward() into the input, weight and bias. Each cell
@@ -31,7 +31,7 @@ STEPS = [0.6180339887, 0.7548776662, 0.5698402910, 0.4301597090]
 
 
 def roi_boxes(batch, side):
-    """The boxes of engine/src/bench_convs.rs `roi_boxes`, row for row."""
+    """The boxes of bench/src/convs.rs `roi_boxes`, row for row."""
     image = 4.0 * side
     rows = []
     for b in range(batch):

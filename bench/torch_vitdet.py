@@ -30,7 +30,7 @@ Differences from vitdet's model: no relative position terms in the backbone
 image, which `vitdet bench vitdet` leaves out.
 
 Workload: random pixels in [-2, 2), `--objects` random boxes an image
-(default 3; 1/8 to 1/2 of the side) with their rectangles as masks, as `detector/src/bench.rs`.
+(default 3; 1/8 to 1/2 of the side) with their rectangles as masks, as `bench/src/vitdet.rs`.
 A training step is forward, the five losses, backward and AdamW; inference
 is the model in eval mode under no_grad. Each phase runs once untimed, then
 `iters` times. Peak memory as bench/torch_vit.py measures it (VmHWM, reset

@@ -19,8 +19,8 @@ use clap::Parser;
 /// With every allocation up to 32 MiB (the largest ViT-Tiny batch-32
 /// activation is 19 MiB) served from the heap, and the heap neither trimmed
 /// below 1 GiB nor grown by less than 256 MiB, the kernel time of a ViT-Tiny
-/// training step drops by about two thirds (BENCHMARKS.md, "ViT-Tiny on the
-/// CPU"; mimalloc measured worse).
+/// training step drops by about two thirds (measured with `vitdet bench vit`
+/// when this landed, commit c73b032; mimalloc measured worse).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn retain_freed_memory() {
     const MMAP_THRESHOLD: libc::c_int = 32 << 20;
@@ -64,7 +64,7 @@ const WORKER_STACK_BYTES: usize = 16 << 20;
 /// work is done, one more thread than cores waking and sleeping hundreds of
 /// times a training step. From inside, the caller takes its share of the
 /// work itself. A ViT-Tiny step at one image ran 1.3x faster
-/// (BENCHMARKS.md, "ViT-Tiny on the CPU"). Runs the command directly if the
+/// (`vitdet bench vit --batch 1`, commit 51ddce3). Runs the command directly if the
 /// pool cannot start.
 fn on_a_worker_thread<R: Send>(command: impl FnOnce() -> R + Send) -> R {
     match rayon::ThreadPoolBuilder::new().stack_size(WORKER_STACK_BYTES).build() {

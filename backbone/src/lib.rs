@@ -2,7 +2,6 @@
 //! timm/MAE parameter names so released checkpoints map 1:1; its ViTDet form
 //! (window attention, decomposed relative positions) is [`VitDetBackbone`].
 
-pub mod bench;
 pub mod config;
 mod error;
 pub mod features;

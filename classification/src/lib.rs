@@ -2,7 +2,6 @@
 //! MAE-Lite recipes), linear probing and evaluation, on the datasets that
 //! `vision::datasets` reads in their published on-disk layouts.
 
-pub mod bench;
 pub mod data;
 mod error;
 pub mod evaluate;

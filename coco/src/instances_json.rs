@@ -256,9 +256,9 @@ mod tests {
     }
 
     #[test]
-    fn bench_case_parses_as_serde_does() {
-        let spec = crate::eval::bench_case::BenchSpec { images: 300, ..crate::eval::bench_case::BenchSpec::COCO_VAL };
-        let files = crate::eval::bench_case::generate(&spec).unwrap();
+    fn synthetic_case_parses_as_serde_does() {
+        let spec = crate::eval::synthetic_case::CaseSpec { images: 300, ..crate::eval::synthetic_case::CaseSpec::COCO_VAL };
+        let files = crate::eval::synthetic_case::generate(&spec).unwrap();
         let text = std::str::from_utf8(&files.gt).unwrap();
         let fast = parse_any_size(&files.gt).unwrap();
         assert_eq!(Some(&fast), serde(text).as_ref());

@@ -17,7 +17,6 @@
 //!   predictions on image files with pictures ([`predict`], [`draw`]).
 
 pub mod anchors;
-pub mod bench;
 pub mod box_transform;
 pub mod data;
 pub mod draw;

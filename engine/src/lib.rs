@@ -4,7 +4,6 @@
 //! Model crates build on this and never call candle's fused ops directly,
 //! because several of them silently drop gradients in candle 0.11.1.
 
-pub mod bench_convs;
 pub mod checkpoint;
 pub mod device;
 pub mod ema;

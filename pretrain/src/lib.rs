@@ -10,9 +10,7 @@
 //! attention to the MAE loss (the paper's method). [`mocov3`] is the
 //! contrastive objective; [`mocov3::task::pretrain_mocov3`] trains it.
 //! [`knn`] is the optional k-NN monitor every method's run can log.
-//! [`bench`] is what the three methods' step benchmarks share.
 
-pub mod bench;
 pub mod data;
 pub mod distill;
 pub mod encoder;

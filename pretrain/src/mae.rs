@@ -17,7 +17,6 @@
 //! implementation of `models_mae.py`, loss and every gradient, is checked by
 //! `tests/mae_reference.rs`.
 
-pub mod bench;
 
 use backbone::vit::{AttentionLayout, Block};
 use backbone::{Pool, PosEmbedKind, Vit, VitConfig};

@@ -237,7 +237,7 @@ pub(crate) fn plan_and_open(run: &PretrainRun, input_size: usize) -> Result<(Pla
 ///
 /// # Errors
 /// An invalid weight decay or optimizer setting.
-pub(crate) fn build_mae_optimizer(named: &[(String, Var)], rules: &dyn ParamRules, recipe: &Recipe) -> Result<Box<dyn Optimizer>> {
+pub fn build_mae_optimizer(named: &[(String, Var)], rules: &dyn ParamRules, recipe: &Recipe) -> Result<Box<dyn Optimizer>> {
     let t = &recipe.train;
     let trained: Vec<(String, Var)> = named.iter().filter(|(n, _)| is_trained(n)).cloned().collect();
     let groups = build_param_groups(&trained, rules, t.weight_decay, None, DecayRule::SkipOneDimAndBias)?;

@@ -1,5 +1,5 @@
 //! `vitdet bench coco`: end-to-end COCO evaluation time on a deterministic,
-//! COCO-val-sized synthetic case (`coco::eval::bench_case`). Each timed run
+//! COCO-val-sized synthetic case (`coco::eval::synthetic_case`). Each timed run
 //! parses the GT and results files from disk, evaluates, accumulates and
 //! summarizes — the span pycocotools' and the other peers' numbers cover
 //! (`coco/bench/peers.py` times them on the same files).
@@ -8,7 +8,8 @@
 
 use std::path::PathBuf;
 
-use coco::eval::bench_case::{generate, time_eval, write_case, write_stats, BenchSpec, PhaseTimes};
+use bench::coco_eval::{time_eval, write_stats, PhaseTimes};
+use coco::eval::synthetic_case::{generate, write_case, CaseSpec};
 use coco::eval::IouType;
 
 /// Arguments of `vitdet bench coco`.
@@ -17,7 +18,7 @@ use coco::eval::IouType;
     vitdet bench coco --write /tmp/coco-bench && python coco/bench/peers.py /tmp/coco-bench")]
 pub struct BenchCocoArgs {
     /// Number of images (COCO val2017 has 5000).
-    #[arg(long, default_value_t = BenchSpec::COCO_VAL.images)]
+    #[arg(long, default_value_t = CaseSpec::COCO_VAL.images)]
     images: usize,
     /// Timed runs per IoU type; the fastest is reported.
     #[arg(long, default_value_t = 3)]
@@ -39,7 +40,7 @@ pub fn run(args: BenchCocoArgs) -> anyhow::Result<()> {
     if args.images > MAX_IMAGES {
         return Err(crate::exit::user(format!("--images {} is more than {MAX_IMAGES} (200x COCO val2017)", args.images)));
     }
-    let spec = BenchSpec { images: args.images, ..BenchSpec::COCO_VAL };
+    let spec = CaseSpec { images: args.images, ..CaseSpec::COCO_VAL };
     let (dir, temporary) = match &args.write {
         Some(dir) => (dir.clone(), false),
         None => (std::env::temp_dir().join(format!("vitdet-bench-coco-{}", std::process::id())), true),

@@ -1,9 +1,9 @@
 //! `vitdet bench convs`: the ViTDet pyramid's convolution work (3x3, 1x1 and
 //! stride-2 transposed convolutions, by default at 256 channels over 64x64..8x8 maps),
 //! forward and forward + backward, through the op layer
-//! (`engine::bench_convs`).
+//! (`bench::convs`).
 
-use engine::bench_convs::{bench_convs, BenchConvsOptions};
+use bench::convs::{bench_convs, BenchConvsOptions};
 
 /// Milliseconds of the ViTDet convolution workload, forward and forward +
 /// backward, in total and per op and map size. Prints one JSON line.

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use classification::bench::data::{bench_data, BenchDataOptions};
-use classification::bench::jpegs::write_jpegs;
+use bench::classification::data::{bench_data, BenchDataOptions};
+use bench::classification::jpegs::write_jpegs;
 
 /// Images per second of the classification training pipeline (decode,
 /// RandomResizedCrop + flip + RandAugment rand-m9-mstd0.5-inc1 + normalise,

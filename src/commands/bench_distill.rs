@@ -1,7 +1,7 @@
 //! `vitdet bench distill`: a distilled-MAE training step's images/s and peak memory.
 
 use backbone::VitConfig;
-use pretrain::distill::bench::{bench_distill, BenchDistillOptions};
+use bench::pretrain::distill::{bench_distill, BenchDistillOptions};
 
 use super::bench_step::StepBenchArgs;
 

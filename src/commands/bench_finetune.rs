@@ -1,6 +1,6 @@
 //! `vitdet bench finetune`: one fine-tuning step of the ViT-Tiny classifier.
 
-use classification::bench::finetune::{bench_finetune, BenchFinetuneOptions};
+use bench::classification::finetune::{bench_finetune, BenchFinetuneOptions};
 
 /// Images per second of a fine-tuning step (forward, cross-entropy over
 /// 1000 classes, backward, AdamW with layer decay) of the ImageNet

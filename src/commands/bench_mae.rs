@@ -1,6 +1,6 @@
 //! `vitdet bench mae`: one MAE-Tiny pre-training step of the released recipe.
 
-use pretrain::mae::bench::bench_mae;
+use bench::pretrain::mae::bench_mae;
 
 use super::bench_step::StepBenchArgs;
 

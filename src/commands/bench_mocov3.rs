@@ -1,6 +1,6 @@
 //! `vitdet bench mocov3`: one MoCo-v3 pre-training step of the released model.
 
-use pretrain::mocov3::bench::bench_mocov3;
+use bench::pretrain::mocov3::bench_mocov3;
 
 use super::bench_step::StepBenchArgs;
 

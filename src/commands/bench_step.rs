@@ -1,7 +1,7 @@
 //! The flags every pre-training step benchmark (`vitdet bench mae`,
 //! `mocov3`, `distill`) takes, checked once.
 
-use pretrain::bench::StepBenchOptions;
+use bench::pretrain::StepBenchOptions;
 
 /// Batch, timed steps, input side and device of a step benchmark.
 #[derive(clap::Args, Debug)]

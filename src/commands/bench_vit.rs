@@ -1,6 +1,6 @@
 //! `vitdet bench vit`: ViT-Tiny images/s for inference and training.
 
-use backbone::bench::{bench_vit, BenchVitOptions};
+use bench::vit::{bench_vit, BenchVitOptions};
 use backbone::VitConfig;
 
 /// Images per second of ViT-Tiny (12 heads) at 224 px: inference, and a full

@@ -1,6 +1,6 @@
 //! `vitdet bench vitdet`: ViTDet training-step and inference images/s.
 
-use detector::bench::{bench_vitdet, BenchVitDetOptions};
+use bench::vitdet::{bench_vitdet, BenchVitDetOptions};
 
 use super::detection::load_recipe;
 

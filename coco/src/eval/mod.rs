@@ -26,8 +26,9 @@
 //! cases written by `coco/tests/fixtures/make_eval_cases.py`.
 //!
 //! Only `useCats = 1` (per-category matching) is implemented, as in every COCO
-//! detection benchmark. [`bench_case`] generates the COCO-val-sized case that
-//! `vitdet bench coco` and `coco/bench/peers.py` time.
+//! detection benchmark. [`synthetic_case`] generates realistic GT and results
+//! files of any size (at COCO-val scale, the workload `vitdet bench coco` and
+//! `coco/bench/peers.py` time).
 //!
 //! Deliberate deviations, all on input pycocotools mishandles: a results file
 //! whose entries lack the field the first entry chose (`bbox` / `segmentation`)
@@ -36,11 +37,11 @@
 //! differs from its image's is an error instead of IoU -1 (see `prepare`).
 
 pub mod accumulate;
-pub mod bench_case;
 pub mod evaluate;
 pub mod params;
 mod prepare;
 pub mod summarize;
+pub mod synthetic_case;
 
 pub use accumulate::{accumulate, Accumulated};
 pub use evaluate::{CategoryEval, EvalGrid};

@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::fused::{fusable, Elem, Fused2, Fused3, Kernel2, Kernel3};
-use super::{grad_for, index_params, parse_state, read_step, Optimizer, ParamGroup};
+use super::{empty_per_param, grad_for, index_params, parse_state, read_step, Optimizer, ParamGroup, PerParam};
 use crate::{Error, Result};
 
 /// AdamW hyper-parameters other than the learning rate and the (per-group)
@@ -57,7 +57,7 @@ pub struct AdamW {
     cfg: AdamWConfig,
     groups: Vec<ParamGroup>,
     index: std::collections::HashMap<String, (usize, usize)>,
-    slots: Vec<Vec<Option<Slot>>>,
+    slots: PerParam<Slot>,
     steps: u64,
     fused_cpu: bool,
 }
@@ -83,10 +83,7 @@ impl AdamW {
             )));
         }
         let index = index_params(&groups)?;
-        let slots = groups
-            .iter()
-            .map(|g| g.params.iter().map(|_| None).collect())
-            .collect();
+        let slots = empty_per_param(&groups);
         Ok(Self {
             cfg,
             groups,
@@ -249,11 +246,7 @@ impl Optimizer for AdamW {
             &self.index,
             &["exp_avg", "exp_avg_sq", "step"],
         )?;
-        let mut slots: Vec<Vec<Option<Slot>>> = self
-            .groups
-            .iter()
-            .map(|g| g.params.iter().map(|_| None).collect())
-            .collect();
+        let mut slots: PerParam<Slot> = empty_per_param(&self.groups);
         for ((gi, pi), mut entries) in parsed {
             let name = &self.groups[gi].params[pi].0;
             let incomplete = || Error::OptimizerState {

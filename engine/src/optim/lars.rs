@@ -24,7 +24,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{grad_for, index_params, parse_state, Optimizer, ParamGroup};
+use super::{buffer_state, empty_per_param, grad_for, index_params, load_buffer_state, Optimizer, ParamGroup, PerParam};
 use crate::{Error, Result};
 
 /// The name of LARS's momentum buffer in the exported state (MAE's `mu`).
@@ -58,7 +58,7 @@ pub struct Lars {
     groups: Vec<ParamGroup>,
     index: HashMap<String, (usize, usize)>,
     /// Momentum buffers, created on a parameter's first gradient.
-    buffers: Vec<Vec<Option<Tensor>>>,
+    buffers: PerParam<Tensor>,
     steps: u64,
 }
 
@@ -79,10 +79,7 @@ impl Lars {
             }
         }
         let index = index_params(&groups)?;
-        let buffers = groups
-            .iter()
-            .map(|g| g.params.iter().map(|_| None).collect())
-            .collect();
+        let buffers = empty_per_param(&groups);
         Ok(Self {
             cfg,
             groups,
@@ -152,28 +149,11 @@ impl Optimizer for Lars {
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut out = Vec::new();
-        for (group, bufs) in self.groups.iter().zip(&self.buffers) {
-            for ((name, _), buf) in group.params.iter().zip(bufs) {
-                if let Some(b) = buf {
-                    out.push((format!("{name}.{MU}"), b.copy()?));
-                }
-            }
-        }
-        Ok(out)
+        buffer_state(&self.groups, &self.buffers, MU)
     }
 
     fn load_state(&mut self, state: &[(String, Tensor)], step_count: u64) -> Result<()> {
-        let parsed = parse_state(state, &self.groups, &self.index, &[MU])?;
-        let mut buffers: Vec<Vec<Option<Tensor>>> = self
-            .groups
-            .iter()
-            .map(|g| g.params.iter().map(|_| None).collect())
-            .collect();
-        for ((gi, pi), mut entries) in parsed {
-            buffers[gi][pi] = entries.remove(MU);
-        }
-        self.buffers = buffers;
+        self.buffers = load_buffer_state(state, &self.groups, &self.index, MU)?;
         self.steps = step_count;
         Ok(())
     }

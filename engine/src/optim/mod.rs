@@ -245,6 +245,44 @@ fn parse_state(
     Ok(out)
 }
 
+/// Per-parameter optimizer state laid out like the groups: `[group][param]`,
+/// `None` until the parameter's first gradient.
+type PerParam<T> = Vec<Vec<Option<T>>>;
+
+/// No state yet for any parameter of `groups`.
+fn empty_per_param<T>(groups: &[ParamGroup]) -> PerParam<T> {
+    groups.iter().map(|g| g.params.iter().map(|_| None).collect()).collect()
+}
+
+/// The checkpoint entries `<param>.<slot>` of a one-buffer optimizer (SGD's
+/// and LARS's momentum), for the buffers that exist.
+fn buffer_state(groups: &[ParamGroup], buffers: &PerParam<Tensor>, slot: &str) -> Result<Vec<(String, Tensor)>> {
+    let mut out = Vec::new();
+    for (group, bufs) in groups.iter().zip(buffers) {
+        for ((name, _), buf) in group.params.iter().zip(bufs) {
+            if let Some(b) = buf {
+                out.push((format!("{name}.{slot}"), b.copy()?));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The buffers of a one-buffer optimizer read back from what
+/// [`buffer_state`] wrote, checked by [`parse_state`].
+fn load_buffer_state(
+    state: &[(String, Tensor)],
+    groups: &[ParamGroup],
+    index: &HashMap<String, (usize, usize)>,
+    slot: &'static str,
+) -> Result<PerParam<Tensor>> {
+    let mut buffers = empty_per_param(groups);
+    for ((gi, pi), mut entries) in parse_state(state, groups, index, &[slot])? {
+        buffers[gi][pi] = entries.remove(slot);
+    }
+    Ok(buffers)
+}
+
 /// Reads a scalar step count stored by [`Optimizer::state`].
 fn read_step(key: &str, t: &Tensor) -> Result<u64> {
     let v = t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;

@@ -21,7 +21,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::fused::{fusable, Elem, Fused2, Fused3, Kernel2, Kernel3};
-use super::{grad_for, index_params, parse_state, Optimizer, ParamGroup};
+use super::{buffer_state, empty_per_param, grad_for, index_params, load_buffer_state, Optimizer, ParamGroup, PerParam};
 use crate::{Error, Result};
 
 /// SGD hyper-parameters other than the learning rate and the (per-group)
@@ -52,7 +52,7 @@ pub struct Sgd {
     groups: Vec<ParamGroup>,
     index: HashMap<String, (usize, usize)>,
     /// Momentum buffers, created on a parameter's first gradient.
-    buffers: Vec<Vec<Option<Tensor>>>,
+    buffers: PerParam<Tensor>,
     steps: u64,
     fused_cpu: bool,
 }
@@ -77,10 +77,7 @@ impl Sgd {
             ));
         }
         let index = index_params(&groups)?;
-        let buffers = groups
-            .iter()
-            .map(|g| g.params.iter().map(|_| None).collect())
-            .collect();
+        let buffers = empty_per_param(&groups);
         Ok(Self {
             cfg,
             groups,
@@ -242,28 +239,11 @@ impl Optimizer for Sgd {
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut out = Vec::new();
-        for (group, bufs) in self.groups.iter().zip(&self.buffers) {
-            for ((name, _), buf) in group.params.iter().zip(bufs) {
-                if let Some(b) = buf {
-                    out.push((format!("{name}.momentum_buffer"), b.copy()?));
-                }
-            }
-        }
-        Ok(out)
+        buffer_state(&self.groups, &self.buffers, "momentum_buffer")
     }
 
     fn load_state(&mut self, state: &[(String, Tensor)], step_count: u64) -> Result<()> {
-        let parsed = parse_state(state, &self.groups, &self.index, &["momentum_buffer"])?;
-        let mut buffers: Vec<Vec<Option<Tensor>>> = self
-            .groups
-            .iter()
-            .map(|g| g.params.iter().map(|_| None).collect())
-            .collect();
-        for ((gi, pi), mut entries) in parsed {
-            buffers[gi][pi] = entries.remove("momentum_buffer");
-        }
-        self.buffers = buffers;
+        self.buffers = load_buffer_state(state, &self.groups, &self.index, "momentum_buffer")?;
         self.steps = step_count;
         Ok(())
     }

@@ -33,7 +33,6 @@
 //! [`Masking`]: crate::masking::Masking
 
 mod adapter;
-pub mod bench;
 mod model;
 pub mod task;
 pub mod teacher;

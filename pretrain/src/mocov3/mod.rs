@@ -27,7 +27,6 @@
 //! whose momentum encoder equals the online one. [`task`] is that task
 //! (`vitdet pretrain --method mocov3`).
 
-pub mod bench;
 mod config;
 mod error;
 pub mod init;

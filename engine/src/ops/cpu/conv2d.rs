@@ -10,7 +10,7 @@
 //! its `conv_transpose2d` loop and the weight gradient through a conv2d with
 //! batch and channels swapped (candle-notes.md §1, §5); the ViTDet pyramid's
 //! 256-channel 3x3 and 1x1 convolutions spend most of their time there
-//! (BENCHMARKS.md, "ViTDet convolutions on the CPU").
+//! (BENCHMARKS.md, "ViTDet convolutions and RoIAlign").
 //!
 //! Shapes: N images, C input channels, O output channels, (H, W) the input
 //! map, (P, Q) = (H + 2 pad - kh + 1, W + 2 pad - kw + 1) the output map,

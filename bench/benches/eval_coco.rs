@@ -1,23 +1,24 @@
 //! End-to-end COCO evaluation time on the COCO-val-sized case of
-//! `coco::eval::bench_case` (5000 images, ~37k GT, 500k box / 100k mask
+//! `coco::eval::synthetic_case` (5000 images, ~37k GT, 500k box / 100k mask
 //! detections): isolates the evaluator (parse both files, evaluate, accumulate,
 //! summarize) from the CLI. Prints one JSON line per IoU type and run.
 //!
-//! `cargo bench -p coco --bench eval_coco [-- IMAGES [RUNS [bbox|segm]]]`; the case is
+//! `cargo bench -p bench --bench eval_coco [-- IMAGES [RUNS [bbox|segm]]]`; the case is
 //! written under the system temp directory.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use coco::eval::bench_case::{generate, time_eval, write_case, BenchPaths, BenchSpec};
+use bench::coco_eval::{time_eval, write_stats, PhaseTimes};
+use coco::eval::synthetic_case::{generate, write_case, CasePaths, CaseSpec};
 use coco::eval::IouType;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let images = args.first().map_or(BenchSpec::COCO_VAL.images, |a| a.parse().expect("IMAGES"));
+    let images = args.first().map_or(CaseSpec::COCO_VAL.images, |a| a.parse().expect("IMAGES"));
     let runs: usize = args.get(1).map_or(3, |a| a.parse().expect("RUNS"));
-    let spec = BenchSpec { images, ..BenchSpec::COCO_VAL };
+    let spec = CaseSpec { images, ..CaseSpec::COCO_VAL };
     let dir = std::env::temp_dir().join(format!("coco-bench-{images}"));
     // The case is deterministic: reuse it if an earlier run wrote it.
-    let paths = match BenchPaths::in_dir(&dir) {
+    let paths = match CasePaths::in_dir(&dir) {
         Some(paths) => paths,
         None => write_case(&generate(&spec).expect("generate"), &dir).expect("write"),
     };
@@ -29,7 +30,7 @@ fn main() {
     let mut best = Vec::new();
     for iou_type in types {
         let dt = if iou_type == IouType::Bbox { &paths.bbox_results } else { &paths.segm_results };
-        let mut fastest: Option<coco::eval::bench_case::PhaseTimes> = None;
+        let mut fastest: Option<PhaseTimes> = None;
         for _ in 0..runs {
             let t = time_eval(&paths.gt, dt, iou_type).expect("eval");
             println!(
@@ -43,6 +44,6 @@ fn main() {
         best.extend(fastest);
     }
     if let [bbox, segm] = &best[..] {
-        coco::eval::bench_case::write_stats(&dir, bbox, segm).expect("stats.json");
+        write_stats(&dir, bbox, segm).expect("stats.json");
     }
 }

@@ -9,11 +9,12 @@ use engine::optim::{AdamW, AdamWConfig, Optimizer, ParamGroup};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use backbone::bench::{peak_rss_mb, reset_peak_rss, sync, time_iters};
+use anyhow::Result;
+use detector::model::{ModelConfig, ViTDet};
+use detector::structures::instances::GroundTruth;
+use detector::Boxes;
 
-use crate::model::{ModelConfig, ViTDet};
-use crate::structures::instances::GroundTruth;
-use crate::{Boxes, Result};
+use crate::timing::{peak_rss_mb, reset_peak_rss, sync, time_iters};
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]
@@ -91,7 +92,7 @@ pub fn bench_vitdet(opts: &BenchVitDetOptions, device: &Device) -> Result<BenchV
     let varmap = VarMap::new();
     let model = ViTDet::new(&opts.model, opts.num_classes, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
     let named = engine::vars::named_vars(&varmap)?;
-    crate::init::init_heads(&named, crate::model::BACKBONE_PREFIX, 0)?;
+    detector::init::init_heads(&named, detector::model::BACKBONE_PREFIX, 0)?;
     let params: usize = named.iter().map(|(_, v)| v.elem_count()).sum();
     let size = opts.model.input_size();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -100,29 +101,27 @@ pub fn bench_vitdet(opts: &BenchVitDetOptions, device: &Device) -> Result<BenchV
     let image_hw = vec![(size, size); opts.batch];
     let targets = random_targets(opts.batch, opts.objects, size, opts.num_classes, &mut rng);
 
-    let frozen = crate::weights::inference_copy(&varmap, &opts.model, opts.num_classes, device)?;
+    let frozen = detector::weights::inference_copy(&varmap, &opts.model, opts.num_classes, device)?;
     reset_peak_rss();
     let mut detections = 0;
-    let infer_s = time_iters::<backbone::Error>(opts.iters, || {
-        let det = frozen.predict(&images, &image_hw).map_err(|e| backbone::Error::Config(e.to_string()))?;
+    let infer_s = time_iters(opts.iters, || -> Result<()> {
+        let det = frozen.predict(&images, &image_hw)?;
         detections = det.iter().map(|d| d.scores.len()).sum();
         std::hint::black_box(det);
         Ok(())
-    })
-    .map_err(crate::Error::from)?;
+    })?;
     let infer_peak = peak_rss_mb();
 
     let groups = vec![ParamGroup { params: named.clone(), lr_scale: 1.0, weight_decay: 0.05 }];
     let mut adamw = AdamW::new(groups, AdamWConfig::default())?;
     reset_peak_rss();
     let train_s = time_iters(opts.iters, || {
-        let losses = model.losses(&images, &image_hw, &targets, &mut rng).map_err(|e| backbone::Error::Config(e.to_string()))?;
-        let total = losses.total().map_err(|e| backbone::Error::Config(e.to_string()))?;
+        let losses = model.losses(&images, &image_hw, &targets, &mut rng)?;
+        let total = losses.total()?;
         let grads = total.backward()?;
         adamw.step(&grads, 1e-4)?;
         sync(&total)
-    })
-    .map_err(crate::Error::from)?;
+    })?;
     let train_peak = peak_rss_mb();
 
     let img = (opts.batch * opts.iters.max(1)) as f64;

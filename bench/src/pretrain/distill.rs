@@ -4,24 +4,24 @@
 //! and images. Mirrors `bench/bench_distill.py`, the PyTorch side of the
 //! comparison in BENCHMARKS.md (MAE-Lite's MAE-Tiny student and an MAE
 //! ViT-Base teacher, last-layer attention distillation). Timing and memory
-//! as [`crate::bench`] says.
+//! as [`super`] says.
 
 use std::collections::HashMap;
 
-use backbone::bench::random_images;
 use backbone::{Vit, VitConfig};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use engine::rng::TrainRng;
 use rand::SeedableRng;
 
-use super::{init_adapters, DistillConfig, DistillModel, Teacher};
-use crate::bench::{time_train_steps, StepBenchOptions, StepBenchResult, LR};
-use crate::mae::{DecoderConfig, MaeSpec};
-use crate::masking::Masking;
-use crate::recipe::Recipe;
-use crate::task::{build_mae, build_mae_optimizer};
-use crate::Result;
+use pretrain::distill::{init_adapters, DistillConfig, DistillModel, Teacher};
+use super::{time_train_steps, StepBenchOptions, StepBenchResult, LR};
+use crate::timing::random_images;
+use pretrain::mae::{DecoderConfig, MaeSpec};
+use pretrain::masking::Masking;
+use pretrain::recipe::Recipe;
+use pretrain::task::{build_mae, build_mae_optimizer};
+use anyhow::Result;
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]

@@ -1,19 +1,22 @@
-//! What the pre-training step benchmarks (`vitdet bench mae`, `mocov3`,
-//! `distill`: [`crate::mae::bench`], [`crate::mocov3::bench`],
-//! [`crate::distill::bench`]) share: their settings, their JSON line, and
-//! the timed loop around one method's training step.
+//! The pre-training step benchmarks (`vitdet bench mae`, `mocov3`,
+//! `distill`: [`mae`], [`mocov3`], [`distill`]) and what they share: their
+//! settings, their JSON line, and the timed loop around one method's
+//! training step.
 //!
 //! Memory is the process's peak resident set size (Linux `VmHWM`, read
 //! after the last step, never reset), runtime included, as a user of the
 //! command sees it; the PyTorch scripts in `bench/` read their own the same
 //! way, and `bench/ratios.py` divides the two lines of each round.
 
+pub mod distill;
+pub mod mae;
+pub mod mocov3;
+
+use anyhow::Result;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use backbone::bench::{peak_rss_mb, sync, time_iters};
-
-use crate::Result;
+use crate::timing::{peak_rss_mb, sync, time_iters};
 
 /// The learning rate of the timed steps: constant, as its size does not
 /// change the work of a step.
@@ -67,7 +70,7 @@ pub struct StepBenchResult {
 /// The first error `step` returns.
 pub fn time_train_steps(opts: &StepBenchOptions, model: String, device: &Device, mut step: impl FnMut() -> Result<Tensor>) -> Result<StepBenchResult> {
     let iters = opts.iters.max(1);
-    let seconds = time_iters(iters, || -> Result<()> { Ok(sync(&step()?)?) })?;
+    let seconds = time_iters(iters, || -> Result<()> { sync(&step()?) })?;
     Ok(StepBenchResult {
         model,
         device: format!("{device:?}"),

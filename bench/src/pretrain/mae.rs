@@ -1,6 +1,6 @@
 //! `vitdet bench mae`: one MAE-Tiny training step of the released recipe
 //! (`configs/pretrain_mae_tiny.toml`: ViT-Tiny with 12 heads, decoder 96
-//! wide, depth 1, 3 heads) as [`crate::task`] runs it: fresh per-sample
+//! wide, depth 1, 3 heads) as [`pretrain::task`] runs it: fresh per-sample
 //! masking 0.75 from the run's generator, the encoder on the 49 visible
 //! patches, the decoder on every patch, the `norm_pix_loss` on the masked
 //! ones, backward, AdamW (0.9, 0.95) over the released parameter groups
@@ -14,13 +14,13 @@ use candle_nn::VarMap;
 use engine::rng::TrainRng;
 use rand::SeedableRng;
 
-use backbone::bench::random_images;
 
-use crate::bench::{time_train_steps, StepBenchOptions, StepBenchResult, LR};
-use crate::encoder::EncoderTaps;
-use crate::recipe::Recipe;
-use crate::task::{build_mae, build_mae_optimizer};
-use crate::Result;
+use super::{time_train_steps, StepBenchOptions, StepBenchResult, LR};
+use crate::timing::random_images;
+use pretrain::encoder::EncoderTaps;
+use pretrain::recipe::Recipe;
+use pretrain::task::{build_mae, build_mae_optimizer};
+use anyhow::Result;
 
 /// Runs the benchmark on `device`.
 ///

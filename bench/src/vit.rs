@@ -3,16 +3,17 @@
 //! the peak resident memory of each phase. Mirrors `bench/torch_vit.py`, the
 //! PyTorch side of the comparison in BENCHMARKS.md.
 
-use std::time::Instant;
-
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use engine::optim::{build_param_groups, AdamW, AdamWConfig, DecayRule, Optimizer};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::config::VitConfig;
-use crate::vit::{ForwardOptions, Vit};
+use anyhow::{anyhow, Result};
+use backbone::config::VitConfig;
+use backbone::vit::{ForwardOptions, Vit};
+
+use crate::timing::{peak_rss_mb, random_images, reset_peak_rss, sync, time_iters};
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]
@@ -52,11 +53,11 @@ pub struct BenchVitResult {
 ///
 /// # Errors
 /// Tensor or optimizer errors.
-pub fn bench_vit(opts: &BenchVitOptions, device: &Device) -> crate::Result<BenchVitResult> {
+pub fn bench_vit(opts: &BenchVitOptions, device: &Device) -> Result<BenchVitResult> {
     let cfg = VitConfig { num_classes: 1000, ..opts.config.clone() };
     let varmap = VarMap::new();
     let model = Vit::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-    crate::init::init_weights(&varmap, &cfg, 0)?;
+    backbone::init::init_weights(&varmap, &cfg, 0)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let side = cfg.img_size;
     let x = random_images(opts.batch, side, &mut rng, device)?;
@@ -85,7 +86,7 @@ pub fn bench_vit(opts: &BenchVitOptions, device: &Device) -> crate::Result<Bench
     reset_peak_rss();
     let train_s = time_iters(opts.iters, || {
         let out = model.forward(&x, &train, &mut rng)?;
-        let logits = out.logits.as_ref().ok_or_else(|| crate::Error::Config("bench model has no head".into()))?;
+        let logits = out.logits.as_ref().ok_or_else(|| anyhow!("bench model has no head"))?;
         let loss = candle_nn::loss::cross_entropy(logits, &labels)?;
         let grads = loss.backward()?;
         adamw.step(&grads, 1e-4)?;
@@ -105,49 +106,4 @@ pub fn bench_vit(opts: &BenchVitOptions, device: &Device) -> crate::Result<Bench
         infer_peak_rss_mb: infer_peak,
         train_peak_rss_mb: train_peak,
     })
-}
-
-/// Runs `step` once untimed, then `iters` (at least 1) times; returns the
-/// timed seconds. Generic over the error so that every crate's benchmarks
-/// share this one loop.
-///
-/// # Errors
-/// The first error `step` returns.
-pub fn time_iters<E>(iters: usize, mut step: impl FnMut() -> Result<(), E>) -> Result<f64, E> {
-    step()?;
-    let start = Instant::now();
-    for _ in 0..iters.max(1) {
-        step()?;
-    }
-    Ok(start.elapsed().as_secs_f64())
-}
-
-/// A batch of `batch` random RGB images (B, 3, `side`, `side`), values
-/// uniform in [-2, 2) (about the range of normalised pixels), drawn from
-/// `rng` in row-major order: the benchmarks' stand-in for data.
-///
-/// # Errors
-/// The tensor cannot be created on `device`.
-pub fn random_images(batch: usize, side: usize, rng: &mut impl Rng, device: &Device) -> crate::Result<Tensor> {
-    let pixels: Vec<f32> = (0..batch * 3 * side * side).map(|_| rng.gen_range(-2.0..2.0)).collect();
-    Ok(Tensor::from_vec(pixels, (batch, 3, side, side), device)?)
-}
-
-/// Waits for the device by reading one value back.
-pub fn sync(t: &Tensor) -> crate::Result<()> {
-    t.flatten_all()?.get(0)?.to_dtype(DType::F32)?.to_vec0::<f32>()?;
-    Ok(())
-}
-
-/// Resets the kernel's peak-RSS counter (Linux: "5" to /proc/self/clear_refs).
-pub fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// The peak resident set size since the last reset (VmHWM), in MiB.
-pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -21,12 +21,13 @@ use engine::optim::{build_param_groups, AdamW, AdamWConfig, DecayRule, Optimizer
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use backbone::bench::{peak_rss_mb, sync};
+use anyhow::Result;
 use backbone::named::WeightSearch;
 
-use crate::model::build_classifier;
-use crate::recipe::Recipe;
-use crate::Result;
+use classification::model::build_classifier;
+use classification::recipe::Recipe;
+
+use crate::timing::{peak_rss_mb, sync};
 
 /// ImageNet's classes: the head's width.
 pub const NUM_CLASSES: usize = 1000;

@@ -2,7 +2,7 @@
 //! forward and forward + backward, through the op layer
 //! (`ops::detection::{conv2d, conv_transpose2d, max_pool2d}`). Mirrors
 //! `bench/torch_convs.py`, the PyTorch side of the comparison in
-//! BENCHMARKS.md ("ViTDet convolutions on the CPU").
+//! BENCHMARKS.md ("ViTDet convolutions and RoIAlign").
 //!
 //! Workload: batch B (default 2) of C = 256-channel maps (the paper's
 //! pyramid width) at 64x64, 32x32, 16x16 and 8x8, the P2..P5 maps of a
@@ -27,10 +27,13 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Result, Tensor, Var};
+use anyhow::{anyhow, Result};
+use candle_core::{DType, Device, Tensor, Var};
 use serde::Serialize;
 
-use crate::ops::{detection, reference};
+use engine::ops::{detection, reference};
+
+use crate::timing::sync;
 
 /// RoIs an image in the RoIAlign cell: the demo recipe's sampled ROIs.
 pub const ROIS_PER_IMAGE: usize = 128;
@@ -46,7 +49,7 @@ pub struct BenchConvsOptions {
     pub channels: usize,
     /// Map sides, largest first.
     pub sizes: Vec<usize>,
-    /// Time candle's primitives (the op layer's [`crate::ops::reference`] versions)
+    /// Time candle's primitives (`engine::ops::reference`)
     /// instead of the op layer's kernels: the "before" of BENCHMARKS.md.
     pub composed: bool,
 }
@@ -119,7 +122,7 @@ pub fn bench_convs(opts: &BenchConvsOptions, device: &Device) -> Result<BenchCon
     let mut seed = 0;
     for &side in &opts.sizes {
         if side % 2 != 0 {
-            candle_core::bail!("bench convs: map side {side} is odd");
+            anyhow::bail!("bench convs: map side {side} is odd");
         }
         for cell in [Cell::Conv3x3, Cell::Conv1x1, Cell::Deconv2x2] {
             seed += 1;
@@ -183,12 +186,12 @@ fn roi_boxes(batch: usize, side: usize, device: &Device) -> Result<Tensor> {
             rows.extend([b as f64, x, y, x + w, y + h].map(|v| v as f32));
         }
     }
-    Tensor::from_vec(rows, (batch * ROIS_PER_IMAGE, 5), device)
+    Ok(Tensor::from_vec(rows, (batch * ROIS_PER_IMAGE, 5), device)?)
 }
 
 /// Uniform random values in [-1, 1) scaled by `scale`, as an f32 tensor.
 fn random(shape: &[usize], seed: u64, scale: f64, device: &Device) -> Result<Tensor> {
-    crate::testing::random_tensor(shape, seed).affine(scale, 0.0)?.to_dtype(DType::F32)?.to_device(device)
+    Ok(engine::testing::random_tensor(shape, seed).affine(scale, 0.0)?.to_dtype(DType::F32)?.to_device(device)?)
 }
 
 fn cell_inputs(cell: Cell, side: usize, opts: &BenchConvsOptions, device: &Device, seed: u64) -> Result<CellInputs> {
@@ -211,8 +214,8 @@ fn cell_inputs(cell: Cell, side: usize, opts: &BenchConvsOptions, device: &Devic
 
 /// The cell's op on these tensors.
 fn apply(cell: Cell, composed: bool, x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, rois: Option<&Tensor>) -> Result<Tensor> {
-    let weight = || weight.ok_or_else(|| candle_core::Error::Msg("bench convs: a convolution cell without a weight".into()));
-    match (cell, composed) {
+    let weight = || weight.ok_or_else(|| anyhow!("bench convs: a convolution cell without a weight"));
+    let y = match (cell, composed) {
         (Cell::Conv3x3, false) => detection::conv2d(x, weight()?, bias, 1),
         (Cell::Conv3x3, true) => reference::conv2d(x, weight()?, bias, 1),
         (Cell::Conv1x1, false) => detection::conv2d(x, weight()?, bias, 0),
@@ -222,14 +225,15 @@ fn apply(cell: Cell, composed: bool, x: &Tensor, weight: Option<&Tensor>, bias: 
         (Cell::MaxPool2x2, false) => detection::max_pool2d(x, 2),
         (Cell::MaxPool2x2, true) => reference::max_pool2d(x, 2),
         (Cell::RoiAlign7, composed) => {
-            let rois = rois.ok_or_else(|| candle_core::Error::Msg("bench convs: a RoIAlign cell without boxes".into()))?;
+            let rois = rois.ok_or_else(|| anyhow!("bench convs: a RoIAlign cell without boxes"))?;
             if composed {
                 reference::roi_align(x, rois, (7, 7), 0.25, 0, true)
             } else {
                 detection::roi_align(x, rois, (7, 7), 0.25, 0, true)
             }
         }
-    }
+    };
+    Ok(y?)
 }
 
 /// The (forward, forward + backward) median times of one cell, ms.
@@ -238,13 +242,13 @@ fn time_cell(cell: Cell, side: usize, opts: &BenchConvsOptions, device: &Device,
     let (x, weight, bias, rois) = (&inputs.x, inputs.weight.as_ref(), inputs.bias.as_ref(), inputs.rois.as_ref());
     // Forward on plain tensors: candle records no graph for them.
     let forward = median_ms(opts.iters, || sync(&apply(cell, opts.composed, x, weight, bias, rois)?))?;
-    let vars = [Some(x), weight, bias].into_iter().flatten().map(Var::from_tensor).collect::<Result<Vec<_>>>()?;
+    let vars = [Some(x), weight, bias].into_iter().flatten().map(Var::from_tensor).collect::<candle_core::Result<Vec<_>>>()?;
     let tensors: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
     let (xv, wv, bv) = (tensors[0], tensors.get(1).copied(), tensors.get(2).copied());
     let train = median_ms(opts.iters, || {
         let grads = apply(cell, opts.composed, xv, wv, bv, rois)?.sum_all()?.backward()?;
         for v in &vars {
-            let grad = grads.get(v.as_tensor()).ok_or_else(|| candle_core::Error::Msg("bench convs: a variable got no gradient".into()))?;
+            let grad = grads.get(v.as_tensor()).ok_or_else(|| anyhow!("bench convs: a variable got no gradient"))?;
             sync(grad)?;
         }
         Ok(())
@@ -264,12 +268,6 @@ fn median_ms(iters: usize, mut step: impl FnMut() -> Result<()>) -> Result<f64> 
     times.sort_by(f64::total_cmp);
     let mid = times.len() / 2;
     Ok(if times.len() % 2 == 1 { times[mid] } else { 0.5 * (times[mid - 1] + times[mid]) })
-}
-
-/// Waits for the device by reading one value back.
-fn sync(t: &Tensor) -> Result<()> {
-    t.flatten_all()?.get(0)?.to_dtype(DType::F32)?.to_vec0::<f32>()?;
-    Ok(())
 }
 
 #[cfg(test)]

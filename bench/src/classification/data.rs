@@ -23,8 +23,8 @@ use vision::datasets::{self, ClassificationSet, ClsBatch, ClsSample, DatasetKind
 use vision::loader::{train_stream, LoaderConfig};
 use vision::transforms::{Interpolation, TrainTransformConfig};
 
-use crate::data::eval_transform_of;
-use crate::{Error, Result};
+use classification::data::eval_transform_of;
+use classification::{Error, Result};
 
 /// The RandAugment policy the benchmark runs (timm's ImageNet fine-tuning default).
 pub const POLICY: &str = "rand-m9-mstd0.5-inc1";

@@ -1,22 +1,22 @@
 //! `vitdet bench mocov3`: one MoCo-v3 training step of the released model (ViT-Tiny with 12
 //! heads, projector 192 → 4096 → 4096 → 256, predictor 256 → 4096 → 256),
-//! as [`crate::mocov3::task`] runs it: the momentum encoder's EMA step,
+//! as [`pretrain::mocov3::task`] runs it: the momentum encoder's EMA step,
 //! queries of both views with their graph, keys of both views from the
 //! momentum encoder, the symmetric loss, backward, AdamW (0.9, 0.999) with
 //! weight decay 0.1 on every parameter. Two fixed random views stand in for
 //! the data. Mirrors `bench/bench_mocov3.py` (moco-v3's `MoCo_ViT` built on
-//! timm's `VisionTransformer`). Timing and memory as [`crate::bench`] says.
+//! timm's `VisionTransformer`). Timing and memory as [`super`] says.
 
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 use engine::optim::{AdamW, Optimizer};
 use rand::SeedableRng;
 
-use backbone::bench::random_images;
 
-use super::{recipe, MocoV3, MocoV3Config};
-use crate::bench::{time_train_steps, StepBenchOptions, StepBenchResult, LR};
-use crate::Result;
+use pretrain::mocov3::{recipe, MocoV3, MocoV3Config};
+use super::{time_train_steps, StepBenchOptions, StepBenchResult, LR};
+use crate::timing::random_images;
+use anyhow::Result;
 
 /// The momentum of the timed steps' EMA (MoCo-v3's first value).
 const MOMENTUM: f64 = 0.99;

@@ -12,7 +12,7 @@ use image::codecs::jpeg::JpegEncoder;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Error, Result};
+use classification::{Error, Result};
 
 /// Classes (sub-folders) the images are spread over.
 pub const CLASSES: usize = 4;

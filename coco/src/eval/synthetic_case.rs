@@ -1,8 +1,10 @@
-//! A deterministic, COCO-val-sized evaluation case for `vitdet bench coco`
-//! and `coco/bench/peers.py`: a GT instances file and two results files
-//! (boxes and masks), as JSON bytes, from a fixed-seed SplitMix64 stream.
+//! A deterministic, synthetic evaluation case of any size: a GT instances
+//! file and two results files (boxes and masks), as JSON bytes, from a
+//! fixed-seed SplitMix64 stream. At COCO-val scale it is the workload of
+//! `vitdet bench coco` and `coco/bench/peers.py`; small cases exercise the
+//! parsers and the evaluator on realistic files in tests.
 //!
-//! [`BenchSpec::COCO_VAL`] matches COCO val2017's scale: 5000 images of
+//! [`CaseSpec::COCO_VAL`] matches COCO val2017's scale: 5000 images of
 //! 480-640 px, 80 categories with a skewed frequency (low ids common, as
 //! "person" is), 1..=14 objects per image (~37.5k GT, polygons of 12 vertices,
 //! 1% crowd regions as uncompressed RLE, areas log-uniform from 8² to 400² so
@@ -13,12 +15,9 @@
 //! ties occur.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use super::{accumulate, evaluate, summarize, IouType, Params};
-use crate::dataset::Dataset;
 use crate::mask::Rle;
-use crate::results::{write_bytes_atomic, Results};
+use crate::results::write_bytes_atomic;
 use crate::types::{
     AnnId, Annotation, Category, CategoryId, DetectionResult, ImageId, ImageInfo, InstancesFile, Segmentation,
 };
@@ -26,7 +25,7 @@ use crate::Error;
 
 /// Sizes of a generated case.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BenchSpec {
+pub struct CaseSpec {
     /// Number of images.
     pub images: usize,
     /// Number of categories.
@@ -41,9 +40,9 @@ pub struct BenchSpec {
     pub seed: u64,
 }
 
-impl BenchSpec {
+impl CaseSpec {
     /// COCO val2017 scale (see the module doc).
-    pub const COCO_VAL: BenchSpec = BenchSpec {
+    pub const COCO_VAL: CaseSpec = CaseSpec {
         images: 5000,
         categories: 80,
         max_gt_per_image: 14,
@@ -55,7 +54,7 @@ impl BenchSpec {
 
 /// The three JSON files of a case.
 #[derive(Debug, Clone)]
-pub struct BenchFiles {
+pub struct CaseFiles {
     /// Instances (GT) file.
     pub gt: Vec<u8>,
     /// Box results.
@@ -136,7 +135,7 @@ fn score(rng: &mut SplitMix64) -> f64 {
 ///
 /// # Errors
 /// Mask errors from rasterising the generated polygons (none for valid specs).
-pub fn generate(spec: &BenchSpec) -> Result<BenchFiles, Error> {
+pub fn generate(spec: &CaseSpec) -> Result<CaseFiles, Error> {
     let mut rng = SplitMix64(spec.seed);
     let categories: Vec<Category> = (0..spec.categories)
         .map(|k| Category { id: CategoryId(k as i64 + 1), name: format!("class{}", k + 1), supercategory: None })
@@ -226,7 +225,7 @@ pub fn generate(spec: &BenchSpec) -> Result<BenchFiles, Error> {
     }
     let n_gt = annotations.len();
     let gt = InstancesFile { info: None, licenses: None, images, annotations, categories };
-    Ok(BenchFiles { gt: to_json(&gt)?, bbox_results: to_json(&box_dets)?, segm_results: to_json(&mask_dets)?, n_gt })
+    Ok(CaseFiles { gt: to_json(&gt)?, bbox_results: to_json(&box_dets)?, segm_results: to_json(&mask_dets)?, n_gt })
 }
 
 /// JSON bytes of a value (these types always serialise; the error is for form).
@@ -236,7 +235,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
 
 /// Where [`write_case`] put the three files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BenchPaths {
+pub struct CasePaths {
     /// `instances.json`.
     pub gt: PathBuf,
     /// `results_bbox.json`.
@@ -245,10 +244,10 @@ pub struct BenchPaths {
     pub segm_results: PathBuf,
 }
 
-impl BenchPaths {
+impl CasePaths {
     /// The three files under `dir`, if all exist.
-    pub fn in_dir(dir: &Path) -> Option<BenchPaths> {
-        let paths = BenchPaths {
+    pub fn in_dir(dir: &Path) -> Option<CasePaths> {
+        let paths = CasePaths {
             gt: dir.join("instances.json"),
             bbox_results: dir.join("results_bbox.json"),
             segm_results: dir.join("results_segm.json"),
@@ -262,9 +261,9 @@ impl BenchPaths {
 ///
 /// # Errors
 /// [`Error::Write`] naming the file.
-pub fn write_case(files: &BenchFiles, dir: &Path) -> Result<BenchPaths, Error> {
+pub fn write_case(files: &CaseFiles, dir: &Path) -> Result<CasePaths, Error> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })?;
-    let paths = BenchPaths {
+    let paths = CasePaths {
         gt: dir.join("instances.json"),
         bbox_results: dir.join("results_bbox.json"),
         segm_results: dir.join("results_segm.json"),
@@ -275,63 +274,6 @@ pub fn write_case(files: &BenchFiles, dir: &Path) -> Result<BenchPaths, Error> {
     Ok(paths)
 }
 
-/// Wall-clock seconds of each phase of one end-to-end evaluation, and its stats.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PhaseTimes {
-    /// Reading and parsing both files (in parallel), validating the GT.
-    pub load_s: f64,
-    /// `evaluate` (loadRes, IoU, matching).
-    pub evaluate_s: f64,
-    /// `accumulate`.
-    pub accumulate_s: f64,
-    /// `summarize`.
-    pub summarize_s: f64,
-    /// All of the above.
-    pub total_s: f64,
-    /// The 12 stats.
-    pub stats: [f64; 12],
-}
-
-/// Times load + evaluate + accumulate + summarize of `results` against `gt`,
-/// the span the peers' numbers cover (`COCO(gt)`, `loadRes`, `evaluate`,
-/// `accumulate`, `summarize`).
-///
-/// # Errors
-/// Any error of [`Dataset::load`], [`Results::load`] or [`evaluate()`].
-pub fn time_eval(gt: &Path, results: &Path, iou_type: IouType) -> Result<PhaseTimes, Error> {
-    let start = Instant::now();
-    let (dataset, results) = rayon::join(|| Dataset::load(gt, None), || Results::load(results));
-    let (dataset, _report) = dataset?;
-    let results = results?;
-    let loaded = Instant::now();
-    let grid = evaluate(&dataset, &results, iou_type, &Params::default())?;
-    let evaluated = Instant::now();
-    let acc = accumulate(&grid);
-    let accumulated = Instant::now();
-    let summary = summarize(&acc)?;
-    let done = Instant::now();
-    let secs = |a: Instant, b: Instant| (b - a).as_secs_f64();
-    Ok(PhaseTimes {
-        load_s: secs(start, loaded),
-        evaluate_s: secs(loaded, evaluated),
-        accumulate_s: secs(evaluated, accumulated),
-        summarize_s: secs(accumulated, done),
-        total_s: secs(start, done),
-        stats: summary.stats,
-    })
-}
-
-/// Writes `stats.json` (`{"bbox": {"total_s", "stats"}, "segm": {...}}`) next
-/// to a case, for `coco/bench/peers.py` to compare against.
-///
-/// # Errors
-/// [`Error::Write`].
-pub fn write_stats(dir: &Path, bbox: &PhaseTimes, segm: &PhaseTimes) -> Result<(), Error> {
-    let entry = |t: &PhaseTimes| serde_json::json!({"total_s": t.total_s, "stats": t.stats.to_vec()});
-    let value = serde_json::json!({"bbox": entry(bbox), "segm": entry(segm)});
-    crate::results::write_json_atomic(&dir.join("stats.json"), &value)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -339,7 +281,7 @@ mod tests {
 
     #[test]
     fn small_case_is_deterministic_and_parses() {
-        let spec = BenchSpec { images: 20, ..BenchSpec::COCO_VAL };
+        let spec = CaseSpec { images: 20, ..CaseSpec::COCO_VAL };
         let a = generate(&spec).unwrap();
         let b = generate(&spec).unwrap();
         assert_eq!(a.gt, b.gt);
