@@ -14,6 +14,9 @@
 //! [`every_op_runs_composed`] fails if the constructor did not run or if an
 //! op took a fused kernel anyway (`engine::testing::check_switch_probes`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Each included file declares `mod common;` for its own binary; here each
+// gets its own copy, which is what the standalone binaries compile too.
+#![allow(clippy::duplicate_mod)]
 
 /// Sets the kernel switch to composed before any test runs.
 #[ctor::ctor(unsafe)]
