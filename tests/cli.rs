@@ -3,34 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use backbone::import::{load_vit_as, save_vit};
 use backbone::VitConfig;
 use candle_core::{Device, Tensor};
 
-fn vitdet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vitdet")).args(args).env("HOME", "/nonexistent-home").env_remove("VITDET_WEIGHTS").env("RUST_BACKTRACE", "1").output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A user mistake: exit code 2, one `error:` line naming `needle`, no panic.
-fn assert_user_error(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "exit code; stderr: {err}");
-    let lines: Vec<&str> = err.trim_end().lines().collect();
-    let errors = lines.iter().filter(|l| l.starts_with("error: ")).count();
-    assert!(errors == 1 && lines.last().is_some_and(|l| l.starts_with("error: ")), "one error line, last: {err}");
-    assert!(err.contains(needle), "stderr names {needle:?}: {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
-}
+mod common;
+use common::{assert_user_error, stderr, stdout, vitdet};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vit").join(name)

@@ -2,18 +2,10 @@
 //! and exits 2 (naming the flag) on user mistakes.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn vitdet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vitdet")).args(args).output().unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+mod common;
+use common::{scratch, vitdet};
 
 #[test]
 fn writes_coco_layout_and_one_summary_line() {

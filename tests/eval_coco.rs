@@ -3,18 +3,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn vitdet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vitdet")).args(args).output().unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{assert_user_error, path, scratch, vitdet};
 
 /// Case 0 of coco/tests/fixtures/eval_cases.json written as gt.json / dt_bbox.json /
 /// dt_segm.json, with pycocotools' printed summaries.
@@ -37,25 +28,11 @@ fn case0(dir: &Path) -> (PathBuf, PathBuf, PathBuf, String, String) {
     )
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// A user mistake: exit code 2, one `error:` line, stderr naming `needle`, no panic.
-fn assert_user_error(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "exit code; stderr: {err}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
-    assert_eq!(errors.len(), 1, "{err}");
-    assert!(err.contains(needle), "stderr should name {needle:?}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
 #[test]
 fn prints_pycocotools_summary_and_writes_json_and_plots() {
     let dir = scratch("eval_coco_ok");
     let (gt, dt_bbox, dt_segm, bbox_text, segm_text) = case0(&dir);
-    let out = vitdet(&["eval", "coco", "--gt", s(&gt), "--dt", s(&dt_bbox)]);
+    let out = vitdet(&["eval", "coco", "--gt", path(&gt), "--dt", path(&dt_bbox)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout == bbox_text, "--- ours\n{stdout}--- pycocotools\n{bbox_text}");
@@ -64,7 +41,7 @@ fn prints_pycocotools_summary_and_writes_json_and_plots() {
 
     let json = dir.join("metrics.json");
     let plots = dir.join("plots");
-    let out = vitdet(&["eval", "coco", "--gt", s(&gt), "--dt", s(&dt_segm), "--iou-type", "segm", "--json", s(&json), "--plots", s(&plots), "-q"]);
+    let out = vitdet(&["eval", "coco", "--gt", path(&gt), "--dt", path(&dt_segm), "--iou-type", "segm", "--json", path(&json), "--plots", path(&plots), "-q"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), segm_text);
     assert!(out.stderr.is_empty(), "--quiet: {}", String::from_utf8_lossy(&out.stderr));
@@ -84,7 +61,7 @@ fn prints_pycocotools_summary_and_writes_json_and_plots() {
 fn both_iou_types_print_two_labelled_summaries() {
     let dir = scratch("eval_coco_both");
     let (gt, _, dt_segm, _, segm_text) = case0(&dir);
-    let out = vitdet(&["eval", "coco", "--gt", s(&gt), "--dt", s(&dt_segm), "--iou-type", "both", "--per-category"]);
+    let out = vitdet(&["eval", "coco", "--gt", path(&gt), "--dt", path(&dt_segm), "--iou-type", "both", "--per-category"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("IoU metric: bbox\n") && stdout.contains("IoU metric: segm\n"), "{stdout}");
@@ -97,37 +74,37 @@ fn bad_inputs_exit_two_with_one_line() {
     let dir = scratch("eval_coco_bad");
     let (gt, dt_bbox, _, _, _) = case0(&dir);
     let missing = dir.join("missing.json");
-    assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&gt), "--dt", s(&missing)]), "missing.json");
+    assert_user_error(&vitdet(&["eval", "coco", "--gt", path(&gt), "--dt", path(&missing)]), "missing.json");
 
     let empty = dir.join("empty.json");
     std::fs::write(&empty, "[]").unwrap();
-    assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&gt), "--dt", s(&empty)]), "no detections");
+    assert_user_error(&vitdet(&["eval", "coco", "--gt", path(&gt), "--dt", path(&empty)]), "no detections");
 
     let unknown = dir.join("unknown.json");
     std::fs::write(&unknown, r#"[{"image_id": 999999, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]"#).unwrap();
-    assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&gt), "--dt", s(&unknown)]), "image 999999");
+    assert_user_error(&vitdet(&["eval", "coco", "--gt", path(&gt), "--dt", path(&unknown)]), "image 999999");
 
     let wrong_type = dir.join("wrong_type.json");
     std::fs::write(&wrong_type, "[{\"image_id\": 107, \"category_id\": 1,\n \"bbox\": \"0 0 1 1\", \"score\": 0.5}]").unwrap();
-    assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&gt), "--dt", s(&wrong_type)]), "wrong_type.json:2:");
+    assert_user_error(&vitdet(&["eval", "coco", "--gt", path(&gt), "--dt", path(&wrong_type)]), "wrong_type.json:2:");
 
     assert_user_error(
-        &vitdet(&["eval", "coco", "--gt", s(&gt), "--dt", s(&dt_bbox), "--iou-type", "segm"]),
+        &vitdet(&["eval", "coco", "--gt", path(&gt), "--dt", path(&dt_bbox), "--iou-type", "segm"]),
         "segm evaluation needs masks",
     );
 
     let malformed_gt = dir.join("malformed_gt.json");
     std::fs::write(&malformed_gt, "{\"images\": [}").unwrap();
-    assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&malformed_gt), "--dt", s(&dt_bbox)]), "malformed_gt.json:1:");
+    assert_user_error(&vitdet(&["eval", "coco", "--gt", path(&malformed_gt), "--dt", path(&dt_bbox)]), "malformed_gt.json:1:");
 
-    assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&gt)]), "--dt");
+    assert_user_error(&vitdet(&["eval", "coco", "--gt", path(&gt)]), "--dt");
 
     // A results file given as the ground truth.
-    assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&dt_bbox), "--dt", s(&dt_bbox)]), "a JSON list, not a COCO instances file");
+    assert_user_error(&vitdet(&["eval", "coco", "--gt", path(&dt_bbox), "--dt", path(&dt_bbox)]), "a JSON list, not a COCO instances file");
     // Outputs that cannot be written are refused before the evaluation.
     let nowhere = dir.join("no/such/folder/metrics.json");
-    assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&gt), "--dt", s(&dt_bbox), "--json", s(&nowhere)]), "does not exist");
-    assert_user_error(&vitdet(&["eval", "coco", "--gt", s(&gt), "--dt", s(&dt_bbox), "--plots", s(&gt)]), "expected a folder");
+    assert_user_error(&vitdet(&["eval", "coco", "--gt", path(&gt), "--dt", path(&dt_bbox), "--json", path(&nowhere)]), "does not exist");
+    assert_user_error(&vitdet(&["eval", "coco", "--gt", path(&gt), "--dt", path(&dt_bbox), "--plots", path(&gt)]), "expected a folder");
 }
 
 #[test]
@@ -143,7 +120,7 @@ fn help_has_an_example() {
 #[test]
 fn bench_prints_one_json_line_and_writes_the_case() {
     let dir = scratch("bench_coco");
-    let out = vitdet(&["bench", "coco", "--images", "30", "--runs", "1", "--write", s(&dir)]);
+    let out = vitdet(&["bench", "coco", "--images", "30", "--runs", "1", "--write", path(&dir)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");

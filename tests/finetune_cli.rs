@@ -345,3 +345,52 @@ fn keep_blocks_keeps_the_first_k_and_reinitialises_the_rest() {
     let weights_of_late: Vec<String> = late.iter().filter(|n| n.ends_with(".weight") && !n.contains("norm")).cloned().collect();
     assert_eq!(changed(&src, &kept, weights_of_late.iter().cloned()), weights_of_late, "every re-initialised weight differs from the source");
 }
+
+/// Relative difference allowed between a step's loss under `precision =
+/// "bf16"` and under f32, same seed and data: the bf16 forward's error on
+/// the logits, √73 bf16 products · u (u = 2^-8) ≈ 3.3% RMS at most for a
+/// ViT-Tiny (backbone/tests/bf16_precision.rs derives it), which moves a
+/// cross-entropy of O(1) logits by as much; the bf16 gradients (cosine
+/// within 1 - 2e-3 of f32's) change the few AdamW steps far less. Measured
+/// with the recipe below (lr 1.6e-3, losses moving between 0.97 and 1.83):
+/// at most 0.11%.
+const BF16_LOSS_REL_TOL: f64 = 8.5 / 256.0;
+
+#[test]
+fn bf16_recipe_trains_with_losses_close_to_f32_and_keeps_f32_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |precision: &str| {
+        // A head of timm's scale and a learning rate that moves the loss, so
+        // that the logits and the updates matter.
+        let overrides = [("precision", format!("\"{precision}\"")), ("head_init_std", "0.02".into()), ("blr", "1e-1".into())];
+        let overrides: Vec<(&str, &str)> = overrides.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let recipe = write_recipe(dir.path(), &format!("{precision}.toml"), &tiny_recipe(&overrides));
+        let out = dir.path().join(precision);
+        let o = vitdet(&["finetune", "--config", path(&recipe), "--backbone", "scratch", "--max-iter", "4", "--out", path(&out)]);
+        assert_ok(&o);
+        (out, text(&o.stderr))
+    };
+    let (full, full_log) = run("f32");
+    let (mixed, mixed_log) = run("bf16");
+    assert!(mixed_log.contains("precision: bf16") && !full_log.contains("precision: bf16"), "{mixed_log}");
+    assert!(std::fs::read_to_string(mixed.join("config.toml")).unwrap().contains("precision = \"bf16\""));
+
+    let loss = |run: &Path| metrics(run).iter().map(|m| m["loss"].as_f64().unwrap()).collect::<Vec<f64>>();
+    let (a, b) = (loss(&full), loss(&mixed));
+    assert_eq!((a.len(), b.len()), (4, 4));
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= BF16_LOSS_REL_TOL * x, "step {step}: loss {y} in bf16 vs {x} in f32");
+    }
+    assert_ne!(a, b, "bf16 changed no loss: the products did not run in bf16");
+    // Master weights: the saved model is f32 (`tensors` checks every dtype).
+    assert_eq!(tensors(&mixed.join("model.safetensors")).len(), tensors(&full.join("model.safetensors")).len());
+}
+
+#[test]
+fn an_unknown_precision_is_a_one_line_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "fp16.toml", &tiny_recipe(&[("precision", "\"fp16\"")]));
+    let o = vitdet(&["finetune", "--config", path(&recipe), "--backbone", "scratch", "--out", path(&dir.path().join("run"))]);
+    assert_user_error(&o, "precision");
+    assert!(text(&o.stderr).contains("expected \"f32\" or \"bf16\""), "{}", text(&o.stderr));
+}

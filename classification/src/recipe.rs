@@ -126,6 +126,12 @@ pub struct TrainConfig {
     pub checkpoint_period_epochs: usize,
     /// Seed of initialisation, sampling and augmentation.
     pub seed: u64,
+    /// Mixed precision: `"f32"` (everything in f32, the default) or
+    /// `"bf16"` (bf16 products in linear layers, attention and convolutions
+    /// with f32 weights, norms, softmax, losses and optimizer state, as
+    /// `torch.autocast(dtype=torch.bfloat16)`; for GPUs, see
+    /// [`engine::ops::Precision`]).
+    pub precision: engine::ops::Precision,
     /// Training augmentation, timm's `transforms_imagenet_train` keys (its
     /// `size` is set from `data.input_size`). Keys a recipe leaves out take
     /// this recipe default's values (no colour jitter), not timm's
@@ -187,6 +193,7 @@ impl Default for TrainConfig {
             eval_period_epochs: 1,
             checkpoint_period_epochs: 1,
             seed: 0,
+            precision: engine::ops::Precision::F32,
             augment: TrainTransformConfig {
                 size: 224,
                 scale: [0.08, 1.0],
@@ -469,5 +476,15 @@ mod tests {
         assert!(e.contains("r.toml (line 2, column 1)") && e.contains("epoch"), "{e}");
         let e = Recipe::parse("[train]\nbatch_size = 10\ngrad_accum = 3\n", Path::new("r.toml")).unwrap_err().to_string();
         assert!(e.contains("train.grad_accum"), "{e}");
+    }
+
+    #[test]
+    fn precision_defaults_to_f32_reads_bf16_and_rejects_other_values_naming_the_key() {
+        use engine::ops::Precision;
+        let origin = std::path::Path::new("r.toml");
+        assert_eq!(Recipe::default().train.precision, Precision::F32);
+        assert_eq!(Recipe::parse("[train]\nprecision = \"bf16\"\n", origin).unwrap().train.precision, Precision::Bf16);
+        let err = Recipe::parse("[train]\nprecision = \"fp16\"\n", origin).unwrap_err().to_string();
+        assert!(err.contains("precision") && err.contains("expected \"f32\" or \"bf16\"") && err.contains("line 2") && !err.contains('\n'), "{err}");
     }
 }

@@ -48,6 +48,12 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     /// Seed of initialisation, sampling and augmentation.
     pub seed: u64,
+    /// Mixed precision: `"f32"` (everything in f32, the default) or
+    /// `"bf16"` (bf16 products in linear layers, attention and convolutions
+    /// with f32 weights, norms, softmax, losses and optimizer state, as
+    /// `torch.autocast(dtype=torch.bfloat16)`; for GPUs, see
+    /// [`engine::ops::Precision`]).
+    pub precision: engine::ops::Precision,
 }
 
 impl Default for TrainConfig {
@@ -68,6 +74,7 @@ impl Default for TrainConfig {
             checkpoint_period: 5000,
             eval_batch_size: 1,
             seed: 0,
+            precision: engine::ops::Precision::F32,
         }
     }
 }
@@ -268,5 +275,15 @@ mod tests {
     fn unknown_keys_are_errors() {
         let err = toml::from_str::<Recipe>("[train]\nbatch = 3\n").unwrap_err();
         assert!(err.to_string().contains("batch"), "{err}");
+    }
+
+    #[test]
+    fn precision_defaults_to_f32_reads_bf16_and_rejects_other_values_naming_the_key() {
+        use engine::ops::Precision;
+        let origin = std::path::Path::new("r.toml");
+        assert_eq!(Recipe::default().train.precision, Precision::F32);
+        assert_eq!(Recipe::parse("[train]\nprecision = \"bf16\"\n", origin).unwrap().train.precision, Precision::Bf16);
+        let err = Recipe::parse("[train]\nprecision = \"fp16\"\n", origin).unwrap_err().to_string();
+        assert!(err.contains("precision") && err.contains("expected \"f32\" or \"bf16\"") && err.contains("line 2") && !err.contains('\n'), "{err}");
     }
 }

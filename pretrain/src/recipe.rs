@@ -159,6 +159,12 @@ pub struct TrainConfig {
     pub checkpoint_period_epochs: usize,
     /// Seed of initialisation, masking and augmentation.
     pub seed: u64,
+    /// Mixed precision: `"f32"` (everything in f32, the default) or
+    /// `"bf16"` (bf16 products in linear layers, attention and convolutions
+    /// with f32 weights, norms, softmax, losses and optimizer state, as
+    /// `torch.autocast(dtype=torch.bfloat16)`; for GPUs, see
+    /// [`engine::ops::Precision`]).
+    pub precision: engine::ops::Precision,
     /// Training augmentation.
     pub augment: AugmentConfig,
 }
@@ -208,6 +214,7 @@ impl Default for TrainConfig {
             min_lr: 0.0,
             checkpoint_period_epochs: 1,
             seed: 0,
+            precision: engine::ops::Precision::F32,
             augment: AugmentConfig::default(),
         }
     }
@@ -604,5 +611,15 @@ mod tests {
         assert!(matches!(plan.schedule, Schedule::WarmupCosine { warmup_iters: 10, total_iters: 100, min_lr, .. } if min_lr == 0.0));
         r.train.warmup_lr = -1.0;
         assert!(r.validate().unwrap_err().to_string().contains("train.warmup_lr"));
+    }
+
+    #[test]
+    fn precision_defaults_to_f32_reads_bf16_and_rejects_other_values_naming_the_key() {
+        use engine::ops::Precision;
+        let origin = std::path::Path::new("r.toml");
+        assert_eq!(Recipe::default().train.precision, Precision::F32);
+        assert_eq!(Recipe::parse("[train]\nprecision = \"bf16\"\n", origin).unwrap().train.precision, Precision::Bf16);
+        let err = Recipe::parse("[train]\nprecision = \"fp16\"\n", origin).unwrap_err().to_string();
+        assert!(err.contains("precision") && err.contains("expected \"f32\" or \"bf16\"") && err.contains("line 2") && !err.contains('\n'), "{err}");
     }
 }

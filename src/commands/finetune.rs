@@ -103,6 +103,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         args.device,
         args.out.display()
     );
+    super::set_training_precision(recipe.train.precision);
     let run = FinetuneRun {
         recipe,
         weight_search: weight_search(args.weights_dir.as_ref()),

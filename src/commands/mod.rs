@@ -79,6 +79,16 @@ pub(crate) fn set_run_length(epochs: &mut usize, max_iter: &mut Option<usize>, e
     }
 }
 
+/// Sets the process-wide precision from a training recipe's
+/// `train.precision`, before the model is built (evaluation and prediction
+/// leave the default, f32), and says so on stderr when it is bf16.
+pub(crate) fn set_training_precision(precision: engine::ops::Precision) {
+    engine::ops::set_precision(precision);
+    if precision == engine::ops::Precision::Bf16 {
+        eprintln!("precision: bf16 products (linear, attention, convolutions) with f32 weights, norms, softmax and losses");
+    }
+}
+
 /// Parses a `--max-iter` value: a number of optimizer steps from 1 to
 /// [`engine::limits::MAX_STEPS`].
 pub(crate) fn parse_steps(text: &str) -> Result<usize, String> {

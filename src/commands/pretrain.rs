@@ -210,6 +210,7 @@ fn load_recipe(args: &PretrainArgs, with_data: &str, synthetic: &str) -> anyhow:
         recipe.knn.dataset = name.parse::<DatasetKind>()?;
     }
     recipe.validate()?;
+    super::set_training_precision(recipe.train.precision);
     Ok(recipe)
 }
 

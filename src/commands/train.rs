@@ -119,6 +119,7 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
         args.device,
         args.out.display()
     );
+    super::set_training_precision(recipe.train.precision);
     let run = TrainRun {
         recipe,
         weight_search: weight_search(args.weights_dir.as_ref()),
@@ -130,6 +131,8 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
         progress: engine::progress::ProgressConfig::default(),
     };
     let summary = train(&run)?;
+    // What runs after training (demo's predictions) runs in f32.
+    engine::ops::set_precision(engine::ops::Precision::F32);
     eprintln!("backbone: {}", summary.backbone_init);
     if let Some(skipped) = &summary.skipped_images {
         eprintln!("warning: training data: {skipped}");

@@ -6,13 +6,19 @@ use candle_nn::VarBuilder;
 /// `x`: (..., in); `weight`: (out, in); `bias`: (out). Returns (..., out).
 ///
 /// Leading dimensions are flattened into one matrix so the product is a
-/// single GEMM rather than a batch of small ones.
+/// single GEMM rather than a batch of small ones. Under
+/// [`Precision::Bf16`](super::Precision) with f32 operands the product runs
+/// in bf16 on the composed path and the bias is added to its f32 result.
 ///
 /// # Errors
 /// Shapes that do not fit (`x`'s last dimension against `weight`'s, `bias`
 /// against the output width), named in the message, on every path.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     check_shapes(x, weight, bias)?;
+    if super::precision::lowers(&[x, weight]) {
+        let y = super::precision::product([x, weight], |[x, w]| composed(x, w, None))?;
+        return add_bias(y, bias);
+    }
     let mut operands = vec![x, weight];
     operands.extend(bias);
     if super::cpu::fused_eligible(&operands) && x.rank() >= 1 && weight.rank() == 2 && bias.is_none_or(|b| b.rank() == 1) {
@@ -50,16 +56,19 @@ pub fn composed(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Te
     let in_dim = *dims.last().ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
     let rows = x.elem_count() / in_dim.max(1);
     let out_dim = weight.dim(0)?;
-    let y = x.reshape((rows, in_dim))?.matmul(&weight.t()?)?;
-    let y = match bias {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    };
+    let y = add_bias(x.reshape((rows, in_dim))?.matmul(&weight.t()?)?, bias)?;
     let mut out_dims = dims.to_vec();
     if let Some(last) = out_dims.last_mut() {
         *last = out_dim;
     }
     y.reshape(out_dims)
+}
+
+fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    match bias {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
 }
 
 /// A linear layer holding `weight` (out, in) and an optional `bias` (timm names).
@@ -93,6 +102,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::ops::cpu::{self, test_support::assert_matches_composed};
+    use crate::ops::precision::test_support::assert_within_product_bound;
+    use crate::ops::{with_precision, Precision};
     use crate::testing::{check_gradients, random_tensor};
 
     #[test]
@@ -167,5 +178,25 @@ mod tests {
             1e-5,
             1e-12,
         );
+    }
+
+    #[test]
+    fn bf16_output_and_gradients_stay_within_the_bf16_product_bound() {
+        // x (3, 50, 96), weight (40, 96): the output sums 96 terms, d(x) 40,
+        // d(weight) and d(bias) the 150 rows.
+        let inputs = [random_tensor(&[3, 50, 96], 60), random_tensor(&[40, 96], 61), random_tensor(&[40], 62)];
+        assert_within_product_bound(&inputs, |t| linear(&t[0], &t[1], Some(&t[2])), &[96, 40, 150, 150]);
+        assert_within_product_bound(&inputs[..2], |t| linear(&t[0], &t[1], None), &[96, 40, 150]);
+    }
+
+    #[test]
+    fn bf16_adds_the_bias_in_f32() {
+        // A bias that bf16 cannot hold (1 + 2^-12) reaches the output whole.
+        let dev = candle_core::Device::Cpu;
+        let x = Tensor::zeros((2, 3), candle_core::DType::F32, &dev).unwrap();
+        let w = Tensor::ones((1, 3), candle_core::DType::F32, &dev).unwrap();
+        let b = Tensor::new(&[1.0f32 + 1.0 / 4096.0], &dev).unwrap();
+        let y = with_precision(Precision::Bf16, || linear(&x, &w, Some(&b))).unwrap();
+        assert_eq!(y.to_vec2::<f32>().unwrap(), vec![vec![1.0 + 1.0 / 4096.0]; 2]);
     }
 }

@@ -13,6 +13,13 @@
 //! [`reference`]), forward and backward. [`Kernels`] is the one switch
 //! between the two ([`set_kernels`], `VITDET_KERNELS=composed`).
 //!
+//! [`Precision`] is the mixed-precision switch (a recipe's `precision =
+//! "bf16"`, [`set_precision`]): the matrix products ([`linear`], both
+//! products of [`attention`] and [`self_attention`], the detector's
+//! convolutions) then take bf16 copies of their f32 operands and return
+//! f32, as under `torch.autocast(dtype=torch.bfloat16)`; norms, softmax,
+//! losses, weights and optimizer state stay in f32 (`precision.rs`).
+//!
 //! Shapes: B batch, H heads, N tokens, D channels, C channels of a map,
 //! K classes.
 
@@ -26,6 +33,7 @@ mod gelu;
 mod kernels;
 mod layer_norm;
 mod linear;
+mod precision;
 pub mod reference;
 mod softmax;
 
@@ -37,4 +45,5 @@ pub use gelu::gelu;
 pub use kernels::{fused_allowed, kernels, kernels_from_env, set_kernels, Kernels, ENV_VAR as KERNELS_ENV_VAR};
 pub use layer_norm::{layer_norm, layer_norm_channels_first, LayerNorm};
 pub use linear::{linear, Linear};
+pub use precision::{precision, set_precision, with_precision, Precision, RECIPE_KEY as PRECISION_RECIPE_KEY};
 pub use softmax::softmax_last_dim;

@@ -14,18 +14,35 @@
 //! kernel too (`ops/cpu/max_pool2d.rs`) and a composed reference that is not
 //! candle's `max_pool2d`, whose backward is wrong (see `composed::max_pool2d`).
 //!
+//! Under [`Precision::Bf16`](crate::ops::Precision) with f32 operands the
+//! two convolutions run on bf16 copies of the input and weight and the bias
+//! is added to their f32 result (the max pool stays f32). candle 0.11.1's
+//! CPU backend has no bf16 convolution (its im2col GEMM rejects bf16), so
+//! on the CPU the f32 kernels run on the operands rounded to bf16 and the
+//! result is rounded to bf16: the numbers of a bf16 convolution with f32
+//! accumulation, as candle's CUDA kernels and cuDNN compute it.
+//!
 //! Shapes: (N, C, H, W) maps; conv weights (C_out, C_in, k, k), transposed
 //! conv weights (C_in, C_out, k, k) as PyTorch stores them.
 
 use candle_core::{Result, Tensor};
 
-use crate::ops::cpu;
+use crate::ops::{cpu, precision};
 
 /// `F.conv2d(x, weight, bias, stride=1, padding=padding)`.
 ///
 /// # Errors
 /// Shapes that do not fit together.
 pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, padding: usize) -> Result<Tensor> {
+    if precision::lowers(&[x, weight]) {
+        let y = precision::product_emulated_on_cpu([x, weight], |[x, w]| conv2d_as_given(x, w, None, padding))?;
+        return composed::add_channel_bias(y, bias);
+    }
+    conv2d_as_given(x, weight, bias, padding)
+}
+
+/// [`conv2d`] in the operands' own dtype: the fused kernel where eligible.
+fn conv2d_as_given(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, padding: usize) -> Result<Tensor> {
     let mut operands = vec![x, weight];
     operands.extend(bias);
     if cpu::fused_eligible(&operands) && x.rank() == 4 && weight.rank() == 4 && bias.is_none_or(|b| b.rank() == 1) {
@@ -46,6 +63,15 @@ pub fn conv_transpose2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stri
     if kh != stride || kw != stride {
         candle_core::bail!("conv_transpose2d: kernel {kh}x{kw} must equal the stride {stride}");
     }
+    if precision::lowers(&[x, weight]) {
+        let y = precision::product_emulated_on_cpu([x, weight], |[x, w]| conv_transpose2d_as_given(x, w, None, stride))?;
+        return composed::add_channel_bias(y, bias);
+    }
+    conv_transpose2d_as_given(x, weight, bias, stride)
+}
+
+/// [`conv_transpose2d`] in the operands' own dtype: the fused kernel where eligible.
+fn conv_transpose2d_as_given(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize) -> Result<Tensor> {
     let mut operands = vec![x, weight];
     operands.extend(bias);
     if cpu::fused_eligible(&operands) && x.rank() == 4 && bias.is_none_or(|b| b.rank() == 1) {
@@ -112,7 +138,8 @@ pub mod composed {
         x.narrow(2, 0, oh * k)?.narrow(3, 0, ow * k)?.reshape((n, c, oh, k, ow, k))?.max(5)?.max(3)
     }
 
-    fn add_channel_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    /// `y` plus a per-channel `bias` (C), broadcast over (N, C, H, W).
+    pub(crate) fn add_channel_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         match bias {
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
             None => Ok(y),
@@ -387,5 +414,18 @@ mod tests {
     fn max_pool2d_rejects_a_map_smaller_than_the_window() {
         assert!(max_pool2d(&random_tensor(&[1, 1, 1, 4], 32), 2).is_err());
         assert!(composed::max_pool2d(&random_tensor(&[1, 1, 1, 4], 32), 2).is_err());
+    }
+
+    #[test]
+    fn bf16_convolutions_stay_within_the_bf16_product_bound() {
+        use crate::ops::precision::test_support::assert_within_product_bound;
+        // conv2d 3x3: the output sums C_in·9 = 54 terms, d(x) C_out·9 = 45,
+        // d(weight) and d(bias) the N·H·W = 162 positions.
+        let inputs = [random_tensor(&[2, 6, 9, 9], 80), random_tensor(&[5, 6, 3, 3], 81), random_tensor(&[5], 82)];
+        assert_within_product_bound(&inputs, |t| conv2d(&t[0], &t[1], Some(&t[2]), 1), &[54, 45, 162, 162]);
+        // Transposed 2x2 stride 2: the output sums C_in = 6 terms, d(x)
+        // C_out·4 = 20, d(weight) N·H·W = 50, d(bias) the 200 output pixels.
+        let inputs = [random_tensor(&[2, 6, 5, 5], 83), random_tensor(&[6, 5, 2, 2], 84), random_tensor(&[5], 85)];
+        assert_within_product_bound(&inputs, |t| conv_transpose2d(&t[0], &t[1], Some(&t[2]), 2), &[6, 20, 50, 200]);
     }
 }
