@@ -134,9 +134,7 @@ pub fn bench_convs(opts: &BenchConvsOptions, device: &Device) -> Result<BenchCon
         }
     }
     if let Some(&side) = opts.sizes.first() {
-        // candle has no RoIAlign of its own: the cell has no composed form.
-        let extra: &[Cell] = if opts.composed { &[Cell::MaxPool2x2] } else { &[Cell::MaxPool2x2, Cell::RoiAlign7] };
-        for &cell in extra {
+        for cell in [Cell::MaxPool2x2, Cell::RoiAlign7] {
             seed += 1;
             let (f, t) = time_cell(cell, side, opts, device, seed)?;
             forward_by_op.insert(format!("{}@{side}", cell.name()), f);
@@ -224,10 +222,15 @@ fn apply(cell: Cell, composed: bool, x: &Tensor, weight: Option<&Tensor>, bias: 
         (Cell::Conv1x1, true) => reference::conv2d(x, weight()?, bias, 0),
         (Cell::Deconv2x2, false) => detection::conv_transpose2d(x, weight()?, bias, 2),
         (Cell::Deconv2x2, true) => reference::conv_transpose2d(x, weight()?, bias, 2),
-        (Cell::MaxPool2x2, _) => detection::max_pool2d(x, 2),
-        (Cell::RoiAlign7, _) => {
+        (Cell::MaxPool2x2, false) => detection::max_pool2d(x, 2),
+        (Cell::MaxPool2x2, true) => reference::max_pool2d(x, 2),
+        (Cell::RoiAlign7, composed) => {
             let rois = rois.ok_or_else(|| anyhow!("bench convs: a RoIAlign cell without boxes"))?;
-            detection::roi_align(x, rois, (7, 7), 0.25, 0, true)
+            if composed {
+                reference::roi_align(x, rois, (7, 7), 0.25, 0, true)
+            } else {
+                detection::roi_align(x, rois, (7, 7), 0.25, 0, true)
+            }
         }
     };
     Ok(y?)
@@ -277,9 +280,9 @@ mod tests {
         for composed in [false, true] {
             let opts = BenchConvsOptions { batch: 1, iters: 1, channels: 4, sizes: vec![8, 4], composed };
             let r = bench_convs(&opts, &Device::Cpu).unwrap();
-            assert_eq!(r.train_ms_by_op.len(), if composed { 7 } else { 8 }, "{:?}", r.train_ms_by_op.keys());
+            assert_eq!(r.train_ms_by_op.len(), 8, "{:?}", r.train_ms_by_op.keys());
             assert!(r.train_ms_by_op.contains_key("deconv2x2@4") && r.train_ms_by_op.contains_key("maxpool2x2@8"));
-            assert_eq!(r.train_ms_by_op.contains_key("roialign7@8"), !composed);
+            assert!(r.train_ms_by_op.contains_key("roialign7@8"));
             let conv_sum: f64 = r.train_ms_by_op.iter().filter(|(k, _)| k.starts_with("conv") || k.starts_with("deconv")).map(|(_, v)| v).sum();
             assert!((conv_sum - r.train_ms).abs() <= 1e-9 * r.train_ms.max(1.0));
         }

@@ -51,25 +51,43 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scal
 /// # Errors
 /// `qkv` is not (B, N, 3D) with D divisible by `num_heads`.
 pub fn self_attention(qkv: &Tensor, num_heads: usize, scale: f64) -> Result<Tensor> {
-    let (_, n, three_d) = qkv.dims3()?;
-    if num_heads == 0 || three_d % 3 != 0 || (three_d / 3) % num_heads != 0 {
-        return Err(candle_core::Error::Msg(format!("self_attention: qkv {:?} does not split into 3 x {num_heads} heads", qkv.dims())));
-    }
+    let (_, n, three_d) = qkv_dims(qkv, num_heads)?;
     if n > 0 && three_d > 0 && !lowers(&[qkv]) && super::cpu::fused_eligible(&[qkv]) {
         return super::cpu::qkv_attention::self_attention(&qkv.contiguous()?, num_heads, scale);
     }
     self_attention_composed(qkv, num_heads, scale)
 }
 
-fn self_attention_composed(qkv: &Tensor, num_heads: usize, scale: f64) -> Result<Tensor> {
+/// (B, N, 3D) of `qkv`, or an error unless D splits into `num_heads` heads.
+fn qkv_dims(qkv: &Tensor, num_heads: usize) -> Result<(usize, usize, usize)> {
     let (b, n, three_d) = qkv.dims3()?;
+    if num_heads == 0 || three_d % 3 != 0 || (three_d / 3) % num_heads != 0 {
+        return Err(candle_core::Error::Msg(format!("self_attention: qkv {:?} does not split into 3 x {num_heads} heads", qkv.dims())));
+    }
+    Ok((b, n, three_d))
+}
+
+/// [`self_attention`] from candle primitives (slice q, k, v; [`composed`];
+/// move the heads back): what any device runs. Public as
+/// `engine::ops::reference::self_attention`.
+///
+/// # Errors
+/// `qkv` is not (B, N, 3D) with D divisible by `num_heads`.
+pub fn self_attention_composed(qkv: &Tensor, num_heads: usize, scale: f64) -> Result<Tensor> {
+    let (b, n, three_d) = qkv_dims(qkv, num_heads)?;
     let dim = three_d / 3;
     let qkv = qkv.reshape((b, n, 3, num_heads, dim / num_heads))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
     let out = composed(&qkv.get(0)?, &qkv.get(1)?, &qkv.get(2)?, None, scale, false)?.out;
     out.transpose(1, 2)?.reshape((b, n, dim))
 }
 
-fn composed(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f64, keep_logits: bool) -> Result<AttentionOutput> {
+/// [`attention`] from candle primitives (`matmul`, the composed
+/// [`softmax_last_dim`]), gradients through the bias and logits too: what
+/// any device runs. Public as `engine::ops::reference::attention`.
+///
+/// # Errors
+/// Shapes that do not fit together.
+pub fn composed(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f64, keep_logits: bool) -> Result<AttentionOutput> {
     let logits = (matmul(q, &k.t()?)? * scale)?;
     let logits = match bias {
         Some(b) => logits.broadcast_add(b)?,

@@ -10,7 +10,12 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
     composed(x)
 }
 
-fn composed(x: &Tensor) -> Result<Tensor> {
+/// [`gelu`] from candle primitives (`erf`, affine, multiply): what any
+/// device runs. Public as `engine::ops::reference::gelu`.
+///
+/// # Errors
+/// As the primitives (none for a float tensor).
+pub fn composed(x: &Tensor) -> Result<Tensor> {
     // Built from `erf` rather than candle's `gelu_erf`, whose backward uses
     // the 6-digit constant 0.398942 for 1/sqrt(2π) (relative error 7e-7,
     // visible next to an exact f64 kernel).

@@ -119,4 +119,13 @@ mod tests {
         let err = Kernels::parse("gpu").unwrap_err().to_string();
         assert!(err.contains("VITDET_KERNELS") && err.contains("composed"), "{err}");
     }
+
+    /// This binary runs with the switch as the environment leaves it
+    /// (`auto` in CI: every probe must see its fused kernel); the composed
+    /// test binaries (`engine/tests/composed.rs` and the other crates')
+    /// run the same check under `composed`.
+    #[test]
+    fn every_op_follows_the_switch() {
+        crate::testing::check_switch_probes().unwrap();
+    }
 }

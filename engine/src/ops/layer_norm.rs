@@ -28,7 +28,13 @@ pub fn layer_norm_channels_first(x: &Tensor, weight: &Tensor, bias: &Tensor, eps
     channels_first_composed(x, weight, bias, eps)
 }
 
-fn channels_first_composed(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+/// [`layer_norm_channels_first`] from candle primitives (means over dim 1,
+/// broadcasts): what any device runs. Public as
+/// `engine::ops::reference::layer_norm_channels_first`.
+///
+/// # Errors
+/// Shapes that do not fit together.
+pub fn channels_first_composed(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
     let c = weight.dim(0)?;
     let normed = normalize(x, 1, eps)?;
     normed
@@ -36,7 +42,13 @@ fn channels_first_composed(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64)
         .broadcast_add(&bias.reshape((1, c, 1, 1))?)
 }
 
-fn composed(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+/// [`layer_norm`] from candle primitives (means over the last dimension,
+/// broadcasts): what any device runs. Public as
+/// `engine::ops::reference::layer_norm`.
+///
+/// # Errors
+/// Shapes that do not fit together.
+pub fn composed(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
     let last = x.rank().saturating_sub(1);
     normalize(x, last, eps)?.broadcast_mul(weight)?.broadcast_add(bias)
 }

@@ -44,7 +44,14 @@ fn check_shapes(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<()
     }
 }
 
-fn composed(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+/// [`linear`] from candle primitives (one `matmul` over the flattened
+/// leading dimensions, a broadcast add): what any device runs. Public as
+/// `engine::ops::reference::linear`.
+///
+/// # Errors
+/// As [`linear`].
+pub fn composed(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    check_shapes(x, weight, bias)?;
     let dims = x.dims();
     let in_dim = *dims.last().ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
     let rows = x.elem_count() / in_dim.max(1);

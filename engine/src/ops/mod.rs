@@ -9,9 +9,9 @@
 //! primitives whose backward is correct. On the CPU in f32/f64 a fused kernel
 //! (`cpu/`, candle `CustomOp`s with hand-written backwards) takes over inside
 //! the function without any change to model code; each is tested against the
-//! composed reference (kept in each file as `composed`), forward and backward.
-//! [`Kernels`] is the one switch between the two ([`set_kernels`],
-//! `VITDET_KERNELS=composed`).
+//! composed reference (kept in each file as `composed`, public in
+//! [`reference`]), forward and backward. [`Kernels`] is the one switch
+//! between the two ([`set_kernels`], `VITDET_KERNELS=composed`).
 //!
 //! [`Precision`] is the mixed-precision switch (a recipe's `precision =
 //! "bf16"`, [`set_precision`]): the matrix products ([`linear`], both

@@ -11,7 +11,13 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     composed(x)
 }
 
-fn composed(x: &Tensor) -> Result<Tensor> {
+/// [`softmax_last_dim`] from candle primitives (max, exp, sum, divide):
+/// what every device runs (there is no fused kernel). Public as
+/// `engine::ops::reference::softmax_last_dim`.
+///
+/// # Errors
+/// `x` is a scalar.
+pub fn composed(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let exp = x.broadcast_sub(&max)?.exp()?;
     let sum = exp.sum_keepdim(D::Minus1)?;

@@ -95,19 +95,27 @@ pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
     composed::max_pool2d(x, k)
 }
 
-/// The reference implementations from candle's primitives (the fused
-/// kernels' tests compare against them; `vitdet bench convs --composed`
-/// times them).
+/// The reference implementations from candle's primitives: what any device
+/// runs (the fused kernels' tests compare against them; `vitdet bench convs
+/// --composed` times them). Public as `engine::ops::reference::{conv2d,
+/// conv_transpose2d, max_pool2d}`.
 pub mod composed {
     use candle_core::{Result, Tensor};
 
     /// [`super::conv2d`] from candle's `conv2d` and a broadcast add.
+    ///
+    /// # Errors
+    /// Shapes that do not fit together.
     pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, padding: usize) -> Result<Tensor> {
         let y = x.conv2d(weight, padding, 1, 1, 1)?;
         add_channel_bias(y, bias)
     }
 
-    /// [`super::conv_transpose2d`] from candle's `conv_transpose2d` and a broadcast add.
+    /// [`super::conv_transpose2d`] from candle's `conv_transpose2d` and a
+    /// broadcast add (any kernel size; the op requires kernel = stride).
+    ///
+    /// # Errors
+    /// Shapes that do not fit together.
     pub fn conv_transpose2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize) -> Result<Tensor> {
         let y = x.conv_transpose2d(weight, 0, 0, stride, 1)?;
         add_channel_bias(y, bias)
@@ -116,7 +124,11 @@ pub mod composed {
     /// [`super::max_pool2d`] as a max over each window's rows and columns.
     /// Not candle's `max_pool2d`: its backward scales the gradient by the
     /// share of the window that holds the maximum (1 / k² for a single
-    /// maximum) instead of dividing by the number of maxima.
+    /// maximum) instead of dividing by the number of maxima. The gradient of
+    /// a window goes to each of its maxima.
+    ///
+    /// # Errors
+    /// `x` not rank 4 or smaller than one window.
     pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         if k == 0 || h < k || w < k {

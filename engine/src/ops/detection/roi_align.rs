@@ -19,24 +19,28 @@
 //! constants). Both are checked against torchvision (forward and input
 //! gradient, f32 and f64; `detector/tests/roi_align.rs`, fixtures from
 //! `detector/tests/fixtures/make_fixtures.py`), and in the tests below against
-//! central finite differences in f64 and against `composed`, a reference
-//! built from candle primitives (`index_select`, `index_add`) whose backward
-//! candle derives.
+//! central finite differences in f64 and against the composed version
+//! (`roi_align_composed.rs`, built from candle primitives).
 //!
 //! Why a kernel: the composed form materialises C × (samples × 4 corners)
-//! per RoI (about 400 MB for 512 RoIs × 256 channels at 7×7 with 2×2 samples);
-//! the kernel streams over the input instead.
+//! per RoI (about 400 MB for 512 RoIs × 256 channels at 7×7 with 2×2
+//! samples, which is why it runs in bounded chunks); the kernel streams over
+//! the input instead.
 //!
-//! Only CPU kernels exist so far (f32, f64; contiguous after the wrapper's
-//! `contiguous()` calls). On a CUDA tensor the op fails with candle's
-//! "no cuda implementation for roi_align" error.
+//! [`roi_align`] dispatches through the kernel switch ([`crate::ops::Kernels`]):
+//! the CPU kernel below where `fused_eligible` (CPU, f32/f64, switch `Auto`),
+//! a device kernel where one exists (the hook [`device_kernel`]), and
+//! otherwise the composed version (`roi_align_composed.rs`: candle
+//! primitives, any device and float dtype, chunked over RoIs so its largest
+//! temporary stays under 64 MiB; also public as
+//! `engine::ops::reference::roi_align`).
 //!
 //! Shapes: B images, C channels, (H, W) the feature map, K RoIs,
 //! (PH, PW) = `output_size`. `input` is (B, C, H, W); `rois` is (K, 5) with
 //! rows `(batch_index, x1, y1, x2, y2)` in input-image pixels (multiplied by
 //! `spatial_scale` to reach feature-map pixels); the output is (K, C, PH, PW).
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 /// RoIAlign over `input` (B, C, H, W) for `rois` (K, 5) rows
@@ -49,8 +53,13 @@ use rayon::prelude::*;
 /// torchvision requires them to match. The result has a backward to `input`
 /// only.
 ///
+/// Runs on any device: the CPU kernel (f32/f64) or a device kernel where
+/// [`crate::ops::Kernels`] allows one, the composed version otherwise (any
+/// float dtype; there the box geometry is computed in f64 for f64 input and
+/// in f32 otherwise).
+///
 /// # Errors
-/// If `input` is not a rank-4 f32/f64 tensor, `rois` is not (K, 5), an output
+/// If `input` is not a rank-4 float tensor, `rois` is not (K, 5), an output
 /// size is 0, or a batch index is not an integer in [0, B).
 pub fn roi_align(
     input: &Tensor,
@@ -61,8 +70,20 @@ pub fn roi_align(
     aligned: bool,
 ) -> Result<Tensor> {
     let op = RoiAlign::new(input, rois, output_size, spatial_scale, sampling_ratio, aligned)?;
-    let rois = rois.to_dtype(input.dtype())?.detach().contiguous()?;
-    input.contiguous()?.apply_op2(&rois, op)
+    if crate::ops::cpu::fused_eligible(&[input]) || device_kernel(input) {
+        let rois = rois.to_device(input.device())?.to_dtype(input.dtype())?.detach().contiguous()?;
+        return input.contiguous()?.apply_op2(&rois, op);
+    }
+    super::roi_align_composed::roi_align(input, rois, op, super::roi_align_composed::MAX_CHUNK_BYTES)
+}
+
+/// Whether a device kernel of [`RoiAlign`] runs `input` (a `cuda_fwd` of
+/// [`RoiAlign`] and [`RoiAlignBackward`]).
+///
+/// CUDA kernel: see roi_align_cuda (feature cuda). Until it lands no device
+/// has one, and every non-CPU tensor takes the composed version.
+fn device_kernel(_input: &Tensor) -> bool {
+    false
 }
 
 /// The RoIAlign op: its parameters and the input geometry it was built for.
@@ -77,7 +98,7 @@ pub struct RoiAlign {
     /// Half-pixel model (shift by -0.5, no minimum RoI size).
     pub aligned: bool,
     /// (B, C, H, W) of the input.
-    input_dims: [usize; 4],
+    pub(super) input_dims: [usize; 4],
 }
 
 impl RoiAlign {
@@ -97,8 +118,8 @@ impl RoiAlign {
         if h == 0 || w == 0 {
             candle_core::bail!("roi_align: empty feature map ({h}x{w})");
         }
-        if !matches!(input.dtype(), DType::F32 | DType::F64) {
-            candle_core::bail!("roi_align: input dtype {:?} is not supported (f32, f64)", input.dtype());
+        if !input.dtype().is_float() {
+            candle_core::bail!("roi_align: input dtype {:?} is not a float dtype", input.dtype());
         }
         let rd = rois.dims();
         if rd.len() != 2 || rd[1] != 5 {
@@ -117,15 +138,18 @@ impl RoiAlign {
 /// One bilinear sample: the four neighbours' flat offsets in an (H, W) plane
 /// and their weights, in torchvision's order (low-low, low-high, high-low, high-high).
 #[derive(Debug, Clone, Copy)]
-struct Sample<T> {
-    pos: [usize; 4],
-    w: [T; 4],
+pub(super) struct Sample<T> {
+    /// Flat offsets `y * W + x` of the four neighbours.
+    pub(super) pos: [usize; 4],
+    /// Their bilinear weights.
+    pub(super) w: [T; 4],
 }
 
 /// Per-RoI geometry in feature-map pixels, in the op's dtype.
 #[derive(Debug, Clone, Copy)]
-struct RoiGeometry<T> {
-    batch: usize,
+pub(super) struct RoiGeometry<T> {
+    /// The RoI's image.
+    pub(super) batch: usize,
     start_h: T,
     start_w: T,
     bin_h: T,
@@ -133,13 +157,13 @@ struct RoiGeometry<T> {
     grid_h: usize,
     grid_w: usize,
     /// max(grid_h · grid_w, 1), the divisor of the average.
-    count: T,
+    pub(super) count: T,
 }
 
 impl RoiAlign {
     /// The geometry of RoI `row` (`(batch_index, x1, y1, x2, y2)`), computed
     /// as torchvision does in dtype T.
-    fn geometry<T: WithDType>(&self, row: &[T]) -> Result<RoiGeometry<T>> {
+    pub(super) fn geometry<T: WithDType>(&self, row: &[T]) -> Result<RoiGeometry<T>> {
         let [b, _, _, _] = self.input_dims;
         let bf = row[0].to_f64();
         if !(bf >= 0.0 && bf < b as f64 && bf.fract() == 0.0) {
@@ -225,7 +249,7 @@ fn bilinear<T: WithDType>(height: usize, width: usize, y: T, x: T) -> Option<Sam
 impl RoiAlign {
     /// Calls `f(bin, sample)` for every in-range sample of the RoI, bins in
     /// row-major order and samples row-major inside a bin (torchvision's order).
-    fn for_each_sample<T: WithDType>(&self, g: &RoiGeometry<T>, mut f: impl FnMut(usize, Sample<T>)) {
+    pub(super) fn for_each_sample<T: WithDType>(&self, g: &RoiGeometry<T>, mut f: impl FnMut(usize, Sample<T>)) {
         let [_, _, height, width] = self.input_dims;
         let (ph, pw) = self.output_size;
         for by in 0..ph {
@@ -367,51 +391,18 @@ impl CustomOp2 for RoiAlignBackward {
     }
 }
 
-/// The composed reference: the same samples and weights, gathered with
-/// `index_select` and summed per bin with `index_add`, so candle derives the
-/// backward. Used to cross-check the kernel; too memory-hungry for training.
-#[cfg(test)]
-fn composed(
-    input: &Tensor,
-    rois: &Tensor,
-    output_size: (usize, usize),
-    spatial_scale: f64,
-    sampling_ratio: usize,
-    aligned: bool,
-) -> Result<Tensor> {
-    let op = RoiAlign::new(input, rois, output_size, spatial_scale, sampling_ratio, aligned)?;
-    let [b, c, h, w] = op.input_dims;
-    let bins = output_size.0 * output_size.1;
-    let rois = rois.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-    let k = rois.len() / 5;
-    let (mut index, mut weight, mut segment) = (Vec::new(), Vec::new(), Vec::new());
-    for (r, row) in rois.chunks_exact(5).enumerate() {
-        let g = op.geometry::<f64>(row)?;
-        op.for_each_sample(&g, |bin, s| {
-            for (&p, &wt) in s.pos.iter().zip(&s.w) {
-                index.push((g.batch * h * w + p) as u32);
-                weight.push(wt / g.count);
-                segment.push((r * bins + bin) as u32);
-            }
-        });
-    }
-    let dev = input.device();
-    let n = index.len();
-    let flat = input.permute((1, 0, 2, 3))?.reshape((c, b * h * w))?;
-    let gathered = flat.index_select(&Tensor::from_vec(index, n, dev)?, 1)?;
-    let weighted = gathered.broadcast_mul(&Tensor::from_vec(weight, (1, n), dev)?.to_dtype(input.dtype())?)?;
-    let zeros = Tensor::zeros((c, k * bins), input.dtype(), dev)?;
-    let out = zeros.index_add(&Tensor::from_vec(segment, n, dev)?, &weighted, 1)?;
-    out.reshape((c, k, output_size.0, output_size.1))?.permute((1, 0, 2, 3))?.contiguous()
-}
-
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::testing::{check_gradients, random_tensor};
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
+
+    /// The composed version, with its default chunk bound.
+    fn composed(input: &Tensor, rois: &Tensor, output_size: (usize, usize), scale: f64, sampling_ratio: usize, aligned: bool) -> Result<Tensor> {
+        let op = RoiAlign::new(input, rois, output_size, scale, sampling_ratio, aligned)?;
+        crate::ops::detection::roi_align_composed::roi_align(input, rois, op, crate::ops::detection::roi_align_composed::MAX_CHUNK_BYTES)
+    }
 
     /// Boxes of every kind the detector produces, as (batch, x1, y1, x2, y2)
     /// in image pixels for an 8×10 map at spatial scale 0.5 (a 16×20 image).
@@ -508,6 +499,7 @@ mod tests {
         let ok = Tensor::new(&[[0.0f64, 0.0, 0.0, 1.0, 1.0]], &Device::Cpu).unwrap();
         assert!(roi_align(&x, &ok, (0, 2), 1.0, 0, true).is_err());
         assert!(roi_align(&x.flatten_all().unwrap(), &ok, (2, 2), 1.0, 0, true).is_err());
-        assert!(roi_align(&x.to_dtype(DType::F16).unwrap(), &ok, (2, 2), 1.0, 0, true).is_err());
+        let err = roi_align(&x.to_dtype(DType::U32).unwrap(), &ok, (2, 2), 1.0, 0, true).unwrap_err().to_string();
+        assert!(err.contains("not a float dtype"), "{err}");
     }
 }
