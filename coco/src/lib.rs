@@ -1,4 +1,12 @@
-//! COCO data, masks and evaluation (filled in by the COCO toolkit issue).
+//! COCO data and its evaluation, standing alone (no other workspace crate):
+//!
+//! - the instances format ([`types`], [`dataset`]) and results files
+//!   ([`results`]), read with errors that name the file and position;
+//! - masks ([`mask`]): RLE, polygons and mask IoU, bit-identical to
+//!   pycocotools' `maskUtils`;
+//! - a pycocotools-exact evaluator ([`eval`]): evaluate, accumulate, summarise;
+//! - polygon geometry for transforms ([`geometry`]) and evaluation plots ([`plots`]);
+//! - the synthetic shapes dataset and its folder layout ([`shapes`]).
 
 pub mod dataset;
 pub mod error;
