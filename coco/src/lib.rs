@@ -1,4 +1,5 @@
-//! COCO data and its evaluation, standing alone (no other workspace crate):
+//! COCO data and its evaluation, standing alone (of the workspace it uses
+//! only the leaf `atomic_write`):
 //!
 //! - the instances format ([`types`], [`dataset`]) and results files
 //!   ([`results`]), read with errors that name the file and position;
@@ -18,6 +19,8 @@ pub mod mask;
 pub mod plots;
 pub mod results;
 pub mod shapes;
+pub mod split;
 pub mod types;
 
 pub use error::Error;
+pub use split::Split;

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use coco::shapes::{self, ShapesConfig, ShapesTask};
-use detector::data::{DataLayout, DetectionDataset, Purpose, SplitKind};
+use detector::data::{DataLayout, DetectionDataset, Purpose};
+use coco::Split;
 use detector::evaluate::EvalSplit;
 use detector::recipe::Recipe;
 use detector::train::{train, TrainRun};
@@ -28,8 +29,8 @@ fn a_run_whose_evaluation_finds_nothing_keeps_its_model_and_checkpoint() {
     let data = dir.path().join("shapes");
     shapes::generate(&ShapesConfig { train: 2, val: 2, size: 128, seed: 9, task: ShapesTask::Detection, ..ShapesConfig::default() }, &data).unwrap();
     let layout = DataLayout::discover(&data).unwrap();
-    let train_set = Arc::new(DetectionDataset::load(layout.split(SplitKind::Train).unwrap(), Purpose::Train).unwrap());
-    let val_files = layout.split(SplitKind::Val).unwrap().clone();
+    let train_set = Arc::new(DetectionDataset::load(layout.split(Split::Train).unwrap(), Purpose::Train).unwrap());
+    let val_files = layout.split(Split::Val).unwrap().clone();
     let val = EvalSplit::load(&val_files).unwrap();
 
     let text = include_str!("../../configs/vitdet_tiny_shapes.toml");

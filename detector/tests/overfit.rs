@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use coco::shapes::{self, ShapesConfig, ShapesTask};
-use detector::data::{DataLayout, DetectionDataset, Purpose, SplitKind};
+use detector::data::{DataLayout, DetectionDataset, Purpose};
+use coco::Split;
 use detector::evaluate::{evaluate, EvalSplit};
 use detector::recipe::Recipe;
 use detector::train::{train, TrainRun};
@@ -38,7 +39,7 @@ fn overfits_four_shapes_images() {
     let cfg = ShapesConfig { train: 4, val: 0, size: 128, seed: 3, task: ShapesTask::Detection, ..ShapesConfig::default() };
     shapes::generate(&cfg, &data).unwrap();
     let layout = DataLayout::discover(&data).unwrap();
-    let train_files = layout.split(SplitKind::Train).unwrap().clone();
+    let train_files = layout.split(Split::Train).unwrap().clone();
     let train_set = Arc::new(DetectionDataset::load(&train_files, Purpose::Train).unwrap());
     let same_images = EvalSplit::load(&train_files).unwrap();
 

@@ -40,7 +40,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let summary = train_recipe(&request)?;
     let device = engine::device::parse_device(&args.device)?;
     let detector = detector::weights::load(&summary.model_path, &device)?;
-    let files: Vec<PathBuf> = vision::list::list_images(&args.out.join("shapes").join("val"), false)?.into_iter().take(args.pictures).collect();
+    let files: Vec<PathBuf> = vision::list::list_images(&coco::shapes::layout::images_dir(&args.out.join("shapes"), coco::Split::Val), false)?.into_iter().take(args.pictures).collect();
     let dir = args.out.join("predictions");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // A few minutes of CPU training gives modest scores: draw from 0.3.

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use detector::data::{DataLayout, SplitFiles, SplitKind};
+use coco::Split;
+use detector::data::{DataLayout, SplitFiles};
 use detector::recipe::Recipe;
 
 /// The recipes compiled into the binary, by name.
@@ -58,10 +59,10 @@ impl DataArgs {
 
     /// The files of `split`, from the explicit flags or the discovered layout;
     /// `None` when that split was not given.
-    pub fn split(&self, split: SplitKind) -> anyhow::Result<Option<SplitFiles>> {
+    pub fn split(&self, split: Split) -> anyhow::Result<Option<SplitFiles>> {
         let explicit = match split {
-            SplitKind::Train => self.train_json.as_ref().zip(self.train_images.as_ref()),
-            SplitKind::Val => self.val_json.as_ref().zip(self.val_images.as_ref()),
+            Split::Train => self.train_json.as_ref().zip(self.train_images.as_ref()),
+            Split::Val => self.val_json.as_ref().zip(self.val_images.as_ref()),
         };
         if let Some((json, images)) = explicit {
             return Ok(Some(SplitFiles::explicit(json, images)?));
@@ -70,8 +71,8 @@ impl DataArgs {
             Some(dir) => {
                 let layout = DataLayout::discover(dir)?;
                 Ok(match split {
-                    SplitKind::Train => layout.train,
-                    SplitKind::Val => layout.val,
+                    Split::Train => layout.train,
+                    Split::Val => layout.val,
                 })
             }
             None => Ok(None),

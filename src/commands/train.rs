@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use coco::shapes;
-use detector::data::{DetectionDataset, Purpose, SplitKind};
+use coco::Split;
+use detector::data::{DetectionDataset, Purpose};
 use detector::evaluate::EvalSplit;
 use detector::train::{train, TrainRun};
 
@@ -92,7 +93,7 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
         recipe.train = recipe.train.with_max_iter(n);
     }
     let data = if shapes_data { generate_shapes(&recipe, &args.out.join("shapes"))? } else { args.data.clone() };
-    let train_files = data.split(SplitKind::Train)?.ok_or_else(|| crate::exit::user("no training split: pass --data DIR or --train-json/--train-images"))?;
+    let train_files = data.split(Split::Train)?.ok_or_else(|| crate::exit::user("no training split: pass --data DIR or --train-json/--train-images"))?;
     let train_set = DetectionDataset::load(&train_files, Purpose::Train)?;
     for line in train_set.report().lines() {
         eprintln!("warning: {}: {line}", train_files.annotations.display());
@@ -100,7 +101,7 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
     if train_set.is_empty() {
         return Err(crate::exit::user(format!("{}: no training image with a usable annotation", train_files.annotations.display())));
     }
-    let val = match data.split(SplitKind::Val)? {
+    let val = match data.split(Split::Val)? {
         Some(files) => Some(EvalSplit::load(&files)?),
         None => None,
     };
@@ -151,7 +152,7 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
 
 /// Writes the recipe's shapes dataset into `dir` (once: an existing one is reused).
 pub fn generate_shapes(recipe: &detector::recipe::Recipe, dir: &std::path::Path) -> anyhow::Result<DataArgs> {
-    if !dir.join("annotations").join("instances_train.json").is_file() {
+    if !shapes::layout::has_detection_dataset(dir) {
         let d = &recipe.data;
         let cfg = d.shapes_config(recipe.train.seed);
         let summary = shapes::generate(&cfg, dir).with_context(|| format!("generating the shapes dataset in {}", dir.display()))?;
