@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::Device;
@@ -16,6 +15,7 @@ use detector::data::{DataLayout, DetectionDataset, Purpose};
 use coco::Split;
 use detector::evaluate::EvalSplit;
 use detector::recipe::Recipe;
+use engine::recipe_file::RecipeFile as _;
 use detector::train::{train, TrainRun};
 use engine::progress::ProgressConfig;
 
@@ -33,8 +33,7 @@ fn a_run_whose_evaluation_finds_nothing_keeps_its_model_and_checkpoint() {
     let val_files = layout.split(Split::Val).unwrap().clone();
     let val = EvalSplit::load(&val_files).unwrap();
 
-    let text = include_str!("../../configs/vitdet_tiny_shapes.toml");
-    let mut recipe = Recipe::parse(text, Path::new("vitdet_tiny_shapes.toml")).unwrap();
+    let mut recipe = Recipe::resolve("vitdet_tiny_shapes", &[]).unwrap();
     recipe.train.max_iter = 1;
     // Class probabilities are at most 1: no detection passes.
     recipe.model.roi_heads.score_thresh = 1.0;

@@ -14,6 +14,7 @@ use detector::data::{DataLayout, DetectionDataset, Purpose};
 use coco::Split;
 use detector::evaluate::{evaluate, EvalSplit};
 use detector::recipe::Recipe;
+use engine::recipe_file::RecipeFile as _;
 use detector::train::{train, TrainRun};
 use engine::progress::ProgressConfig;
 use engine::schedule::Schedule;
@@ -22,8 +23,7 @@ use engine::schedule::Schedule;
 /// clipping), with a short schedule at a higher learning rate: 100 steps of
 /// 4 images, warmup 20, cosine from 1e-3.
 fn overfit_recipe() -> Recipe {
-    let text = include_str!("../../configs/vitdet_tiny_shapes.toml");
-    let mut recipe = Recipe::parse(text, std::path::Path::new("vitdet_tiny_shapes.toml")).unwrap();
+    let mut recipe = Recipe::resolve("vitdet_tiny_shapes", &[]).unwrap();
     let max_iter = 100;
     recipe.train.max_iter = max_iter;
     recipe.train.checkpoint_period = max_iter;

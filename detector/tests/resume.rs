@@ -16,13 +16,13 @@ use coco::shapes::{self, ShapesConfig, ShapesTask};
 use detector::data::{DataLayout, DetectionDataset, Purpose};
 use coco::Split;
 use detector::recipe::Recipe;
+use engine::recipe_file::RecipeFile as _;
 use detector::train::{train, TrainRun};
 use engine::progress::ProgressConfig;
 
 /// The demo recipe (its 600-step schedule) run for `max_iter` steps.
 fn run(data: &Arc<DetectionDataset>, out: &Path, max_iter: usize, resume: bool) -> TrainRun {
-    let text = include_str!("../../configs/vitdet_tiny_shapes.toml");
-    let mut recipe = Recipe::parse(text, Path::new("vitdet_tiny_shapes.toml")).unwrap();
+    let mut recipe = Recipe::resolve("vitdet_tiny_shapes", &[]).unwrap();
     recipe.train.max_iter = max_iter;
     TrainRun {
         recipe,

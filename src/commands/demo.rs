@@ -36,7 +36,7 @@ pub struct DemoArgs {
 
 /// Runs the command.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let request = TrainRequest { config: super::recipe_source(None, &args.out, args.resume, "vitdet_tiny_shapes"), backbone: None, data: Default::default(), out: args.out.clone(), device: args.device.clone(), max_iter: args.max_iter, resume: args.resume, weights_dir: None };
+    let request = TrainRequest { config: super::recipe_source(None, &args.out, args.resume, "vitdet_tiny_shapes"), overrides: Vec::new(), backbone: None, data: Default::default(), out: args.out.clone(), device: args.device.clone(), max_iter: args.max_iter, resume: args.resume, weights_dir: None };
     let summary = train_recipe(&request)?;
     let device = engine::device::parse_device(&args.device)?;
     let detector = detector::weights::load(&summary.model_path, &device)?;
