@@ -250,8 +250,7 @@ mod tests {
 
     #[test]
     fn demo_recipe_asks_for_the_calibration_scene() {
-        let text = include_str!("../../configs/vitdet_tiny_shapes.toml");
-        let recipe = Recipe::parse(text, Path::new("vitdet_tiny_shapes.toml")).unwrap();
+        let recipe = Recipe::load_or_builtin("vitdet_tiny_shapes").unwrap();
         let scene = &recipe.data.scene;
         assert_eq!(scene.categories.len(), 5);
         assert_eq!((scene.objects, scene.sides, scene.crowd_probability), ([1, 6], Some([8.0, 64.0]), 0.0));

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use coco::mask::Rle;
-use coco::shapes::{ShapesConfig, ShapesTask, Split};
+use coco::shapes::{ShapesConfig, ShapesTask};
 use common::fixture;
 use detector::data::dataset::{DetectionDataset, ImageRecord, Instance, Purpose};
 use detector::data::layout::{DataLayout, LayoutKind, SplitFiles};
