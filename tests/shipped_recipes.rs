@@ -3,7 +3,7 @@
 //! `base = "..."`: `tests/fixtures/recipes/NAME.resolved.toml` holds each
 //! recipe's fully resolved form (what a run records in `OUT/config.toml`),
 //! written from the recipes as they stood before composition.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::path::PathBuf;
 

@@ -384,7 +384,7 @@ fn key_lines(text: &str) -> Vec<(usize, usize, Vec<String>)> {
 /// The key path defined on the line holding byte `offset` of `text`.
 fn path_at(text: &str, offset: usize) -> Option<Vec<String>> {
     let line = text.get(..offset).unwrap_or(text).matches('\n').count() + 1;
-    key_lines(text).into_iter().filter(|(l, _, _)| *l <= line).last().map(|(_, _, p)| p)
+    key_lines(text).into_iter().rev().find(|(l, _, _)| *l <= line).map(|(_, _, p)| p)
 }
 
 /// ` (line L, column C)` of the line of `text` that defines `path`, or of
