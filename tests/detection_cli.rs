@@ -14,8 +14,11 @@ fn train_eval_predict_and_resume_on_shapes() {
     let run = dir.path().join("run");
     assert_ok(&vitdet(&["data", "shapes", "--out", path(&data), "--train", "4", "--val", "2", "--size", "128", "--seed", "1"]));
 
-    let o = vitdet(&["train", "--config", "vitdet_tiny_shapes", "--data", path(&data), "--out", path(&run), "--max-iter", "2"]);
+    let o = vitdet(&["train", "--config", "vitdet_tiny_shapes", "--data", path(&data), "--out", path(&run), "--max-iter", "2", "--set", "train.eval_batch_size=2"]);
     assert_ok(&o);
+    // The override is part of the recorded recipe.
+    let recorded: toml::Table = toml::from_str(&std::fs::read_to_string(run.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(recorded["train"]["eval_batch_size"].as_integer(), Some(2));
     let out = text(&o.stdout);
     assert!(out.contains("IoU metric: bbox") && out.contains("IoU metric: segm"), "{out}");
     assert!(out.contains("weights: ") && out.contains("model.safetensors"), "{out}");
@@ -25,7 +28,7 @@ fn train_eval_predict_and_resume_on_shapes() {
     assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 2);
 
     // Resuming a finished run runs no more steps and keeps the log.
-    assert_ok(&vitdet(&["train", "--config", "vitdet_tiny_shapes", "--data", path(&data), "--out", path(&run), "--max-iter", "2", "--resume"]));
+    assert_ok(&vitdet(&["train", "--config", "vitdet_tiny_shapes", "--data", path(&data), "--out", path(&run), "--max-iter", "2", "--set", "train.eval_batch_size=2", "--resume"]));
     assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 2);
     // Resume follows the run: without --config it reads OUT/config.toml, and
     // a flag that changes the recorded recipe is refused, naming the setting.

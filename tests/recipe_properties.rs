@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use engine::recipe_file::{resolve, RecipeFile as _};
 use proptest::prelude::*;
 use toml::Value;
 
@@ -28,7 +29,8 @@ enum Kind {
     Pretrain,
 }
 
-/// The shipped recipes: (kind, file, text).
+/// The shipped recipes: (kind, file, text with its bases merged in, as
+/// `--config FILE` resolves it).
 fn shipped() -> Vec<(Kind, PathBuf, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
     let mut out: Vec<(Kind, PathBuf, String)> = std::fs::read_dir(&dir)
@@ -44,8 +46,13 @@ fn shipped() -> Vec<(Kind, PathBuf, String)> {
             } else {
                 Kind::Classification
             };
-            let text = std::fs::read_to_string(&p).unwrap();
-            (kind, p, text)
+            let spec = p.to_str().unwrap();
+            let resolved = match kind {
+                Kind::Detector => resolve::<detector::recipe::Recipe>(spec, detector::recipe::BUILTIN, &[]),
+                Kind::Classification => resolve::<classification::recipe::Recipe>(spec, classification::recipe::BUILTIN, &[]),
+                Kind::Pretrain => resolve::<pretrain::recipe::Recipe>(spec, pretrain::recipe::BUILTIN, &[]),
+            };
+            (kind, p, resolved.unwrap().text)
         })
         .collect();
     out.sort_by(|a, b| a.1.cmp(&b.1));

@@ -74,7 +74,7 @@ impl ImageSource {
             ImageSource::Files(f) => vision::decode::decode_upright(&f[index])?,
             ImageSource::Synthetic { .. } => {
                 let cfg = coco::shapes::ShapesConfig { size: SYNTHETIC_SIZE, seed: SYNTHETIC_SEED, ..Default::default() };
-                vision::RgbImage::from_buffer(coco::shapes::render_detection(&cfg, coco::shapes::Split::Val, index)?.image)
+                vision::RgbImage::from_buffer(coco::shapes::render_detection(&cfg, coco::Split::Val, index)?.image)
             }
         };
         Ok(eval_transform(&img, transform)?)

@@ -101,7 +101,7 @@ fn attention_and_fourier_do_not_depend_on_the_batch_size() {
 fn unreadable_files_are_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("broken.png"), b"not a png").unwrap();
-    let good = coco::shapes::render_detection(&coco::shapes::ShapesConfig::default(), coco::shapes::Split::Val, 0).unwrap().image;
+    let good = coco::shapes::render_detection(&coco::shapes::ShapesConfig::default(), coco::Split::Val, 0).unwrap().image;
     good.save(dir.path().join("good.png")).unwrap();
     let files = vision::list::list_images(dir.path(), false).unwrap();
     let source = ImageSource::Files(files);

@@ -8,7 +8,7 @@
 use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
 use rand::{Rng, SeedableRng};
-pub use rand_distr_free::normal;
+use engine::rng::standard_normal;
 
 use crate::config::{PosEmbedKind, VitConfig};
 use crate::import::strip_var_prefix;
@@ -78,17 +78,5 @@ fn initial_value(name: &str, var: &Var, cfg: &VitConfig, rng: &mut impl Rng) -> 
         let bound = (6.0 / (fan_in + fan_out)).sqrt();
         return from((0..n).map(|_| rng.gen_range(-bound..bound)).collect());
     }
-    from((0..n).map(|_| INIT_STD * normal(rng)).collect())
-}
-
-/// A standard normal draw (Box-Muller), so no extra distribution crate is needed.
-mod rand_distr_free {
-    use rand::Rng;
-
-    /// One N(0, 1) sample.
-    pub fn normal(rng: &mut impl Rng) -> f64 {
-        let u1: f64 = 1.0 - rng.gen::<f64>(); // (0, 1]: log is finite
-        let u2: f64 = rng.gen();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
+    from((0..n).map(|_| INIT_STD * standard_normal(rng)).collect())
 }

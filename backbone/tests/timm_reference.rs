@@ -148,11 +148,12 @@ fn position_embedding_resize_matches_torch_bicubic() {
 
 #[test]
 fn a_larger_input_uses_the_resized_table() {
-    // A 48 px input gives a 3x3 grid: the model must run and its patch
-    // positions must be the bicubic resize of the 2x2 table.
+    // A 48 px input gives a 3x3 grid: its patch tokens must be the patch
+    // embedding plus the 2x2 table resized bicubically, as the fixture
+    // computes them with torch (F.interpolate, align_corners=False).
+    let case = candle_core::safetensors::load(fixture("vit_avg_48px.safetensors"), &Device::Cpu).unwrap();
     let loaded = load_vit_as(&fixture("vit_avg.pth.tar"), &arch(), "test", &Device::Cpu).unwrap();
-    let x = Tensor::zeros((1, 3, 48, 48), candle_core::DType::F32, &Device::Cpu).unwrap();
-    let (tokens, hw) = loaded.model.embed_patches(&x).unwrap();
+    let (tokens, hw) = loaded.model.embed_patches(&case["input"]).unwrap();
     assert_eq!(hw, (3, 3));
-    assert_eq!(tokens.dims(), &[1, 9, 48]);
+    assert_close("48 px patch tokens", &tokens, &case["patch_tokens"]);
 }

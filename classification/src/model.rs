@@ -221,7 +221,7 @@ fn init_head(varmap: &VarMap, std: f64, seed: u64) -> Result<()> {
         } else if name.ends_with("bias") || name.ends_with("running_mean") {
             vec![0.0; n]
         } else {
-            (0..n).map(|_| (std * backbone::init::normal(&mut rng)).clamp(-2.0, 2.0) as f32).collect()
+            (0..n).map(|_| (std * engine::rng::standard_normal(&mut rng)).clamp(-2.0, 2.0) as f32).collect()
         };
         var.set(&Tensor::from_vec(values, dims.as_slice(), var.device())?.to_dtype(var.dtype())?)?;
     }

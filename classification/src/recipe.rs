@@ -1,7 +1,9 @@
 //! Classification recipes: one TOML file with `[model]`, `[data]` and
 //! `[train]` sections. The defaults are MAE-Lite's improved ImageNet
 //! fine-tuning recipe (maelite-recipes.md §5); `configs/finetune_*.toml`
-//! hold the paper's recipes and the CPU-sized ones for the synthetic set.
+//! hold the paper's recipes and the CPU-sized ones for the synthetic set;
+//! the per-dataset transfer recipes start from `transfer_cifar100_tiny.toml`
+//! (`base`, read through [`engine::recipe_file::RecipeFile`]).
 //!
 //! Recipes count in epochs, as timm and MAE-Lite do; the training loop counts
 //! optimizer steps, so [`Recipe::plan`] converts once the training set's size
@@ -11,6 +13,7 @@ use std::path::Path;
 
 use engine::optim::{AdamWConfig, OptimizerConfig};
 use engine::schedule::Schedule;
+use engine::recipe_file::RecipeFile;
 use serde::{Deserialize, Serialize};
 
 use vision::resize::Filter;
@@ -253,49 +256,18 @@ pub struct Plan {
     pub checkpoint_period: usize,
 }
 
-impl Recipe {
-    /// Reads and checks a recipe file.
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the file, line and column of a TOML error or
-    /// the key that breaks a rule.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), cause: e })?;
-        Self::parse(&text, path)
-    }
+impl RecipeFile for Recipe {
+    type Error = Error;
+    const BUILTIN: &'static [(&'static str, &'static str)] = BUILTIN;
 
-    /// A recipe file, or a built-in recipe by name (`finetune_imagenet_tiny`, ...).
-    ///
-    /// # Errors
-    /// As [`Recipe::load`]; a name that is neither a file nor built in lists the built-in ones.
-    pub fn load_or_builtin(spec: &str) -> Result<Self> {
-        let path = Path::new(spec);
-        if path.exists() {
-            return Self::load(path);
-        }
-        let name = spec.trim_end_matches(".toml").rsplit('/').next().unwrap_or(spec);
-        match BUILTIN.iter().find(|(n, _)| *n == name) {
-            Some((n, text)) => Self::parse(text, Path::new(&format!("configs/{n}.toml"))),
-            None => Err(Error::Config {
-                key: "--config".into(),
-                msg: format!("{spec}: no such file, and not a built-in recipe ({})", BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
-            }),
-        }
-    }
-
-    /// Parses and checks recipe text; `origin` names it in errors.
-    ///
-    /// # Errors
-    /// As [`Recipe::load`].
-    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let recipe: Recipe = toml::from_str(text).map_err(|e| Error::Config {
-            key: "recipe".into(),
-            msg: format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), engine::toml_errors::message(&e)),
-        })?;
+    fn parse(text: &str, origin: &Path) -> Result<Self> {
+        let recipe: Recipe = engine::recipe_file::from_text(text, origin)?;
         recipe.validate()?;
         Ok(recipe)
     }
+}
 
+impl Recipe {
     /// Checks the cross-field rules once, at load time.
     ///
     /// # Errors
@@ -429,8 +401,8 @@ mod tests {
 
     #[test]
     fn every_built_in_recipe_parses_and_names_its_policy() {
-        for (name, text) in BUILTIN {
-            let r = Recipe::parse(text, Path::new(name)).map_err(|e| format!("{name}: {e}")).unwrap();
+        for (name, _) in BUILTIN {
+            let r = Recipe::load_or_builtin(name).map_err(|e| format!("{name}: {e}")).unwrap();
             let transfer = name.starts_with("transfer_") || name.starts_with("linprobe");
             assert_eq!(rand_augment_policy(&r.train.augment).is_none(), transfer || name.contains("shapes"), "{name}");
         }
@@ -448,8 +420,8 @@ mod tests {
         assert_eq!(r.train.augment, want);
         assert_eq!(r.train.augment.color_jitter, None);
         // A written config.toml reads back as the same recipe.
-        for (name, text) in BUILTIN {
-            let r = Recipe::parse(text, Path::new(name)).unwrap();
+        for (name, _) in BUILTIN {
+            let r = Recipe::load_or_builtin(name).unwrap();
             let again = Recipe::parse(&toml::to_string(&r).unwrap(), Path::new(name)).unwrap();
             assert_eq!(again, r, "{name}");
         }
@@ -459,8 +431,8 @@ mod tests {
 
     #[test]
     fn transfer_and_probe_recipes_have_no_colour_jitter() {
-        for (name, text) in BUILTIN.iter().filter(|(n, _)| n.starts_with("transfer_") || n.starts_with("linprobe")) {
-            let r = Recipe::parse(text, Path::new(name)).unwrap();
+        for (name, _) in BUILTIN.iter().filter(|(n, _)| n.starts_with("transfer_") || n.starts_with("linprobe")) {
+            let r = Recipe::load_or_builtin(name).unwrap();
             assert_eq!((r.train.augment.color_jitter.as_ref(), rand_augment_policy(&r.train.augment)), (None, None), "{name}");
         }
         let probe = Recipe::load_or_builtin("linprobe_tiny").unwrap();

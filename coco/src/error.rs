@@ -240,6 +240,13 @@ pub enum Error {
     },
 }
 
+impl From<atomic_write::Error> for Error {
+    /// An atomic write's failure is a [`Error::Write`] of the file asked for.
+    fn from(e: atomic_write::Error) -> Self {
+        Error::Write { path: e.path, source: e.cause }
+    }
+}
+
 impl Error {
     /// True for mistakes the user can fix (bad or inconsistent input files,
     /// bad parameters): the CLI exits with code 2. Failing to write output or

@@ -10,7 +10,6 @@
 //! even in a segm evaluation; without one it uses the mask area and derives the
 //! box with `toBbox`, which is what a mask result means.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::mask::Rle;
@@ -518,8 +517,8 @@ impl DetectionResult {
     }
 }
 
-/// Writes detections as a results file, atomically (temporary file, fsync,
-/// rename), so a crash never leaves a truncated file that parses.
+/// Writes detections as a results file, atomically ([`write_bytes_atomic`]),
+/// so a crash never leaves a truncated file that parses.
 ///
 /// # Errors
 /// [`Error::Write`] naming `path`.
@@ -527,8 +526,7 @@ pub fn write_results(path: &Path, detections: &[DetectionResult]) -> Result<(), 
     write_json_atomic(path, &detections)
 }
 
-/// Serialises `value` as JSON to `path` atomically (temporary file in the same
-/// directory, fsync, rename).
+/// Serialises `value` as JSON to `path` atomically ([`write_bytes_atomic`]).
 ///
 /// # Errors
 /// [`Error::Write`] naming `path`.
@@ -538,27 +536,14 @@ pub fn write_json_atomic<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -
     write_bytes_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` atomically (for text reports).
+/// Writes `bytes` to `path` atomically (for text reports), through the
+/// workspace's one protocol ([`atomic_write`]: unique temporary, fsync,
+/// rename, fsync of the folder).
 ///
 /// # Errors
 /// [`Error::Write`] naming `path`.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let fail = |source: std::io::Error| Error::Write { path: path.to_path_buf(), source };
-    let file_name = path.file_name().ok_or_else(|| fail(std::io::Error::other("not a file path")))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(fail)
+    atomic_write::write(path, bytes).map_err(Error::from)
 }
 
 #[cfg(test)]

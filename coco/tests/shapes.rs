@@ -133,7 +133,7 @@ fn classification_dominant_shape_is_large_and_of_its_class() {
     let textured = ClassificationStyle::Textured;
     let cfg = ShapesConfig { train: 12, val: 0, size: 96, seed: 2, task: ShapesTask::Classification, style: textured, ..ShapesConfig::default() };
     for i in 0..12 {
-        let (kind, scene) = coco::shapes::render_classification(&cfg, coco::shapes::Split::Train, i).unwrap();
+        let (kind, scene) = coco::shapes::render_classification(&cfg, coco::Split::Train, i).unwrap();
         assert_eq!(kind, ShapeKind::ALL[i % 6]);
         let dominant = &scene.objects[0];
         assert_eq!(dominant.kind, kind);
@@ -148,7 +148,7 @@ fn plain_classification_images_are_one_white_silhouette_on_black() {
     let cfg = ShapesConfig { train: 12, val: 0, size: 64, seed: 3, task: ShapesTask::Classification, ..ShapesConfig::default() };
     assert_eq!(cfg.style, ClassificationStyle::Plain);
     for i in 0..12 {
-        let (kind, scene) = coco::shapes::render_classification(&cfg, coco::shapes::Split::Train, i).unwrap();
+        let (kind, scene) = coco::shapes::render_classification(&cfg, coco::Split::Train, i).unwrap();
         assert_eq!(scene.objects.len(), 1, "image {i}");
         assert_eq!(scene.objects[0].kind, kind);
         let white = scene.image.pixels().filter(|p| p.0 == [255, 255, 255]).count();
@@ -184,7 +184,7 @@ fn scene_params_set_kinds_counts_sizes_and_crowds() {
     let cfg = ShapesConfig { train: 60, val: 0, size: 128, seed: 4, scene: scene.clone(), ..ShapesConfig::default() };
     let (mut objects, mut seen, mut sides) = (0usize, Vec::new(), Vec::new());
     for i in 0..cfg.train {
-        let image = coco::shapes::render_detection(&cfg, coco::shapes::Split::Train, i).unwrap();
+        let image = coco::shapes::render_detection(&cfg, coco::Split::Train, i).unwrap();
         assert!((1..=6).contains(&image.objects.len()), "image {i}: {} objects", image.objects.len());
         objects += image.objects.len();
         for o in &image.objects {
@@ -248,7 +248,7 @@ fn classification_uses_only_the_chosen_kinds() {
     classes.sort();
     assert_eq!(classes, ["circle", "star"]);
     for i in 0..6 {
-        let (kind, scene) = coco::shapes::render_classification(&cfg, coco::shapes::Split::Train, i).unwrap();
+        let (kind, scene) = coco::shapes::render_classification(&cfg, coco::Split::Train, i).unwrap();
         assert_eq!(kind, [ShapeKind::Star, ShapeKind::Circle][i % 2]);
         assert!(scene.objects.iter().all(|o| o.kind == ShapeKind::Star || o.kind == ShapeKind::Circle));
     }

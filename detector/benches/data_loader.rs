@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use coco::shapes::{ShapesConfig, ShapesTask};
-use detector::data::{train_stream, DataLayout, DetectionDataset, LoaderConfig, LsjConfig, Purpose, SplitKind};
+use coco::Split;
+use detector::data::{train_stream, DataLayout, DetectionDataset, LoaderConfig, LsjConfig, Purpose};
 
 /// Images generated for the benchmark (train split).
 const IMAGES: usize = 200;
@@ -31,7 +32,7 @@ fn main() {
     let cfg = ShapesConfig { train: IMAGES, val: 0, size: 256, seed: 0, task: ShapesTask::Detection, ..ShapesConfig::default() };
     coco::shapes::generate(&cfg, tmp.path()).unwrap();
     let layout = DataLayout::discover(tmp.path()).unwrap();
-    let dataset = Arc::new(DetectionDataset::load(layout.split(SplitKind::Train).unwrap(), Purpose::Train).unwrap());
+    let dataset = Arc::new(DetectionDataset::load(layout.split(Split::Train).unwrap(), Purpose::Train).unwrap());
     for side in [128usize, 640] {
         let loader = LoaderConfig { batch_size: BATCH, threads: THREADS, prefetch: 2, seed: 0, lsj: LsjConfig::vitdet(side) };
         let mut stream = train_stream(Arc::clone(&dataset), loader, 0).unwrap();

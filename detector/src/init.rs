@@ -41,7 +41,7 @@ pub fn init_heads(vars: &[(String, Var)], skip_prefix: &str, seed: u64) -> candl
         let values: Vec<f64> = match fill_for(name, &dims) {
             Fill::Zeros => vec![0.0; n],
             Fill::Ones => vec![1.0; n],
-            Fill::Normal(std) => (0..n).map(|_| std * standard_normal(&mut rng)).collect(),
+            Fill::Normal(std) => (0..n).map(|_| std * engine::rng::standard_normal(&mut rng)).collect(),
             Fill::Uniform(bound) => (0..n).map(|_| rng.gen_range(-bound..bound)).collect(),
         };
         var.set(&Tensor::from_vec(values, dims.as_slice(), var.device())?.to_dtype(var.dtype())?)?;
@@ -76,12 +76,6 @@ fn fill_for(name: &str, dims: &[usize]) -> Fill {
     }
 }
 
-/// One N(0, 1) draw (Box-Muller).
-fn standard_normal(rng: &mut impl Rng) -> f64 {
-    let u1: f64 = 1.0 - rng.gen::<f64>();
-    let u2: f64 = rng.gen();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
 
 #[cfg(test)]
 mod tests {

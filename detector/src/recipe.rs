@@ -1,12 +1,16 @@
 //! Training recipes: one TOML file with a `[model]` section ([`ModelConfig`])
 //! and a `[train]` section ([`TrainConfig`]); `configs/vitdet_tiny_coco.toml`
-//! is the paper's, `configs/vitdet_tiny_shapes.toml` the CPU demo's.
+//! is the paper's, `configs/vitdet_tiny_shapes.toml` the CPU demo's (which
+//! starts from it with `base = "vitdet_tiny_coco.toml"`). Files, built-in
+//! names, bases and `--set` overrides are read through
+//! [`engine::recipe_file::RecipeFile`].
 
 use std::path::Path;
 
 use coco::shapes::{SceneParams, ShapesConfig, ShapesTask};
 use engine::optim::AdamWConfig;
 use engine::schedule::Schedule;
+use engine::recipe_file::RecipeFile;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ModelConfig;
@@ -179,6 +183,12 @@ impl DataConfig {
     }
 }
 
+/// The recipes shipped in `configs/`, built into the binary so `--config NAME` works anywhere.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("vitdet_tiny_shapes", include_str!("../../configs/vitdet_tiny_shapes.toml")),
+    ("vitdet_tiny_coco", include_str!("../../configs/vitdet_tiny_coco.toml")),
+];
+
 /// A whole recipe file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,26 +201,18 @@ pub struct Recipe {
     pub data: DataConfig,
 }
 
-impl Recipe {
-    /// Reads and checks a recipe file.
-    ///
-    /// # Errors
-    /// [`Error::Recipe`] naming the file and the offending key.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Recipe { path: path.to_path_buf(), msg: e.to_string() })?;
-        Self::parse(&text, path)
-    }
+impl RecipeFile for Recipe {
+    type Error = Error;
+    const BUILTIN: &'static [(&'static str, &'static str)] = BUILTIN;
 
-    /// Parses and checks recipe text; `origin` names it in messages.
-    ///
-    /// # Errors
-    /// [`Error::Recipe`] naming `origin` and the offending key.
-    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let recipe: Recipe = toml::from_str(text).map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: engine::toml_errors::message(&e) + &engine::toml_errors::position(&e, text) })?;
+    fn parse(text: &str, origin: &Path) -> Result<Self> {
+        let recipe: Recipe = engine::recipe_file::from_text(text, origin)?;
         recipe.validate().map_err(|e| Error::Recipe { path: origin.to_path_buf(), msg: e.to_string() })?;
         Ok(recipe)
     }
+}
 
+impl Recipe {
     /// Checks every section.
     ///
     /// # Errors
@@ -255,8 +257,7 @@ mod tests {
 
     #[test]
     fn demo_recipe_asks_for_the_calibration_scene() {
-        let text = include_str!("../../configs/vitdet_tiny_shapes.toml");
-        let recipe = Recipe::parse(text, Path::new("vitdet_tiny_shapes.toml")).unwrap();
+        let recipe = Recipe::load_or_builtin("vitdet_tiny_shapes").unwrap();
         let scene = &recipe.data.scene;
         assert_eq!(scene.categories.len(), 5);
         assert_eq!((scene.objects, scene.sides, scene.crowd_probability), ([1, 6], Some([8.0, 64.0]), 0.0));

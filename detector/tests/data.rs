@@ -13,10 +13,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use coco::mask::Rle;
-use coco::shapes::{ShapesConfig, ShapesTask, Split};
+use coco::shapes::{ShapesConfig, ShapesTask};
 use common::fixture;
 use detector::data::dataset::{DetectionDataset, ImageRecord, Instance, Purpose};
-use detector::data::layout::{DataLayout, LayoutKind, SplitFiles, SplitKind};
+use detector::data::layout::{DataLayout, LayoutKind, SplitFiles};
+use coco::Split;
 use detector::data::loader::{eval_stream, load_image, pixels_to_tensor, train_batch, train_stream, LoaderConfig, LoaderStats};
 use vision::resize::{resize, Filter, RgbImage};
 use detector::data::rle_polygons::rle_to_rectangles;
@@ -207,8 +208,8 @@ fn layout_discovery_tells_the_layouts_apart_and_names_what_is_missing() {
     std::fs::create_dir(root.join("val2017")).unwrap();
     let layout = DataLayout::discover(root).unwrap();
     assert_eq!(layout.kind, LayoutKind::Coco2017);
-    assert_eq!(layout.split(SplitKind::Val).unwrap().images, root.join("val2017"));
-    let err = layout.split(SplitKind::Train).unwrap_err().to_string();
+    assert_eq!(layout.split(Split::Val).unwrap().images, root.join("val2017"));
+    let err = layout.split(Split::Train).unwrap_err().to_string();
     assert!(err.contains("instances_train2017.json"), "{err}");
 
     let shapes = root.join("shapes");
@@ -289,7 +290,7 @@ fn shapes_dataset_loads_and_streams_reproducibly() {
     let summary = shapes_dataset(tmp.path());
     let layout = DataLayout::discover(tmp.path()).unwrap();
     assert_eq!(layout.kind, LayoutKind::Shapes);
-    let train = DetectionDataset::load(layout.split(SplitKind::Train).unwrap(), Purpose::Train).unwrap();
+    let train = DetectionDataset::load(layout.split(Split::Train).unwrap(), Purpose::Train).unwrap();
     let report = train.report();
     assert_eq!(report.images_in_file, 10);
     assert_eq!(report.crowd_dropped, summary.crowd[0]);
@@ -347,7 +348,7 @@ fn eval_stream_is_ordered_and_skips_corrupt_images() {
     let tmp = tempfile::tempdir().unwrap();
     shapes_dataset(tmp.path());
     let layout = DataLayout::discover(tmp.path()).unwrap();
-    let files = layout.split(SplitKind::Val).unwrap();
+    let files = layout.split(Split::Val).unwrap();
     std::fs::write(files.images.join("000001.png"), b"not a png").unwrap();
     std::fs::remove_file(files.images.join("000003.png")).unwrap();
     let val = DetectionDataset::load(files, Purpose::Eval).unwrap();

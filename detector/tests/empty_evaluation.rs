@@ -7,14 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::Device;
 use coco::shapes::{self, ShapesConfig, ShapesTask};
-use detector::data::{DataLayout, DetectionDataset, Purpose, SplitKind};
+use detector::data::{DataLayout, DetectionDataset, Purpose};
+use coco::Split;
 use detector::evaluate::EvalSplit;
 use detector::recipe::Recipe;
+use engine::recipe_file::RecipeFile as _;
 use detector::train::{train, TrainRun};
 use engine::progress::ProgressConfig;
 
@@ -28,12 +29,11 @@ fn a_run_whose_evaluation_finds_nothing_keeps_its_model_and_checkpoint() {
     let data = dir.path().join("shapes");
     shapes::generate(&ShapesConfig { train: 2, val: 2, size: 128, seed: 9, task: ShapesTask::Detection, ..ShapesConfig::default() }, &data).unwrap();
     let layout = DataLayout::discover(&data).unwrap();
-    let train_set = Arc::new(DetectionDataset::load(layout.split(SplitKind::Train).unwrap(), Purpose::Train).unwrap());
-    let val_files = layout.split(SplitKind::Val).unwrap().clone();
+    let train_set = Arc::new(DetectionDataset::load(layout.split(Split::Train).unwrap(), Purpose::Train).unwrap());
+    let val_files = layout.split(Split::Val).unwrap().clone();
     let val = EvalSplit::load(&val_files).unwrap();
 
-    let text = include_str!("../../configs/vitdet_tiny_shapes.toml");
-    let mut recipe = Recipe::parse(text, Path::new("vitdet_tiny_shapes.toml")).unwrap();
+    let mut recipe = Recipe::resolve("vitdet_tiny_shapes", &[]).unwrap();
     recipe.train.max_iter = 1;
     // Class probabilities are at most 1: no detection passes.
     recipe.model.roi_heads.score_thresh = 1.0;

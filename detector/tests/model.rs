@@ -77,7 +77,13 @@ fn fresh_losses_are_those_of_an_untrained_mask_rcnn() {
     assert!((get("loss_rpn_cls") - std::f64::consts::LN_2).abs() < 0.05, "{values:?}");
     assert!((get("loss_mask") - std::f64::consts::LN_2).abs() < 0.05, "{values:?}");
     assert!((get("loss_cls") - 4f64.ln()).abs() < 0.2, "{values:?}");
-    assert!(get("loss_box_reg") >= 0.0 && get("loss_rpn_loc") >= 0.0);
+    // The regression losses are sums of absolute values, so only a strictly
+    // positive value says something: positives were sampled (the ground truths
+    // are matched), their targets are not the near-zero fresh predictions
+    // (predictor std 0.01 / 0.001), and the loss reaches the total.
+    for key in ["loss_box_reg", "loss_rpn_loc"] {
+        assert!(get(key) > 1e-3 && get(key).is_finite(), "{key}: {values:?}");
+    }
 }
 
 #[test]
@@ -86,7 +92,10 @@ fn inference_returns_sorted_in_image_detections() {
     let dets = model.predict(&images(), &[(64, 64), (48, 40)]).unwrap();
     assert_eq!(dets.len(), 2);
     for (d, (h, w)) in dets.iter().zip([(64.0f32, 64.0f32), (48.0, 40.0)]) {
-        assert!(d.len() <= 100);
+        // A fresh classifier scores each of the 3 classes near 1/4, above the
+        // 0.05 threshold, so every image has detections to check (at most
+        // detections_per_image = 100).
+        assert!(!d.is_empty() && d.len() <= 100, "{} detections", d.len());
         assert!(d.scores.windows(2).all(|p| p[0] >= p[1]), "scores not sorted");
         assert!(d.scores.iter().all(|&s| s > 0.05));
         assert!(d.boxes.as_slice().iter().all(|b| b[0] >= 0.0 && b[1] >= 0.0 && b[2] <= w && b[3] <= h));

@@ -10,9 +10,11 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use coco::shapes::{self, ShapesConfig, ShapesTask};
-use detector::data::{DataLayout, DetectionDataset, Purpose, SplitKind};
+use detector::data::{DataLayout, DetectionDataset, Purpose};
+use coco::Split;
 use detector::evaluate::{evaluate, EvalSplit};
 use detector::recipe::Recipe;
+use engine::recipe_file::RecipeFile as _;
 use detector::train::{train, TrainRun};
 use engine::progress::ProgressConfig;
 use engine::schedule::Schedule;
@@ -21,8 +23,7 @@ use engine::schedule::Schedule;
 /// clipping), with a short schedule at a higher learning rate: 100 steps of
 /// 4 images, warmup 20, cosine from 1e-3.
 fn overfit_recipe() -> Recipe {
-    let text = include_str!("../../configs/vitdet_tiny_shapes.toml");
-    let mut recipe = Recipe::parse(text, std::path::Path::new("vitdet_tiny_shapes.toml")).unwrap();
+    let mut recipe = Recipe::resolve("vitdet_tiny_shapes", &[]).unwrap();
     let max_iter = 100;
     recipe.train.max_iter = max_iter;
     recipe.train.checkpoint_period = max_iter;
@@ -38,7 +39,7 @@ fn overfits_four_shapes_images() {
     let cfg = ShapesConfig { train: 4, val: 0, size: 128, seed: 3, task: ShapesTask::Detection, ..ShapesConfig::default() };
     shapes::generate(&cfg, &data).unwrap();
     let layout = DataLayout::discover(&data).unwrap();
-    let train_files = layout.split(SplitKind::Train).unwrap().clone();
+    let train_files = layout.split(Split::Train).unwrap().clone();
     let train_set = Arc::new(DetectionDataset::load(&train_files, Purpose::Train).unwrap());
     let same_images = EvalSplit::load(&train_files).unwrap();
 

@@ -13,15 +13,16 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use coco::shapes::{self, ShapesConfig, ShapesTask};
-use detector::data::{DataLayout, DetectionDataset, Purpose, SplitKind};
+use detector::data::{DataLayout, DetectionDataset, Purpose};
+use coco::Split;
 use detector::recipe::Recipe;
+use engine::recipe_file::RecipeFile as _;
 use detector::train::{train, TrainRun};
 use engine::progress::ProgressConfig;
 
 /// The demo recipe (its 600-step schedule) run for `max_iter` steps.
 fn run(data: &Arc<DetectionDataset>, out: &Path, max_iter: usize, resume: bool) -> TrainRun {
-    let text = include_str!("../../configs/vitdet_tiny_shapes.toml");
-    let mut recipe = Recipe::parse(text, Path::new("vitdet_tiny_shapes.toml")).unwrap();
+    let mut recipe = Recipe::resolve("vitdet_tiny_shapes", &[]).unwrap();
     recipe.train.max_iter = max_iter;
     TrainRun {
         recipe,
@@ -65,7 +66,7 @@ fn a_resumed_run_ends_bitwise_where_an_uninterrupted_one_does() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("shapes");
     shapes::generate(&ShapesConfig { train: 6, val: 0, size: 128, seed: 5, task: ShapesTask::Detection, ..ShapesConfig::default() }, &data).unwrap();
-    let files = DataLayout::discover(&data).unwrap().split(SplitKind::Train).unwrap().clone();
+    let files = DataLayout::discover(&data).unwrap().split(Split::Train).unwrap().clone();
     let set = Arc::new(DetectionDataset::load(&files, Purpose::Train).unwrap());
 
     let straight = dir.path().join("straight");

@@ -11,7 +11,7 @@
 //! One file means one rename makes the whole state visible at once: model,
 //! optimizer and RNG can never come from different iterations.
 //!
-//! Every file here is written atomically (vernier `commands/eval.rs::write_atomic`):
+//! Every file here is written atomically through [`atomic_write`]:
 //! to a temporary file in the same directory, fsynced, renamed over the
 //! target, and the directory fsynced, so a crash leaves either the old file
 //! or the new one, never a half-written one. Reading a truncated or corrupt
@@ -22,9 +22,8 @@
 //! candle's `View` impl.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::Path;
 
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor, Var};
 use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
@@ -239,83 +238,17 @@ pub fn restore_vars(named: &[(String, Var)], tensors: &[(String, Tensor)]) -> Re
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically: temporary file in the same
-/// directory, fsync, rename, fsync of the directory.
+/// Writes `bytes` to `path` atomically (the workspace's one protocol,
+/// [`atomic_write`]: unique temporary, fsync, rename, fsync of the folder).
 ///
 /// # Errors
-/// [`Error::Io`] naming the file involved.
+/// [`Error::Io`] naming `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    atomic_with(path, |tmp| {
-        let mut f = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(tmp, e))?;
-        Ok(())
-    })
+    atomic_write::write(path, bytes).map_err(Error::from)
 }
 
-/// Runs `write` on a temporary path next to `path`, then makes the result
-/// durable and renames it into place. The temporary file is removed on error.
-fn atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::io(path, std::io::Error::other("not a file path")))?
-        .to_string_lossy()
-        .into_owned();
-    if !dir.is_dir() {
-        let why = format!("the folder {} does not exist", dir.display());
-        return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, why)));
-    }
-    // Unique per process and call, so concurrent writers never share a temporary.
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{file_name}.tmp-{}-{n}", std::process::id()));
-    // Errors name the file the caller asked for, not the temporary.
-    let named = |e: Error| match e {
-        Error::Io { path: p, cause } if p == tmp => Error::io(path, cause),
-        other => other,
-    };
-    let result = write(&tmp).map_err(named).and_then(|()| {
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(path, e))?;
-        abort_if_injected(&file_name);
-        fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // Persist the rename itself; directories cannot be fsynced everywhere
-    // (some filesystems refuse), and the data is already safe, so this is
-    // best effort.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Environment variable of the kill tests' fault injection (`tests/kill_resume.rs`):
-/// `NAME:K` makes the process abort, as a kill would, after the K-th
-/// temporary of a file named NAME is written and before it is renamed into
-/// place. Unset, it costs one lookup per atomic write.
-pub const FAULT_ABORT_WRITE_ENV: &str = "VITDET_FAULT_ABORT_WRITE";
-
-/// Aborts the process if [`FAULT_ABORT_WRITE_ENV`] asks for it at this write.
-fn abort_if_injected(file_name: &str) {
-    static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let Ok(spec) = std::env::var(FAULT_ABORT_WRITE_ENV) else { return };
-    let Some((name, k)) = spec.rsplit_once(':') else { return };
-    if name == file_name {
-        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        if k.parse::<usize>().is_ok_and(|k| k == n) {
-            eprintln!("{FAULT_ABORT_WRITE_ENV}: aborting in the middle of writing {file_name} (write {n})");
-            std::process::abort();
-        }
-    }
-}
+/// The kill tests' fault injection, owned by [`atomic_write`].
+pub use atomic_write::FAULT_ABORT_WRITE_ENV;
 
 fn st_dtype(dtype: DType) -> Result<StDtype> {
     Ok(match dtype {
@@ -403,10 +336,10 @@ fn write_tensors(
             .map_err(|e| Error::Msg(format!("{name}: {e:?}")))?;
         views.push((*name, view));
     }
-    atomic_with(path, |tmp| {
-        safetensors::serialize_to_file(views, &meta, tmp)
-            .map_err(|e| Error::io(tmp, std::io::Error::other(e.to_string())))
+    atomic_write::write_with(path, |tmp| {
+        safetensors::serialize_to_file(views, &meta, tmp).map_err(|e| std::io::Error::other(e.to_string()))
     })
+    .map_err(Error::from)
 }
 
 type Tensors = (Vec<(String, Tensor)>, Option<HashMap<String, String>>);
@@ -599,21 +532,6 @@ mod tests {
         let one = vec![("x".to_string(), Tensor::new(&[1f32], &Device::Cpu).unwrap())];
         write_safetensors_atomic(&p, &one).unwrap();
         assert_same(&read_safetensors(&p, &Device::Cpu).unwrap(), &one);
-    }
-
-    #[test]
-    fn failed_write_leaves_the_old_file_and_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("w.safetensors");
-        write_safetensors_atomic(&p, &sample()).unwrap();
-        let e = atomic_with(&p, |tmp| {
-            fs::write(tmp, b"partial").unwrap();
-            Err(Error::Msg("disk full".into()))
-        })
-        .unwrap_err();
-        assert!(e.to_string().contains("disk full"));
-        assert_same(&read_safetensors(&p, &Device::Cpu).unwrap(), &sample());
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

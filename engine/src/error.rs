@@ -100,5 +100,12 @@ impl Error {
     }
 }
 
+impl From<atomic_write::Error> for Error {
+    /// An atomic write's failure is an I/O error on the file asked for.
+    fn from(e: atomic_write::Error) -> Self {
+        Error::Io { path: e.path, cause: e.cause }
+    }
+}
+
 /// Result alias for the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

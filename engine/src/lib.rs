@@ -12,6 +12,7 @@ mod error;
 pub mod ops;
 pub mod optim;
 pub mod progress;
+pub mod recipe_file;
 pub mod rng;
 pub mod run_dir;
 pub mod schedule;

@@ -75,8 +75,8 @@ impl TrainRng {
         Ok(Tensor::from_vec(data, shape, device)?)
     }
 
-    /// An f32 tensor of standard-normal values (Box-Muller on f64 draws),
-    /// scaled to `mean + std * z`.
+    /// An f32 tensor of `mean + std * z` values, z drawn by
+    /// [`standard_normal_pair`] (both values of each pair are used).
     ///
     /// # Errors
     /// Tensor creation on `device` fails.
@@ -91,17 +91,35 @@ impl TrainRng {
         let n = shape.elem_count();
         let mut data = Vec::with_capacity(n + 1);
         while data.len() < n {
-            // 1 - u is in (0, 1], so the log is finite.
-            let u1 = 1.0 - self.inner.gen::<f64>();
-            let u2 = self.inner.gen::<f64>();
-            let r = (-2.0 * u1.ln()).sqrt();
-            let theta = 2.0 * std::f64::consts::PI * u2;
-            data.push((mean + std * r * theta.cos()) as f32);
-            data.push((mean + std * r * theta.sin()) as f32);
+            let (z0, z1) = standard_normal_pair(&mut self.inner);
+            data.push((mean + std * z0) as f32);
+            data.push((mean + std * z1) as f32);
         }
         data.truncate(n);
         Ok(Tensor::from_vec(data, shape, device)?)
     }
+}
+
+/// Two independent N(0, 1) draws from two uniform draws (Box-Muller): the
+/// workspace's one Gaussian sampler, so that no extra distribution crate is
+/// needed and every seeded initialisation draws the same stream.
+///
+/// Draws `u1` then `u2` from `rng`; returns `(r cos θ, r sin θ)` with
+/// `r = sqrt(-2 ln(1 - u1))` (`1 - u1` is in (0, 1], so the log is finite)
+/// and `θ = 2π u2`.
+pub fn standard_normal_pair(rng: &mut impl Rng) -> (f64, f64) {
+    let u1: f64 = 1.0 - rng.gen::<f64>();
+    let u2: f64 = rng.gen();
+    let r = (-2.0 * u1.ln()).sqrt();
+    let theta = std::f64::consts::TAU * u2;
+    (r * theta.cos(), r * theta.sin())
+}
+
+/// One N(0, 1) draw: the first value of [`standard_normal_pair`] (two uniform
+/// draws per value). The model initialisations (`backbone::init`,
+/// `detector::init`, pre-training and classification heads) draw with it.
+pub fn standard_normal(rng: &mut impl Rng) -> f64 {
+    standard_normal_pair(rng).0
 }
 
 impl RngCore for TrainRng {
@@ -195,5 +213,24 @@ mod tests {
         let var = zv.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / zv.len() as f64;
         assert!((m - 2.0).abs() < 0.15, "{m}");
         assert!((var.sqrt() - 3.0).abs() < 0.15, "{var}");
+    }
+
+    #[test]
+    fn standard_normal_is_box_muller_over_two_uniform_draws() {
+        // The draw the seeded initialisations (backbone, detector heads) make:
+        // pinned to the formula they used before sharing it, so a seed gives
+        // the same model as before.
+        let mut a = ChaCha8Rng::seed_from_u64(5);
+        let mut b = a.clone();
+        for _ in 0..100 {
+            let z = standard_normal(&mut a);
+            let (u1, u2) = (1.0 - b.gen::<f64>(), b.gen::<f64>());
+            assert_eq!(z.to_bits(), ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()).to_bits());
+        }
+        assert_eq!(a, b, "two uniform draws per value");
+        let (z0, z1) = standard_normal_pair(&mut a);
+        let (u1, u2) = (1.0 - b.gen::<f64>(), b.gen::<f64>());
+        let r = (-2.0 * u1.ln()).sqrt();
+        assert_eq!((z0, z1), (r * (std::f64::consts::TAU * u2).cos(), r * (std::f64::consts::TAU * u2).sin()));
     }
 }

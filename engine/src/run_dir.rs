@@ -103,13 +103,13 @@ impl RunDir {
     }
 
     /// Removes the temporary files of atomic writes cut short by a kill
-    /// (`.NAME.tmp…`) in the run's folder and its `checkpoint/`.
+    /// ([`atomic_write::is_temporary`]) in the run's folder and its `checkpoint/`.
     fn remove_temporaries(&self) {
         for dir in [self.root.clone(), self.checkpoint_dir()] {
             let Ok(entries) = fs::read_dir(&dir) else { continue };
             for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                if name.starts_with('.') && name.contains(".tmp") && path.is_file() {
+                if atomic_write::is_temporary(&name) && path.is_file() {
                     let _ = fs::remove_file(&path);
                 }
             }

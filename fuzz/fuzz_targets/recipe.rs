@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use engine::recipe_file::RecipeFile as _;
+
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

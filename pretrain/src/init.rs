@@ -50,7 +50,7 @@ fn initial_value(name: &str, var: &Var, spec: &MaeSpec, rng: &mut impl Rng) -> R
     match name {
         "pos_embed" => Ok(sincos_2d(spec.encoder.embed_dim, grid, device)?.to_dtype(var.dtype())?),
         "decoder_pos_embed" => Ok(sincos_2d(spec.decoder.embed_dim, grid, device)?.to_dtype(var.dtype())?),
-        "cls_token" | "mask_token" => from((0..n).map(|_| TOKEN_STD * backbone::init::normal(rng)).collect()),
+        "cls_token" | "mask_token" => from((0..n).map(|_| TOKEN_STD * engine::rng::standard_normal(rng)).collect()),
         "patch_embed.proj.weight" => from(xavier(rng)),
         _ if name.ends_with(".bias") => from(vec![0.0; n]),
         _ if name.ends_with(".weight") && dims.len() == 1 => from(vec![1.0; n]),

@@ -5,7 +5,9 @@
 //! commented, `configs/pretrain_mae_shapes_tiny.toml` is the CPU-sized
 //! variant for the built-in synthetic images. A `[distill]` table
 //! ([`crate::distill::DistillConfig`]) makes it a distilled-MAE recipe
-//! (`configs/pretrain_distill_mae_tiny.toml`, `pretrain_distill_shapes_tiny.toml`).
+//! (`configs/pretrain_distill_mae_tiny.toml`, `pretrain_distill_shapes_tiny.toml`,
+//! which start from the MAE recipes with `base`, read through
+//! [`engine::recipe_file::RecipeFile`]).
 //! A `[mocov3]` table ([`MocoV3Section`]) makes it a MoCo-v3 recipe whose
 //! left-out keys take MAE-Lite's released MoCo-v3-Tiny values (§3,
 //! [`Recipe::released`], the constants of [`crate::mocov3::recipe`]):
@@ -22,6 +24,7 @@ use std::path::Path;
 
 use engine::optim::{AdamWConfig, OptimizerConfig};
 use engine::schedule::Schedule;
+use engine::recipe_file::RecipeFile;
 use serde::{Deserialize, Serialize};
 use vision::transforms::{Interpolation, TrainTransformConfig};
 
@@ -288,6 +291,21 @@ pub struct Plan {
     pub knn_period: usize,
 }
 
+impl RecipeFile for Recipe {
+    type Error = Error;
+    const BUILTIN: &'static [(&'static str, &'static str)] = BUILTIN;
+
+    fn parse(text: &str, origin: &Path) -> Result<Self> {
+        // First pass on the text itself, so a mistake is reported with its line.
+        let mut recipe: Recipe = engine::recipe_file::from_text(text, origin)?;
+        if recipe.mocov3.is_some() {
+            recipe = with_released_defaults(Method::Mocov3, text).map_err(|e| Error::config("recipe", format!("{}: {e}", origin.display())))?;
+        }
+        recipe.validate()?;
+        Ok(recipe)
+    }
+}
+
 impl Recipe {
     /// `method`'s released recipe: for MoCo-v3, what a key left out of a
     /// recipe with a `[mocov3]` table takes.
@@ -306,50 +324,6 @@ impl Recipe {
             (Some(_), None) => Method::Distill,
             (None, None) => Method::Mae,
         }
-    }
-
-    /// Reads and checks a recipe file.
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the file, line and column of a TOML error or
-    /// the key that breaks a rule.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), cause: e })?;
-        Self::parse(&text, path)
-    }
-
-    /// A recipe file, or a built-in recipe by name (`pretrain_mae_tiny`, ...).
-    ///
-    /// # Errors
-    /// As [`Recipe::load`]; a name that is neither a file nor built in lists the built-in ones.
-    pub fn load_or_builtin(spec: &str) -> Result<Self> {
-        let path = Path::new(spec);
-        if path.exists() {
-            return Self::load(path);
-        }
-        let name = spec.trim_end_matches(".toml").rsplit('/').next().unwrap_or(spec);
-        match BUILTIN.iter().find(|(n, _)| *n == name) {
-            Some((n, text)) => Self::parse(text, Path::new(&format!("configs/{n}.toml"))),
-            None => Err(Error::config(
-                "--config",
-                format!("{spec}: no such file, and not a built-in recipe ({})", BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
-            )),
-        }
-    }
-
-    /// Parses and checks recipe text; `origin` names it in errors.
-    ///
-    /// # Errors
-    /// As [`Recipe::load`].
-    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let toml_error = |e: toml::de::Error| Error::config("recipe", format!("{}{}: {}", origin.display(), engine::toml_errors::position(&e, text), engine::toml_errors::message(&e)));
-        // First pass on the text itself, so a mistake is reported with its line.
-        let mut recipe: Recipe = toml::from_str(text).map_err(toml_error)?;
-        if recipe.mocov3.is_some() {
-            recipe = with_released_defaults(Method::Mocov3, text).map_err(|e| Error::config("recipe", format!("{}: {e}", origin.display())))?;
-        }
-        recipe.validate()?;
-        Ok(recipe)
     }
 
     /// The model spec: the encoder `model.arch` at `data.input_size`.
@@ -533,8 +507,8 @@ mod tests {
 
     #[test]
     fn every_built_in_recipe_parses_and_errors_name_the_key() {
-        for (name, text) in BUILTIN {
-            Recipe::parse(text, Path::new(name)).map_err(|e| format!("{name}: {e}")).unwrap();
+        for (name, _) in BUILTIN {
+            Recipe::load_or_builtin(name).map_err(|e| format!("{name}: {e}")).unwrap();
         }
         let e = Recipe::parse("[model]\nmask_ratio = 1.0\n", Path::new("r.toml")).unwrap_err().to_string();
         assert!(e.contains("model.mask_ratio"), "{e}");

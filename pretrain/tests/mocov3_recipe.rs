@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use engine::recipe_file::RecipeFile as _;
 use engine::optim::OptimizerConfig;
 use pretrain::mocov3::{recipe, MocoV3Config};
 use pretrain::recipe::{Method, Recipe};

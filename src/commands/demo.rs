@@ -36,11 +36,11 @@ pub struct DemoArgs {
 
 /// Runs the command.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let request = TrainRequest { config: super::recipe_source(None, &args.out, args.resume, "vitdet_tiny_shapes"), backbone: None, data: Default::default(), out: args.out.clone(), device: args.device.clone(), max_iter: args.max_iter, resume: args.resume, weights_dir: None };
+    let request = TrainRequest { config: super::recipe_source(None, &args.out, args.resume, "vitdet_tiny_shapes"), overrides: Vec::new(), backbone: None, data: Default::default(), out: args.out.clone(), device: args.device.clone(), max_iter: args.max_iter, resume: args.resume, weights_dir: None };
     let summary = train_recipe(&request)?;
     let device = engine::device::parse_device(&args.device)?;
     let detector = detector::weights::load(&summary.model_path, &device)?;
-    let files: Vec<PathBuf> = vision::list::list_images(&args.out.join("shapes").join("val"), false)?.into_iter().take(args.pictures).collect();
+    let files: Vec<PathBuf> = vision::list::list_images(&coco::shapes::layout::images_dir(&args.out.join("shapes"), coco::Split::Val), false)?.into_iter().take(args.pictures).collect();
     let dir = args.out.join("predictions");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // A few minutes of CPU training gives modest scores: draw from 0.3.

@@ -1,32 +1,19 @@
 //! Flags shared by the detection commands (`train`, `eval coco --weights`,
 //! `demo`): recipes by path or built-in name, and where the data is.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use detector::data::{DataLayout, SplitFiles, SplitKind};
+use coco::Split;
+use detector::data::{DataLayout, SplitFiles};
 use detector::recipe::Recipe;
+use engine::recipe_file::RecipeFile as _;
 
-/// The recipes compiled into the binary, by name.
-const BUILTIN_RECIPES: [(&str, &str); 2] = [
-    ("vitdet_tiny_shapes", include_str!("../../configs/vitdet_tiny_shapes.toml")),
-    ("vitdet_tiny_coco", include_str!("../../configs/vitdet_tiny_coco.toml")),
-];
-
-/// Reads `--config`: a TOML file, or the name of a built-in recipe
-/// (`vitdet_tiny_shapes`, `vitdet_tiny_coco`, also as `configs/NAME.toml`
-/// when no such file exists).
+/// Reads `--config` with its bases: a TOML file, or the name of a built-in
+/// recipe (`vitdet_tiny_shapes`, `vitdet_tiny_coco`, also as
+/// `configs/NAME.toml` when no such file exists). `train` adds its `--set`
+/// overrides through [`Recipe::resolve`].
 pub fn load_recipe(config: &str) -> anyhow::Result<Recipe> {
-    let path = Path::new(config);
-    if path.is_file() {
-        return Ok(Recipe::load(path)?);
-    }
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(config);
-    match BUILTIN_RECIPES.iter().find(|(name, _)| *name == stem) {
-        Some((name, text)) => Ok(Recipe::parse(text, Path::new(&format!("<built-in {name}>")))?),
-        None => Err(crate::exit::user(format!(
-            "--config {config}: no such file, and not a built-in recipe (vitdet_tiny_shapes, vitdet_tiny_coco)"
-        ))),
-    }
+    Ok(Recipe::resolve(config, &[])?)
 }
 
 /// Where the training and validation data are.
@@ -58,10 +45,10 @@ impl DataArgs {
 
     /// The files of `split`, from the explicit flags or the discovered layout;
     /// `None` when that split was not given.
-    pub fn split(&self, split: SplitKind) -> anyhow::Result<Option<SplitFiles>> {
+    pub fn split(&self, split: Split) -> anyhow::Result<Option<SplitFiles>> {
         let explicit = match split {
-            SplitKind::Train => self.train_json.as_ref().zip(self.train_images.as_ref()),
-            SplitKind::Val => self.val_json.as_ref().zip(self.val_images.as_ref()),
+            Split::Train => self.train_json.as_ref().zip(self.train_images.as_ref()),
+            Split::Val => self.val_json.as_ref().zip(self.val_images.as_ref()),
         };
         if let Some((json, images)) = explicit {
             return Ok(Some(SplitFiles::explicit(json, images)?));
@@ -70,8 +57,8 @@ impl DataArgs {
             Some(dir) => {
                 let layout = DataLayout::discover(dir)?;
                 Ok(match split {
-                    SplitKind::Train => layout.train,
-                    SplitKind::Val => layout.val,
+                    Split::Train => layout.train,
+                    Split::Val => layout.val,
                 })
             }
             None => Ok(None),

@@ -12,7 +12,8 @@ use anyhow::Context as _;
 use coco::dataset::Dataset;
 use coco::eval::{accumulate, evaluate, per_category_ap, summarize, Accumulated, CategoryAp, IouType, Params, Summary};
 use coco::results::{write_json_atomic, Results};
-use detector::data::{DataLayout, SplitFiles, SplitKind};
+use coco::Split;
+use detector::data::{DataLayout, SplitFiles};
 use detector::evaluate::{predict_split, results_for, EvalSplit};
 
 /// Which IoU types to evaluate.
@@ -136,7 +137,7 @@ fn run_model(args: &EvalCocoArgs) -> anyhow::Result<()> {
     }
     let files = match (&args.val_json, &args.val_images, &args.data) {
         (Some(json), Some(images), _) => SplitFiles::explicit(json, images)?,
-        (_, _, Some(dir)) => DataLayout::discover(dir)?.split(SplitKind::Val)?.clone(),
+        (_, _, Some(dir)) => DataLayout::discover(dir)?.split(Split::Val)?.clone(),
         _ => return Err(crate::exit::user("--weights needs the data to run on: --data DIR or --val-json/--val-images")),
     };
     let trained = detector::weights::load(weights, &device)?;

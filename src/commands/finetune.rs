@@ -8,6 +8,7 @@ use classification::data::{open_splits, DataSource};
 use vision::datasets::DatasetKind;
 use classification::finetune::{finetune, FinetuneRun};
 use classification::Recipe;
+use engine::recipe_file::RecipeFile as _;
 
 use super::weights::weight_search;
 
@@ -21,7 +22,8 @@ use super::weights::weight_search;
     vitdet finetune --keep-blocks 6 --backbone mae_tiny --out runs/keep6  # the paper's layer reservation\n  \
     vitdet finetune --out runs/shapes_cls --resume\n\n\
     Recipes (--config): finetune_imagenet_tiny, finetune_shapes_tiny, scratch_deit_tiny, linprobe_tiny,\n\
-    transfer_{cifar100,flowers,pets,aircraft,cars,inat18}_tiny, or a TOML file.\n\
+    transfer_{cifar100,flowers,pets,aircraft,cars,inat18}_tiny, or a TOML file; a recipe may start from\n\
+    another (base = \"other.toml\") and --set KEY=VALUE overrides one key (--set train.blr=1e-3).\n\
     Writes OUT/config.toml, OUT/metrics.jsonl, OUT/checkpoint/last.safetensors, OUT/model.safetensors\n\
     and OUT/model_best.safetensors (the highest top-1), with train.ema_decay > 0 also OUT/model_ema.safetensors;\n\
     the model files carry their class names.")]
@@ -30,6 +32,8 @@ pub struct FinetuneArgs {
     /// finetune_imagenet_tiny with it.
     #[arg(long, value_name = "TOML_OR_NAME")]
     config: Option<String>,
+    #[command(flatten)]
+    overrides: super::RecipeOverrides,
     /// Initial weights: scratch, a released checkpoint name (mae_tiny, distilled_mae_tiny, mocov3_tiny,
     /// deit_tiny) or a weights file. Default: the recipe's `train.backbone`.
     #[arg(long, value_name = "NAME_OR_FILE")]
@@ -73,7 +77,7 @@ pub struct FinetuneArgs {
 /// Runs the command.
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let default = if args.data.is_some() { "finetune_imagenet_tiny" } else { "finetune_shapes_tiny" };
-    let mut recipe = Recipe::load_or_builtin(&super::recipe_source(args.config.as_deref(), &args.out, args.resume, default))?;
+    let mut recipe = Recipe::resolve(&super::recipe_source(args.config.as_deref(), &args.out, args.resume, default), &args.overrides.set)?;
     if let Some(b) = &args.backbone {
         recipe.train.backbone = b.clone();
     }

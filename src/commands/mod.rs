@@ -67,6 +67,18 @@ pub(crate) fn recipe_source(config: Option<&str>, out: &std::path::Path, resume:
     }
 }
 
+/// `--set KEY=VALUE`, shared by the training commands (`train`, `finetune`,
+/// `pretrain`): recipe keys overridden after the recipe and its bases
+/// ([`engine::recipe_file`]).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RecipeOverrides {
+    /// Set one recipe key (repeatable; applied in order, after the recipe and its bases): a dotted
+    /// key and a TOML value, a bare word read as a string. E.g. --set train.max_iter=200
+    /// --set train.lsj_scale=[0.5,1.5] --set train.backbone=mae_tiny. Recorded in OUT/config.toml.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
 /// Applies `--epochs` / `--max-iter` (at most one is given) to a recipe
 /// that counts epochs and may hold a step count: `--epochs` runs by epochs
 /// (dropping a recorded step count), `--max-iter` sets the steps. Both end

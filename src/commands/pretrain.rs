@@ -15,6 +15,7 @@ use pretrain::knn::open_knn_data;
 use pretrain::mocov3::task::pretrain_mocov3;
 use pretrain::task::{pretrain_mae, PretrainRun, PretrainSummary};
 use pretrain::Recipe;
+use engine::recipe_file::RecipeFile as _;
 use vision::datasets::DatasetKind;
 
 use super::weights::weight_search;
@@ -48,7 +49,8 @@ pub enum Method {
     vitdet pretrain visualize --weights runs/mae_shapes/model.safetensors --images runs/mae_shapes/data/val/star --out grid.png\n\n\
     Recipes (--config): pretrain_mae_tiny (the released recipe), pretrain_mae_shapes_tiny, \
     pretrain_distill_mae_tiny, pretrain_distill_shapes_tiny, pretrain_mocov3_tiny, pretrain_mocov3_shapes_tiny, \
-    or a TOML file.\n\
+    or a TOML file; a recipe may start from another (base = \"other.toml\") and --set KEY=VALUE\n\
+    overrides one key (--set train.blr=3e-4 --set model.mask_ratio=0.6).\n\
     --teacher (distill): mae_base, the released mae_base_1600e.pth.tar in --weights-dir, $VITDET_WEIGHTS \
     or ~/.cache/vitdet/weights, or any ViT checkpoint path (e.g. an MAE pre-trained first with --method mae).\n\
     --data: an ImageFolder tree (its train/ subfolder when there is one) or a flat folder of images;\n\
@@ -69,6 +71,8 @@ pub struct PretrainArgs {
     /// pretrain_mae_tiny with it (distill and mocov3: their own).
     #[arg(long, value_name = "TOML_OR_NAME")]
     config: Option<String>,
+    #[command(flatten)]
+    overrides: super::RecipeOverrides,
     /// A folder of images. Without it the synthetic shapes set is generated into OUT/data.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
@@ -198,10 +202,11 @@ fn resolve_teacher(table: &mut DistillConfig, weights_dir: Option<&PathBuf>) -> 
 }
 
 /// The recipe `--config` names (default: `with_data` when `--data` is
-/// given, else `synthetic`) with the size and epoch flags applied.
+/// given, else `synthetic`) with its bases, the `--set` overrides, and the
+/// size and epoch flags applied.
 fn load_recipe(args: &PretrainArgs, with_data: &str, synthetic: &str) -> anyhow::Result<Recipe> {
     let default = if args.data.is_some() { with_data } else { synthetic };
-    let mut recipe = Recipe::load_or_builtin(&super::recipe_source(args.config.as_deref(), &args.out, args.resume, default))?;
+    let mut recipe = Recipe::resolve(&super::recipe_source(args.config.as_deref(), &args.out, args.resume, default), &args.overrides.set)?;
     if let Some(n) = args.input_size {
         recipe.data.input_size = n;
     }

@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use coco::shapes;
-use detector::data::{DetectionDataset, Purpose, SplitKind};
+use coco::Split;
+use engine::recipe_file::RecipeFile as _;
+use detector::data::{DetectionDataset, Purpose};
 use detector::evaluate::EvalSplit;
 use detector::train::{train, TrainRun};
 
-use super::detection::{load_recipe, DataArgs};
+use super::detection::DataArgs;
 use super::weights::weight_search;
 
 /// Arguments of `vitdet train`.
@@ -18,7 +20,9 @@ use super::weights::weight_search;
 #[command(after_help = "Examples:\n  \
     vitdet train --out runs/shapes                          # built-in shapes data, CPU recipe\n  \
     vitdet train --config configs/vitdet_tiny_coco.toml --backbone distilled_mae_tiny --data /data/coco --out runs/coco\n  \
-    vitdet train --out runs/shapes --resume                 # continue from runs/shapes/checkpoint\n\n\
+    vitdet train --out runs/shapes --resume                 # continue from runs/shapes/checkpoint\n  \
+    vitdet train --out runs/short --set train.max_iter=200 --set data.shapes_train=100\n\n\
+    A recipe may start from another with base = \"other.toml\" and override only what differs.\n\
     Writes OUT/config.toml, OUT/metrics.jsonl, OUT/checkpoint/last.safetensors and OUT/model.safetensors\n\
     (with a validation split also OUT/model_best.safetensors, the highest bbox AP);\n\
     ends with the COCO table on the validation split.")]
@@ -34,6 +38,8 @@ pub struct TrainArgs {
     backbone: Option<String>,
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    overrides: super::RecipeOverrides,
     /// Output directory of the run.
     #[arg(long, value_name = "DIR", default_value = "runs/vitdet")]
     out: PathBuf,
@@ -56,7 +62,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let shapes_data = args.data.is_empty();
     let default = if shapes_data { "vitdet_tiny_shapes" } else { "vitdet_tiny_coco" };
     let config = super::recipe_source(args.config.as_deref(), &args.out, args.resume, default);
-    let request = TrainRequest { config, backbone: args.backbone, data: args.data, out: args.out, device: args.device, max_iter: args.max_iter, resume: args.resume, weights_dir: args.weights_dir };
+    let request = TrainRequest { config, overrides: args.overrides.set, backbone: args.backbone, data: args.data, out: args.out, device: args.device, max_iter: args.max_iter, resume: args.resume, weights_dir: args.weights_dir };
     train_recipe(&request)?;
     Ok(())
 }
@@ -66,6 +72,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 pub struct TrainRequest {
     /// Recipe file or built-in name.
     pub config: String,
+    /// `--set KEY=VALUE` recipe overrides.
+    pub overrides: Vec<String>,
     /// Backbone spec; `None` takes the recipe's.
     pub backbone: Option<String>,
     /// Data flags; empty for the built-in shapes data.
@@ -87,12 +95,12 @@ pub struct TrainRequest {
 pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::TrainSummary> {
     let shapes_data = args.data.is_empty();
     let config = &args.config;
-    let mut recipe = load_recipe(config)?;
+    let mut recipe = detector::recipe::Recipe::resolve(config, &args.overrides)?;
     if let Some(n) = args.max_iter {
         recipe.train = recipe.train.with_max_iter(n);
     }
     let data = if shapes_data { generate_shapes(&recipe, &args.out.join("shapes"))? } else { args.data.clone() };
-    let train_files = data.split(SplitKind::Train)?.ok_or_else(|| crate::exit::user("no training split: pass --data DIR or --train-json/--train-images"))?;
+    let train_files = data.split(Split::Train)?.ok_or_else(|| crate::exit::user("no training split: pass --data DIR or --train-json/--train-images"))?;
     let train_set = DetectionDataset::load(&train_files, Purpose::Train)?;
     for line in train_set.report().lines() {
         eprintln!("warning: {}: {line}", train_files.annotations.display());
@@ -100,7 +108,7 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
     if train_set.is_empty() {
         return Err(crate::exit::user(format!("{}: no training image with a usable annotation", train_files.annotations.display())));
     }
-    let val = match data.split(SplitKind::Val)? {
+    let val = match data.split(Split::Val)? {
         Some(files) => Some(EvalSplit::load(&files)?),
         None => None,
     };
@@ -154,7 +162,7 @@ pub fn train_recipe(args: &TrainRequest) -> anyhow::Result<detector::train::Trai
 
 /// Writes the recipe's shapes dataset into `dir` (once: an existing one is reused).
 pub fn generate_shapes(recipe: &detector::recipe::Recipe, dir: &std::path::Path) -> anyhow::Result<DataArgs> {
-    if !dir.join("annotations").join("instances_train.json").is_file() {
+    if !shapes::layout::has_detection_dataset(dir) {
         let d = &recipe.data;
         let cfg = d.shapes_config(recipe.train.seed);
         let summary = shapes::generate(&cfg, dir).with_context(|| format!("generating the shapes dataset in {}", dir.display()))?;

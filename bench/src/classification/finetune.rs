@@ -17,6 +17,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use engine::ops::cross_entropy;
+use engine::recipe_file::RecipeFile as _;
 use engine::optim::{build_param_groups, AdamW, AdamWConfig, DecayRule, Optimizer};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;

@@ -415,7 +415,14 @@ mod tests {
 
     #[test]
     fn empty_sides_leave_empty_matrix() {
-        iou(&[], &[strip(0, 1)], &[false], &mut []).unwrap();
-        iou(&[strip(0, 1)], &[], &[], &mut []).unwrap();
+        // pycocotools returns [] for an empty side: the matrix has no cells, so
+        // only an empty buffer fits it, and a buffer with a cell is refused.
+        for (dt, gt, crowd) in [(vec![], vec![strip(0, 1)], vec![false]), (vec![strip(0, 1)], vec![], vec![])] {
+            let mut empty: [f64; 0] = [];
+            assert!(iou(&dt, &gt, &crowd, &mut empty).is_ok());
+            let mut one_cell = [7.0];
+            assert!(matches!(iou(&dt, &gt, &crowd, &mut one_cell), Err(Error::IouShape { .. })));
+            assert_eq!(one_cell, [7.0], "a refused buffer is left untouched");
+        }
     }
 }

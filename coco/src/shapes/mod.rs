@@ -2,13 +2,11 @@
 //! star, ellipse, hexagon) in random colours over textured backgrounds, written
 //! in COCO layout (detection) or ImageFolder layout (classification).
 //!
-//! Detection layout (`vitdet data shapes --out DIR`):
-//! ```text
-//! DIR/train/000000.png ...          DIR/annotations/instances_train.json
-//! DIR/val/000000.png ...            DIR/annotations/instances_val.json
-//! ```
-//! Classification layout (`--classification`): `DIR/{train,val}/<class>/000000.png`,
-//! one dominant shape per image, classes balanced (`index % categories`).
+//! The folder layout (`vitdet data shapes --out DIR`) is spelled once, in
+//! [`layout`]: detection writes `DIR/{train,val}/000000.png` and
+//! `DIR/annotations/instances_{train,val}.json`; classification
+//! (`--classification`) writes `DIR/{train,val}/<class>/000000.png`, one
+//! dominant shape per image, classes balanced (`index % categories`).
 //!
 //! What the annotations promise (checked by `coco/tests/shapes.rs`):
 //! - segmentations are exactly the drawn pixels: shapes are rasterised with the
@@ -30,11 +28,12 @@
 
 pub mod background;
 pub mod kinds;
+pub mod layout;
 pub mod scene;
 
 use std::fs;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::BufWriter;
+use std::path::Path;
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use rand::SeedableRng;
@@ -45,7 +44,7 @@ pub use kinds::ShapeKind;
 pub use scene::{area_thresholds, ClassificationStyle, Scene, SceneObject, SceneParams};
 
 use crate::types::{AnnId, Annotation, Category, CategoryId, ImageId, ImageInfo, InstancesFile};
-use crate::Error;
+use crate::{Error, Split};
 
 /// Smallest supported image side: shapes and crowds need room.
 pub const MIN_SIZE: u32 = 32;
@@ -61,30 +60,11 @@ pub enum ShapesTask {
     Classification,
 }
 
-/// A split of the dataset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Split {
-    /// The training split.
-    Train,
-    /// The validation split.
-    Val,
-}
-
-impl Split {
-    /// The directory / file-name stem (`"train"`, `"val"`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Val => "val",
-        }
-    }
-
-    /// The split's RNG stream tag.
-    fn tag(self) -> u64 {
-        match self {
-            Split::Train => 0,
-            Split::Val => 1,
-        }
+/// The split's RNG stream tag (the high word of every image's stream).
+fn stream_tag(split: Split) -> u64 {
+    match split {
+        Split::Train => 0,
+        Split::Val => 1,
     }
 }
 
@@ -152,7 +132,7 @@ impl ShapesConfig {
     /// the other images.
     pub fn image_rng(&self, split: Split, index: usize) -> ChaCha8Rng {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        rng.set_stream(split.tag() << 32 | index as u64);
+        rng.set_stream(stream_tag(split) << 32 | index as u64);
         rng
     }
 }
@@ -169,7 +149,7 @@ pub struct ShapesSummary {
 }
 
 /// Renders detection image `index` of `split` (what [`generate`] writes as
-/// `DIR/<split>/<index>.png`), for callers that want the data in memory.
+/// `DIR/<split>/<index>.png`, [`layout`]), for callers that want the data in memory.
 ///
 /// # Errors
 /// [`Error::ShapesConfig`] for an invalid config.
@@ -246,25 +226,24 @@ pub fn file_name(index: usize) -> String {
 pub fn generate(cfg: &ShapesConfig, out: &Path) -> Result<ShapesSummary, Error> {
     cfg.validate()?;
     let mut summary = ShapesSummary::default();
-    for (slot, split) in [Split::Train, Split::Val].into_iter().enumerate() {
-        let dir = out.join(split.name());
+    for (slot, split) in Split::ALL.into_iter().enumerate() {
         match cfg.task {
             ShapesTask::Detection => {
+                let dir = layout::images_dir(out, split);
                 create_dir(&dir)?;
                 let file = write_detection_split(cfg, split, &dir)?;
                 summary.annotations[slot] = file.annotations.len();
                 summary.crowd[slot] = file.annotations.iter().filter(|a| a.iscrowd).count();
-                let ann_dir = out.join("annotations");
-                create_dir(&ann_dir)?;
-                write_json_atomic(&ann_dir.join(format!("instances_{}.json", split.name())), &file)?;
+                create_dir(&layout::annotations_dir(out))?;
+                crate::results::write_json_atomic(&layout::annotations_file(out, split), &file)?;
             }
             ShapesTask::Classification => {
-                for kind in &cfg.scene.categories {
-                    create_dir(&dir.join(kind.name()))?;
+                for &kind in &cfg.scene.categories {
+                    create_dir(&layout::class_dir(out, split, kind))?;
                 }
                 (0..cfg.count(split)).into_par_iter().try_for_each(|i| {
                     let (kind, scene) = render_classification(cfg, split, i)?;
-                    write_png(&dir.join(kind.name()).join(file_name(i)), &scene.image)
+                    write_png(&layout::class_dir(out, split, kind).join(file_name(i)), &scene.image)
                 })?;
             }
         }
@@ -334,16 +313,4 @@ fn write_png(path: &Path, image: &image::RgbImage) -> Result<(), Error> {
     let file = fs::File::create(path).map_err(|source| Error::Write { path: path.to_path_buf(), source })?;
     let encoder = PngEncoder::new_with_quality(BufWriter::new(file), CompressionType::Fast, FilterType::Adaptive);
     image.write_with_encoder(encoder).map_err(|source| Error::ImageWrite { path: path.to_path_buf(), source })
-}
-
-/// Writes JSON to a temporary file next to `path`, syncs it, then renames.
-fn write_json_atomic(path: &Path, value: &InstancesFile) -> Result<(), Error> {
-    let tmp: PathBuf = path.with_extension("json.tmp");
-    let write_err = |source| Error::Write { path: path.to_path_buf(), source };
-    let file = fs::File::create(&tmp).map_err(write_err)?;
-    let mut writer = BufWriter::new(file);
-    serde_json::to_writer(&mut writer, value).map_err(|e| write_err(std::io::Error::other(e)))?;
-    writer.flush().map_err(write_err)?;
-    writer.get_ref().sync_all().map_err(write_err)?;
-    fs::rename(&tmp, path).map_err(write_err)
 }

@@ -6,7 +6,7 @@
 //! | layout | annotations | images |
 //! |---|---|---|
 //! | COCO 2017 | `DIR/annotations/instances_{train,val}2017.json` | `DIR/{train,val}2017/` |
-//! | `vitdet data shapes` | `DIR/annotations/instances_{train,val}.json` | `DIR/{train,val}/` |
+//! | `vitdet data shapes` ([`coco::shapes::layout`]) | `DIR/annotations/instances_{train,val}.json` | `DIR/{train,val}/` |
 //!
 //! A layout may hold only one of the two splits (an evaluation-only copy of
 //! COCO val); asking for the missing one is an error that names the file
@@ -16,26 +16,10 @@
 
 use std::path::{Path, PathBuf};
 
+use coco::shapes::layout as shapes_layout;
+use coco::Split;
+
 use crate::{Error, Result};
-
-/// A split of a detection dataset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SplitKind {
-    /// The training split.
-    Train,
-    /// The validation (evaluation) split.
-    Val,
-}
-
-impl SplitKind {
-    /// `"train"` or `"val"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            SplitKind::Train => "train",
-            SplitKind::Val => "val",
-        }
-    }
-}
 
 /// Which on-disk convention a dataset directory follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,14 +32,19 @@ pub enum LayoutKind {
 
 impl LayoutKind {
     /// The split's annotation file and image directory under `dir`.
-    fn paths(self, dir: &Path, split: SplitKind) -> SplitFiles {
-        let stem = match self {
-            LayoutKind::Coco2017 => format!("{}2017", split.name()),
-            LayoutKind::Shapes => split.name().to_owned(),
-        };
-        SplitFiles {
-            annotations: dir.join("annotations").join(format!("instances_{stem}.json")),
-            images: dir.join(stem),
+    fn paths(self, dir: &Path, split: Split) -> SplitFiles {
+        match self {
+            LayoutKind::Coco2017 => {
+                let stem = format!("{}2017", split.name());
+                SplitFiles {
+                    annotations: dir.join("annotations").join(format!("instances_{stem}.json")),
+                    images: dir.join(stem),
+                }
+            }
+            LayoutKind::Shapes => SplitFiles {
+                annotations: shapes_layout::annotations_file(dir, split),
+                images: shapes_layout::images_dir(dir, split),
+            },
         }
     }
 }
@@ -134,7 +123,7 @@ impl DataLayout {
                 let files = kind.paths(dir, split);
                 files.annotations.is_file().then_some(files)
             };
-            let (train, val) = (present(SplitKind::Train), present(SplitKind::Val));
+            let (train, val) = (present(Split::Train), present(Split::Val));
             if train.is_none() && val.is_none() {
                 continue;
             }
@@ -156,10 +145,10 @@ impl DataLayout {
     /// # Errors
     /// [`Error::DataLayout`] naming the annotation file that was looked for if
     /// the split is absent.
-    pub fn split(&self, split: SplitKind) -> Result<&SplitFiles> {
+    pub fn split(&self, split: Split) -> Result<&SplitFiles> {
         let found = match split {
-            SplitKind::Train => self.train.as_ref(),
-            SplitKind::Val => self.val.as_ref(),
+            Split::Train => self.train.as_ref(),
+            Split::Val => self.val.as_ref(),
         };
         found.ok_or_else(|| Error::DataLayout {
             path: self.kind.paths(&self.root, split).annotations,

@@ -15,6 +15,6 @@ pub mod rle_polygons;
 pub mod transforms;
 
 pub use dataset::{DetectionDataset, ImageRecord, Instance, Purpose};
-pub use layout::{DataLayout, LayoutKind, SplitFiles, SplitKind};
+pub use layout::{DataLayout, LayoutKind, SplitFiles};
 pub use loader::{eval_stream, pixels_to_tensor, train_stream, Batch, BatchStream, LoaderConfig};
 pub use transforms::{DetectionSample, LsjConfig};

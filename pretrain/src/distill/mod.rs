@@ -123,6 +123,7 @@ fn check_layers(key: &str, layers: &[usize], low: usize, depth: usize) -> Result
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use engine::recipe_file::RecipeFile as _;
 
     #[test]
     fn defaults_are_the_released_distill_exp() {

@@ -7,7 +7,7 @@
 //! so the values differ from a PyTorch run; the distributions are the same
 //! (`tests/mocov3_init.rs`).
 
-use backbone::init::normal;
+use engine::rng::standard_normal as normal;
 use backbone::pos_embed::sincos_2d;
 use candle_core::{Device, Tensor, Var};
 use rand::Rng;
