@@ -27,9 +27,9 @@
 //! per RoI (about 400 MB for 512 RoIs × 256 channels at 7×7 with 2×2 samples);
 //! the kernel streams over the input instead.
 //!
-//! Only CPU kernels exist so far (f32, f64; contiguous after the wrapper's
-//! `contiguous()` calls). On a CUDA tensor the op fails with candle's
-//! "no cuda implementation for roi_align" error.
+//! Kernels: CPU (f32, f64; contiguous after the wrapper's `contiguous()`
+//! calls) and, behind the `cuda` feature, CUDA (f32; `roi_align_cuda.rs`,
+//! which reuses this file's per-RoI geometry).
 //!
 //! Shapes: B images, C channels, (H, W) the feature map, K RoIs,
 //! (PH, PW) = `output_size`. `input` is (B, C, H, W); `rois` is (K, 5) with
@@ -38,6 +38,26 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
+
+#[cfg(feature = "cuda")]
+#[path = "roi_align_cuda.rs"]
+mod cuda;
+
+/// Whether a device kernel other than the CPU's runs this op for `x` under
+/// the kernel switch: the CUDA kernel (f32, `cuda` feature) unless
+/// [`crate::ops::Kernels::Composed`] is chosen.
+#[cfg(feature = "cuda")]
+#[allow(dead_code)] // the hook of roi_align's kernel dispatch
+fn device_kernel(x: &Tensor) -> bool {
+    crate::ops::fused_allowed() && cuda::eligible(x)
+}
+
+/// Without the `cuda` feature there is no device kernel.
+#[cfg(not(feature = "cuda"))]
+#[allow(dead_code)] // the hook of roi_align's kernel dispatch
+fn device_kernel(_x: &Tensor) -> bool {
+    false
+}
 
 /// RoIAlign over `input` (B, C, H, W) for `rois` (K, 5) rows
 /// `(batch_index, x1, y1, x2, y2)`; returns (K, C, PH, PW).
@@ -336,6 +356,11 @@ impl CustomOp2 for RoiAlign {
         Ok((storage, shape))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s1: &candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        cuda::forward(self, s1, l1, s2, l2)
+    }
+
     fn bwd(&self, _input: &Tensor, rois: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad_input = grad_res.contiguous()?.apply_op2(rois, RoiAlignBackward(*self))?;
         Ok((Some(grad_input), None))
@@ -364,6 +389,11 @@ impl CustomOp2 for RoiAlignBackward {
             _ => candle_core::bail!("roi_align backward: grad_output and rois must both be f32 or both f64"),
         };
         Ok((storage, shape))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s1: &candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        cuda::backward(&self.0, s1, l1, s2, l2)
     }
 }
 
