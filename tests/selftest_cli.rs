@@ -60,7 +60,7 @@ fn a_mismatch_exits_one_and_marks_its_rows() {
 #[test]
 fn unknown_device_and_bad_tolerance_are_user_errors() {
     assert_user_error(&vitdet(&["selftest", "--device", "gpu"]), "unknown device `gpu`");
-    let o = vitdet(&["selftest", "--tolerance", "-1"]);
+    let o = vitdet(&["selftest", "--tolerance=-1"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("--tolerance"), "{}", text(&o.stderr));
 }
