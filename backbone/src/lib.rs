@@ -11,6 +11,7 @@ pub mod named;
 pub mod preprocess;
 pub mod pos_embed;
 pub mod rel_pos;
+pub mod selftest;
 pub mod vit;
 pub mod vitdet;
 pub mod window;

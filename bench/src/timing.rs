@@ -1,11 +1,11 @@
-//! What every benchmark shares: the timed loop, random images as stand-in
-//! data, a device sync, and the peak resident memory of the process.
+//! What every benchmark shares: the timed loop, a device sync, and the peak
+//! resident memory of the process (random images as stand-in data come from
+//! `engine::testing::random_images`).
 
 use std::time::Instant;
 
 use anyhow::Result;
-use candle_core::{DType, Device, Tensor};
-use rand::Rng;
+use candle_core::{DType, Tensor};
 
 /// Runs `step` once untimed, then `iters` (at least 1) times; returns the
 /// timed seconds. Generic over the error so that any step's error type
@@ -20,17 +20,6 @@ pub fn time_iters<E>(iters: usize, mut step: impl FnMut() -> Result<(), E>) -> R
         step()?;
     }
     Ok(start.elapsed().as_secs_f64())
-}
-
-/// A batch of `batch` random RGB images (B, 3, `side`, `side`), values
-/// uniform in [-2, 2) (about the range of normalised pixels), drawn from
-/// `rng` in row-major order: the benchmarks' stand-in for data.
-///
-/// # Errors
-/// The tensor cannot be created on `device`.
-pub fn random_images(batch: usize, side: usize, rng: &mut impl Rng, device: &Device) -> Result<Tensor> {
-    let pixels: Vec<f32> = (0..batch * 3 * side * side).map(|_| rng.gen_range(-2.0..2.0)).collect();
-    Ok(Tensor::from_vec(pixels, (batch, 3, side, side), device)?)
 }
 
 /// Waits for the device by reading one value back.

@@ -13,7 +13,9 @@ use anyhow::{anyhow, Result};
 use backbone::config::VitConfig;
 use backbone::vit::{ForwardOptions, Vit};
 
-use crate::timing::{peak_rss_mb, random_images, reset_peak_rss, sync, time_iters};
+use engine::testing::random_images;
+
+use crate::timing::{peak_rss_mb, reset_peak_rss, sync, time_iters};
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]

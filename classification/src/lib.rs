@@ -11,6 +11,7 @@ pub mod mixup;
 pub mod model;
 pub mod plots;
 pub mod recipe;
+pub mod selftest;
 pub mod weights;
 
 pub use error::{Error, Result};

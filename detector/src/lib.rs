@@ -35,6 +35,7 @@ pub mod recipe;
 pub mod roi_heads;
 pub mod rpn;
 pub mod sampling;
+pub mod selftest;
 pub mod sfp;
 pub mod structures;
 pub mod train;

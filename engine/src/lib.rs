@@ -16,6 +16,7 @@ pub mod recipe_file;
 pub mod rng;
 pub mod run_dir;
 pub mod schedule;
+pub mod selftest;
 pub mod testing;
 pub mod toml_errors;
 pub mod trainer;

@@ -23,6 +23,18 @@ const STEP: f64 = 1e-6;
 /// by O(1); correct ones agree to ~1e-9.
 const GRAD_TOL: f64 = 1e-6;
 
+/// A batch of `batch` random RGB images (B, 3, `side`, `side`), values
+/// uniform in [-2, 2) (about the range of normalised pixels), drawn from
+/// `rng` in row-major order: the stand-in for data of the benchmarks and
+/// of `vitdet selftest`.
+///
+/// # Errors
+/// The tensor cannot be created on `device`.
+pub fn random_images(batch: usize, side: usize, rng: &mut impl Rng, device: &Device) -> Result<Tensor> {
+    let pixels: Vec<f32> = (0..batch * 3 * side * side).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    Tensor::from_vec(pixels, (batch, 3, side, side), device)
+}
+
 /// A deterministic f64 tensor with entries uniform in [-1, 1), for tests.
 pub fn random_tensor(shape: &[usize], seed: u64) -> Tensor {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);

@@ -21,6 +21,7 @@ pub mod mae;
 pub mod masking;
 pub mod mocov3;
 pub mod recipe;
+pub mod selftest;
 pub mod task;
 pub mod visualize;
 pub mod weights;

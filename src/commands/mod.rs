@@ -24,6 +24,7 @@ mod import;
 mod predict;
 mod pretrain;
 mod pretrain_visualize;
+mod selftest;
 mod train;
 mod weights;
 
@@ -116,7 +117,7 @@ pub(crate) fn parse_steps(text: &str) -> Result<usize, String> {
 /// Lightweight self-supervised ViTs for on-device vision.
 #[derive(Parser, Debug)]
 #[command(name = "vitdet", version, about, propagate_version = true)]
-#[command(after_help = "Examples:\n  vitdet bench vit --batch 8 --iters 3\n  vitdet import --from mae_tiny_400e.pth.tar --out mae_tiny.safetensors\n  vitdet eval coco --gt instances_val.json --dt results.json\n  vitdet demo\n  vitdet train --out runs/shapes")]
+#[command(after_help = "Examples:\n  vitdet bench vit --batch 8 --iters 3\n  vitdet import --from mae_tiny_400e.pth.tar --out mae_tiny.safetensors\n  vitdet eval coco --gt instances_val.json --dt results.json\n  vitdet demo\n  vitdet train --out runs/shapes\n  vitdet selftest --device cuda")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -143,6 +144,8 @@ enum Command {
     /// The paper's analyses: `cka` (layer similarity), `attention` (distance, entropy), `fourier` (Δ log amplitude), with plots.
     #[command(subcommand)]
     Analyze(analyze::AnalyzeCommand),
+    /// Check a device: every model's tiny forward and backward compared with the CPU (`--device cuda`).
+    Selftest(selftest::SelftestArgs),
     /// Measure speed: `vit` (backbone), `vitdet`, `convs` (detector convolutions), `coco` (evaluator), `data`, `finetune` (classification), `mae`, `mocov3`, `distill` (pre-training).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -205,6 +208,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Classify(args) => classify::run(args),
         Command::Finetune(args) => finetune::run(args),
         Command::Pretrain(args) => pretrain::run(args),
+        Command::Selftest(args) => selftest::run(args),
         Command::Bench(BenchCommand::Vit(args)) => bench_vit::run(args),
         Command::Bench(BenchCommand::Vitdet(args)) => bench_vitdet::run(args),
         Command::Bench(BenchCommand::Convs(args)) => bench_convs::run(args),

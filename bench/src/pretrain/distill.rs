@@ -16,12 +16,12 @@ use rand::SeedableRng;
 
 use pretrain::distill::{init_adapters, DistillConfig, DistillModel, Teacher};
 use super::{time_train_steps, StepBenchOptions, StepBenchResult, LR};
-use crate::timing::random_images;
 use pretrain::mae::{DecoderConfig, MaeSpec};
 use pretrain::masking::Masking;
 use pretrain::recipe::Recipe;
 use pretrain::task::{build_mae, build_mae_optimizer};
 use anyhow::Result;
+use engine::testing::random_images;
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]

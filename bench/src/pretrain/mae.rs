@@ -16,11 +16,11 @@ use rand::SeedableRng;
 
 
 use super::{time_train_steps, StepBenchOptions, StepBenchResult, LR};
-use crate::timing::random_images;
 use pretrain::encoder::EncoderTaps;
 use pretrain::recipe::Recipe;
 use pretrain::task::{build_mae, build_mae_optimizer};
 use anyhow::Result;
+use engine::testing::random_images;
 
 /// Runs the benchmark on `device`.
 ///

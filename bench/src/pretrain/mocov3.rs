@@ -15,8 +15,8 @@ use rand::SeedableRng;
 
 use pretrain::mocov3::{recipe, MocoV3, MocoV3Config};
 use super::{time_train_steps, StepBenchOptions, StepBenchResult, LR};
-use crate::timing::random_images;
 use anyhow::Result;
+use engine::testing::random_images;
 
 /// The momentum of the timed steps' EMA (MoCo-v3's first value).
 const MOMENTUM: f64 = 0.99;

@@ -29,7 +29,8 @@
 //!
 //! [`roi_align`] dispatches through the kernel switch ([`crate::ops::Kernels`]):
 //! the CPU kernel below where `fused_eligible` (CPU, f32/f64, switch `Auto`),
-//! a device kernel where one exists (the hook [`device_kernel`]), and
+//! the CUDA kernel (`roi_align_cuda.rs`, f32, `cuda` feature; it reuses this
+//! file's per-RoI geometry) where [`device_kernel`] says so, and
 //! otherwise the composed version (`roi_align_composed.rs`: candle
 //! primitives, any device and float dtype, chunked over RoIs so its largest
 //! temporary stays under 64 MiB; also public as
@@ -42,6 +43,24 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
+
+#[cfg(feature = "cuda")]
+#[path = "roi_align_cuda.rs"]
+mod cuda;
+
+/// Whether a device kernel other than the CPU's runs this op for `x` under
+/// the kernel switch: the CUDA kernel (f32, `cuda` feature) unless
+/// [`crate::ops::Kernels::Composed`] is chosen.
+#[cfg(feature = "cuda")]
+fn device_kernel(x: &Tensor) -> bool {
+    crate::ops::fused_allowed() && cuda::eligible(x)
+}
+
+/// Without the `cuda` feature there is no device kernel.
+#[cfg(not(feature = "cuda"))]
+fn device_kernel(_x: &Tensor) -> bool {
+    false
+}
 
 /// RoIAlign over `input` (B, C, H, W) for `rois` (K, 5) rows
 /// `(batch_index, x1, y1, x2, y2)`; returns (K, C, PH, PW).
@@ -75,15 +94,6 @@ pub fn roi_align(
         return input.contiguous()?.apply_op2(&rois, op);
     }
     super::roi_align_composed::roi_align(input, rois, op, super::roi_align_composed::MAX_CHUNK_BYTES)
-}
-
-/// Whether a device kernel of [`RoiAlign`] runs `input` (a `cuda_fwd` of
-/// [`RoiAlign`] and [`RoiAlignBackward`]).
-///
-/// CUDA kernel: see roi_align_cuda (feature cuda). Until it lands no device
-/// has one, and every non-CPU tensor takes the composed version.
-fn device_kernel(_input: &Tensor) -> bool {
-    false
 }
 
 /// The RoIAlign op: its parameters and the input geometry it was built for.
@@ -360,6 +370,11 @@ impl CustomOp2 for RoiAlign {
         Ok((storage, shape))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s1: &candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        cuda::forward(self, s1, l1, s2, l2)
+    }
+
     fn bwd(&self, _input: &Tensor, rois: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad_input = grad_res.contiguous()?.apply_op2(rois, RoiAlignBackward(*self))?;
         Ok((Some(grad_input), None))
@@ -388,6 +403,11 @@ impl CustomOp2 for RoiAlignBackward {
             _ => candle_core::bail!("roi_align backward: grad_output and rois must both be f32 or both f64"),
         };
         Ok((storage, shape))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s1: &candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        cuda::backward(&self.0, s1, l1, s2, l2)
     }
 }
 
