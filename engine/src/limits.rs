@@ -10,6 +10,10 @@ pub const MAX_MICRO_BATCH: usize = 1024;
 /// Most optimizer steps a run may ask for (and what a TOML integer holds).
 pub const MAX_STEPS: usize = 1_000_000_000_000;
 
+/// How many candidate values of `grad_accum` a batch-size message tries
+/// before it stops suggesting a number.
+const DIVISOR_SEARCH: usize = 1 << 20;
+
 /// Why `batch_size` split into `grad_accum` micro-batches is not a valid
 /// setting, naming the key at fault (`batch_key` / `accum_key`), or `None`.
 pub fn batch_problem(batch_key: &str, batch_size: usize, accum_key: &str, grad_accum: usize) -> Option<(String, String)> {
@@ -22,12 +26,18 @@ pub fn batch_problem(batch_key: &str, batch_size: usize, accum_key: &str, grad_a
     let micro = batch_size / grad_accum;
     (micro > MAX_MICRO_BATCH).then(|| {
         let accum = batch_size.div_ceil(MAX_MICRO_BATCH);
+        // The smallest divisor of batch_size from `accum` up, looked for among
+        // a bounded number of candidates: a huge prime batch size would
+        // otherwise scan up to 10^19 numbers (found by tests/recipe_properties.rs).
+        let suggestion = (accum..=batch_size)
+            .take(DIVISOR_SEARCH)
+            .find(|a| batch_size.is_multiple_of(*a))
+            .map_or_else(|| format!("a divisor of {batch_size} of at least {accum}"), |a| format!("e.g. {a} or more"));
         (
             batch_key.into(),
             format!(
                 "{batch_size} images in one forward pass ({accum_key} = {grad_accum}) is more than {MAX_MICRO_BATCH}; \
-                 split it with {accum_key} (e.g. {} or more)",
-                (accum..=batch_size).find(|a| batch_size.is_multiple_of(*a)).unwrap_or(batch_size)
+                 split it with {accum_key} ({suggestion})"
             ),
         )
     })
@@ -62,6 +72,9 @@ mod tests {
         assert_eq!(key, "b");
         assert!(msg.contains("a (e.g. 100 or more)"), "{msg}");
         assert_eq!(batch_problem("b", 4096, "a", 4), None);
+        // A huge prime: answered at once, without a number to suggest.
+        let (_, msg) = batch_problem("b", 9_223_372_036_854_775_783, "a", 1).unwrap();
+        assert!(msg.contains("a divisor of 9223372036854775783 of at least"), "{msg}");
     }
 
     #[test]
