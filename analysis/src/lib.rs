@@ -4,10 +4,9 @@
 //! ([`attention`]), and Fourier spectra of the residual stream ([`fourier`]),
 //! each a pure computation over plain data, run over images batch by batch
 //! through [`backbone::Vit::forward_with_taps`] ([`passes`]) and drawn as PNGs
-//! ([`plots`]). [`bench`] times the CKA estimator.
+//! ([`plots`]).
 
 pub mod attention;
-pub mod bench;
 pub mod cka;
 mod error;
 pub mod fourier;

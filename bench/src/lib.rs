@@ -9,6 +9,7 @@
 //! primitives, the device-generic composed ops) is public API of the crate that
 //! owns it, e.g. `engine::ops::reference`.
 
+pub mod cka;
 pub mod classification;
 pub mod coco_eval;
 pub mod convs;

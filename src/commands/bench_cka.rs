@@ -1,5 +1,5 @@
 //! `vitdet bench cka`: times the CKA estimator alone on features from a
-//! safetensors file (`analysis::bench`), for `bench/cka_vs_numpy.sh`, which
+//! safetensors file (`bench::cka`), for `bench/cka_vs_numpy.sh`, which
 //! runs the NumPy estimator on the same file. Prints one JSON line.
 
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ pub fn run(args: BenchCkaArgs) -> anyhow::Result<()> {
     let mut tensors = engine::checkpoint::read_safetensors(&args.features, &Device::Cpu)?;
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let layers: Vec<_> = tensors.into_iter().map(|(_, t)| t).collect();
-    let timing = analysis::bench::time_cka(&layers, args.batch, args.rounds).map_err(|e| if e.is_user_error() { crate::exit::user(e.to_string()) } else { e.into() })?;
+    let timing = bench::cka::time_cka(&layers, args.batch, args.rounds).map_err(|e| if e.is_user_error() { crate::exit::user(e.to_string()) } else { e.into() })?;
     println!("{}", serde_json::to_string(&timing)?);
     Ok(())
 }

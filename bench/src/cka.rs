@@ -2,16 +2,15 @@
 //! bench cka`; `bench/cka_vs_numpy.sh` runs it beside the NumPy estimator of
 //! `bench/cka_numpy.py` on the same file). It isolates the estimator: Gram
 //! matrices in f64 plus the unbiased HSIC of every pair of layers, the work
-//! `vitdet analyze cka` adds to the forward passes. Kept apart from the
-//! analyses so it can move to a bench crate.
+//! `vitdet analyze cka` adds to the forward passes.
 
 use std::time::Instant;
 
 use candle_core::Tensor;
 use serde::Serialize;
 
-use crate::cka::minibatch_cka;
-use crate::Result;
+use analysis::cka::minibatch_cka;
+use analysis::Result;
 
 /// One timing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
